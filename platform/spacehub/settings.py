@@ -1,0 +1,125 @@
+"""The one typed settings object. Built at the entry points (CLI commands, app factories), never at import time.
+
+Every field reads `SPACEHUB_<NAME>`; lists are comma-separated. Every timing is a setting so tests can run in
+seconds. The README's settings table documents each of them.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+def _split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SPACEHUB_", extra="ignore", frozen=True)
+
+    # Where everything lives
+    data_dir: Path = Field(default=Path.home() / ".spacehub", description="All state: db, repos, envs, logs")
+    host: str = Field(default="127.0.0.1", description="Address of the one public port")
+    port: int = Field(default=8000, description="The one public port (proxy: API, UI and spaces)")
+    public_url: str | None = Field(default=None, description="Public URL of the platform; default http://localhost:PORT")
+    spaces_domain: str = Field(default="space.localhost", description="Spaces live at <label>.<spaces_domain>")
+    spaces_port: int | None = Field(default=None, description="Port in space URLs; default: the public URL's port")
+    runtime: Literal["process", "docker", "auto"] = Field(default="process", description="Runtime for spaces")
+
+    # Backing services
+    redis_url: str | None = Field(default=None, description="Unset: embedded redis-server on a unix socket")
+    database_url: str | None = Field(default=None, description="Unset: SQLite under the data dir")
+    admin_token: SecretStr | None = Field(default=None, description="First start creates user `admin` with it")
+
+    # Package sources for every build
+    pip_index_url: str | None = Field(default=None, description="Package index for builds")
+    pip_extra_index_urls: CommaList = Field(default_factory=list, description="Extra package indexes")
+    pip_find_links: CommaList = Field(default_factory=list, description="find-links folders or URLs")
+
+    # Builds
+    python_versions: CommaList = Field(default_factory=lambda: ["3.11"], description="Python versions offered")
+    default_gradio_version: str = Field(default="6.31.0", description="Gradio used when sdk_version is unset")
+    build_timeout_s: int = Field(default=1800, description="A build is failed after this long")
+    workers: int = Field(default=1, description="Build workers started by `spacehub serve`")
+
+    # Uploads (every upload is hostile until checked)
+    max_upload_bytes: int = Field(default=512 * 1024 * 1024, description="Largest upload body")
+    max_tree_bytes: int = Field(default=1024 * 1024 * 1024, description="Largest unpacked tree")
+    max_file_bytes: int = Field(default=256 * 1024 * 1024, description="Largest single file")
+    max_entries: int = Field(default=10_000, description="Most files in one upload")
+
+    # Running
+    ready_timeout_s: float = Field(default=180.0, description="Time an app gets to answer its readiness probe")
+    stop_grace_s: float = Field(default=5.0, description="SIGTERM to SIGKILL grace when stopping an app")
+    reconcile_interval_s: float = Field(default=5.0, description="How often the supervisor repairs drift")
+    log_stream_max: int = Field(default=5000, description="Lines kept per log stream")
+    sse_keepalive_s: float = Field(default=15.0, description="Keep-alive interval of log streams")
+
+    # CLI
+    url: str | None = Field(default=None, description="CLI: platform URL (default: the public URL)")
+    token: SecretStr | None = Field(default=None, description="CLI: API token (default: saved by `login`)")
+
+    _split = field_validator("pip_extra_index_urls", "pip_find_links", "python_versions", mode="before")(
+        _split_commas
+    )
+
+    @cached_property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://localhost:{self.port}").rstrip("/")
+
+    @cached_property
+    def platform_hosts(self) -> frozenset[str]:
+        """Host header values (without port) that reach the API and UI."""
+        public = urlsplit(self.base_url).hostname or "localhost"
+        return frozenset({public.lower(), "localhost", "127.0.0.1", "[::1]", "::1"})
+
+    @cached_property
+    def spaces_scheme(self) -> str:
+        return urlsplit(self.base_url).scheme or "http"
+
+    def space_url(self, label: str) -> str:
+        port = self.spaces_port if self.spaces_port is not None else urlsplit(self.base_url).port
+        suffix = f":{port}" if port else ""
+        return f"{self.spaces_scheme}://{label}.{self.spaces_domain}{suffix}"
+
+    # Paths under the data dir
+    @property
+    def repos_dir(self) -> Path:
+        return self.data_dir / "repos"
+
+    @property
+    def envs_dir(self) -> Path:
+        return self.data_dir / "envs"
+
+    @property
+    def apps_dir(self) -> Path:
+        return self.data_dir / "apps"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data_dir / "run"
+
+    @property
+    def api_socket(self) -> Path:
+        return self.run_dir / "api.sock"
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'spacehub.db'}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""spacehub worker side: RQ jobs, recipes, builders, runtimes, GPU allocation."""
