@@ -1,0 +1,3 @@
+from spacehub.cli import main
+
+main()

@@ -1,0 +1,50 @@
+"""Request-scoped dependencies: the platform, a DB session, and who is calling."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from spacehub.accounts import TOKEN_PREFIX, authenticate_token
+from spacehub.context import Platform
+from spacehub.errors import Unauthorized
+from spacehub.store.models import User
+
+
+def get_platform(request: Request) -> Platform:
+    platform: Platform = request.app.state.platform
+    return platform
+
+
+def get_session(platform: Platform = Depends(get_platform)) -> Iterator[Session]:
+    with platform.db.session() as session:
+        yield session
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+def optional_user(request: Request, session: Session = Depends(get_session)) -> User | None:
+    token = bearer_token(request)
+    if token is None:
+        session_user = getattr(request.state, "session_user_id", None)
+        return session.get(User, session_user) if session_user else None
+    if not token.startswith(TOKEN_PREFIX) and len(token) < 8:
+        raise Unauthorized("Invalid credentials in Authorization header")
+    user, _token = authenticate_token(session, token)
+    # End the write (last-used time) now: SQLite allows one writer, and the handler may open its own session.
+    session.commit()
+    return user
+
+
+def require_user(user: User | None = Depends(optional_user)) -> User:
+    if user is None:
+        raise Unauthorized("this needs a token: send `Authorization: Bearer <token>`")
+    return user

@@ -1,0 +1,187 @@
+"""`spacehub` subcommands. Settings are built here, at the entry point, from SPACEHUB_* and the options."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+
+from spacehub import accounts
+from spacehub.cli.client import Client, save_credentials
+from spacehub.context import Platform
+from spacehub.errors import SpacehubError
+from spacehub.settings import Settings, load_settings
+
+
+def _settings(**overrides: Any) -> Settings:
+    return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SpacehubError as exc:  # the platform's own errors are messages, not tracebacks
+            raise click.ClickException(exc.message) from None
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="spacehub")
+def cli() -> None:
+    """spacehub: a self-hosted home for Gradio, Docker and static app spaces."""
+
+
+@cli.command()
+@click.option("--host", help="Address of the public port (SPACEHUB_HOST).")
+@click.option("--port", type=int, help="The public port (SPACEHUB_PORT).")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="All state (SPACEHUB_DATA_DIR).")
+def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
+    """Run everything: proxy, API, workers, supervisor and (unless configured) an embedded redis."""
+    from spacehub.serve import run
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = _settings(host=host, port=port, data_dir=data_dir)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a dependency; plain asyncio still works
+        pass
+    asyncio.run(run(settings))
+
+
+@cli.command()
+@click.option("--queue", "queues", multiple=True, help="Queue(s) to work on (default: ops and builds).")
+@click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
+def worker(queues: tuple[str, ...], burst: bool) -> None:
+    """Run an RQ worker for spacehub's jobs."""
+    from spacehub_runner.worker import run_worker  # the CLI is where both halves meet
+
+    run_worker(_settings(), list(queues) or None, burst=burst)
+
+
+@cli.command()
+def supervisor() -> None:
+    """Keep running spaces running: re-adopt, restart, repair routes, pump run logs."""
+    from spacehub_runner.supervisor import Supervisor
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    Supervisor(Platform.open(_settings(), migrate_schema=False)).run(threading.Event())
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("repo_id")
+@click.option("--sdk", type=click.Choice(["gradio", "docker", "static"]), help="Default: README's sdk, or gradio.")
+@click.option("--private", is_flag=True, help="Create the space private.")
+@click.option("--hardware", help="Hardware flavor, e.g. cpu-basic or t4-small.")
+@click.option("-m", "--message", default="Push with spacehub", show_default=True)
+@click.option("--no-follow", is_flag=True, help="Don't wait for the build.")
+@click.option("--timeout", type=float, default=1800, show_default=True, help="Seconds to wait for RUNNING.")
+def push(folder: Path, repo_id: str, sdk: str | None, private: bool, hardware: str | None, message: str,
+         no_follow: bool, timeout: float) -> None:
+    """Upload FOLDER as the space REPO_ID (owner/name), follow its build and print its URL."""
+    from spacehub.cli import push as pushing
+
+    pushing.push(Client(_settings()), folder, repo_id, sdk=sdk, private=private, hardware=hardware,
+                 message=message, follow=not no_follow, timeout=timeout)
+
+
+@cli.command("ls")
+@click.option("--author", help="Only this owner's spaces.")
+def list_spaces(author: str | None) -> None:
+    """List the spaces you can see."""
+    client = Client(_settings())
+    rows = client.get("/api/spaces", params={"author": author} if author else None)
+    if not rows:
+        click.echo("No spaces.")
+        return
+    width = max(len(r["id"]) for r in rows)
+    for row in rows:
+        click.echo(f"{row['id']:<{width}}  {row['runtime']['stage']:<20} {row['host']}")
+
+
+@cli.command()
+@click.argument("repo_id")
+@click.option("--build", "kind", flag_value="build", help="The build log (default: the app's run log).")
+@click.option("--run", "kind", flag_value="run", default=True, hidden=True)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
+def logs(repo_id: str, kind: str, follow: bool) -> None:
+    """Print a space's run log (or --build log)."""
+    client = Client(_settings())
+    try:
+        for event in client.sse(f"/api/spaces/{repo_id}/logs/{kind}", params={"follow": str(follow).lower()}):
+            click.echo(event["data"], nl=False)
+    except KeyboardInterrupt:
+        pass
+
+
+@cli.command()
+@click.option("--token", prompt=True, hide_input=True, help="An API token (`spacehub token create`).")
+@click.option("--url", help="Platform URL (default: SPACEHUB_URL or the local one).")
+def login(token: str, url: str | None) -> None:
+    """Check a token and save it for later commands."""
+    settings = _settings(token=token, url=url)
+    client = Client(settings)
+    me = client.get("/api/whoami-v2")
+    save_credentials(client.url, token)
+    click.echo(f"Logged in to {client.url} as {me['name']}")
+
+
+@cli.group()
+def users() -> None:
+    """Manage users (on this machine's data dir)."""
+
+
+@users.command("create")
+@click.argument("name")
+@click.option("--admin", is_flag=True)
+@click.option("--password", help="Password for signing in to the web UI (prompted with --ask-password).")
+def users_create(name: str, admin: bool, password: str | None) -> None:
+    platform = Platform.open(_settings())
+    with platform.db.session() as session:
+        user = accounts.create_user(session, name, admin=admin, password=password)
+        click.echo(f"Created user {user.name}" + (" (admin)" if admin else ""))
+
+
+@cli.group()
+def orgs() -> None:
+    """Manage organizations (on this machine's data dir)."""
+
+
+@orgs.command("create")
+@click.argument("name")
+@click.option("--member", "members", multiple=True, help="A user to add as a member (repeatable).")
+def orgs_create(name: str, members: tuple[str, ...]) -> None:
+    platform = Platform.open(_settings())
+    with platform.db.session() as session:
+        org = accounts.create_org(session, name, members)
+        click.echo(f"Created organization {org.name}" + (f" with {', '.join(members)}" if members else ""))
+
+
+@cli.group()
+def token() -> None:
+    """Manage API tokens (on this machine's data dir)."""
+
+
+@token.command("create")
+@click.option("--user", "user_name", help="Owner of the token (default: admin).")
+@click.option("--name", "token_name", default="cli", show_default=True)
+def token_create(user_name: str | None, token_name: str) -> None:
+    """Create an API token and print it (it is shown only once)."""
+    platform = Platform.open(_settings())
+    with platform.db.session() as session:
+        user = accounts.get_user(session, user_name or "admin")
+        click.echo(accounts.create_token(session, user, token_name).secret)
+
+
+def main() -> None:
+    try:
+        cli()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,38 @@
+"""The platform's handles on its state, opened once at an entry point and passed down explicitly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import redis
+
+from spacehub import redisconn
+from spacehub.accounts import ensure_admin
+from spacehub.repos import RepoStore
+from spacehub.settings import Settings
+from spacehub.store.db import Database, migrate
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    db: Database
+    repos: RepoStore
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        return redisconn.connect(self.settings)
+
+    @classmethod
+    def open(cls, settings: Settings, *, migrate_schema: bool = True) -> Platform:
+        for path in (settings.data_dir, settings.repos_dir, settings.run_dir, settings.logs_dir):
+            path.mkdir(parents=True, exist_ok=True)
+        url = settings.effective_database_url
+        if migrate_schema:
+            migrate(url)
+        db = Database(url)
+        if settings.admin_token is not None:
+            with db.session() as session:
+                ensure_admin(session, settings.admin_token.get_secret_value())
+        return cls(settings=settings, db=db, repos=RepoStore(settings.repos_dir))

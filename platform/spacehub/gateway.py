@@ -1,0 +1,148 @@
+"""Host rules of the one public port (design.md §5): which Host goes to the API, to a space, or nowhere.
+
+Routes come from Redis (written by the worker when a revision is ready) and are cached here, refreshed on the
+route channel and periodically; what a label means when it has no route (no such space, building, paused...)
+comes from SQL, also cached briefly, so the proxy's hot path never waits on a database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from sqlalchemy import select
+
+from spacehub.proxy.routing import Route, Upstream
+from spacehub.routes import ROUTES_CHANNEL, ROUTES_KEY
+from spacehub.settings import Settings
+from spacehub.stages import Stage
+from spacehub.store.db import Database
+from spacehub.store.models import Space
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SpaceEntry:
+    id: int
+    repo_id: str
+    stage: str
+    private: bool
+    message: str
+
+
+def _json_route(status: int, message: str, code: str, **extra: object) -> Route:
+    body = json.dumps({"error": message, **extra}).encode()
+    return Route(upstream=None, status=status, body=body, extra_headers=(("X-Error-Code", code),))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _upstream(target: str) -> Upstream:
+    if target.startswith("unix:"):
+        return Upstream(unix_path=target[5:])
+    host, _, port = target.rpartition(":")
+    return Upstream(host=host, port=int(port))
+
+
+class SpaceResolver:
+    def __init__(self, settings: Settings, db: Database, redis_url: str, space_cache_s: float = 2.0) -> None:
+        self.settings = settings
+        self.db = db
+        self.redis_url = redis_url
+        self.api = Upstream(unix_path=str(settings.api_socket))
+        self.suffix = "." + settings.spaces_domain.lower()
+        self.routes: dict[str, str] = {}
+        self.spaces: dict[str, SpaceEntry] = {}
+        self._spaces_loaded = 0.0
+        self.space_cache_s = space_cache_s
+        self._tasks: list[asyncio.Task[None]] = []
+        self._redis: aioredis.Redis | None = None
+
+    async def start(self) -> None:
+        self._redis = aioredis.Redis.from_url(self.redis_url)
+        await self._load_routes()
+        await self._load_spaces()
+        self._tasks = [asyncio.create_task(self._watch_routes()), asyncio.create_task(self._refresh_loop())]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    async def _load_routes(self) -> None:
+        assert self._redis is not None
+        raw = await self._redis.hgetall(ROUTES_KEY)  # type: ignore[misc]
+        self.routes = {_text(k): _text(v) for k, v in raw.items()}
+
+    def _query_spaces(self) -> dict[str, SpaceEntry]:
+        with self.db.session() as session:
+            rows = session.execute(select(Space.id, Space.owner, Space.name, Space.label, Space.stage, Space.private,
+                                          Space.message).where(Space.repo_type == "space"))
+            return {r.label: SpaceEntry(r.id, f"{r.owner}/{r.name}", str(r.stage), r.private, r.message or "")
+                    for r in rows}
+
+    async def _load_spaces(self) -> None:
+        self.spaces = await asyncio.to_thread(self._query_spaces)
+        self._spaces_loaded = time.monotonic()
+
+    async def _watch_routes(self) -> None:
+        while True:
+            try:
+                assert self._redis is not None
+                async with self._redis.pubsub() as pubsub:
+                    await pubsub.subscribe(ROUTES_CHANNEL)
+                    await self._load_routes()  # nothing published while we were not listening is lost
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            await self._load_routes()
+                            await self._load_spaces()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - keep serving on the cache; retry the subscription
+                log.exception("route watcher failed; retrying")
+                await asyncio.sleep(1)
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(5)
+            try:
+                await self._load_routes()
+                await self._load_spaces()
+            except Exception:  # noqa: BLE001
+                log.exception("route refresh failed")
+
+    async def __call__(self, host: str, headers: list[tuple[bytes, bytes]]) -> Route:
+        if host in self.settings.platform_hosts:
+            return Route(upstream=self.api)
+        if not host.endswith(self.suffix):
+            return _json_route(421, f"this server does not serve the host {host!r}", "MisdirectedRequest")
+        label = host[: -len(self.suffix)]
+        entry = self.spaces.get(label)
+        if entry is None and time.monotonic() - self._spaces_loaded > 0.5:
+            await self._load_spaces()  # a space created a moment ago
+            entry = self.spaces.get(label)
+        if entry is None:
+            return _json_route(404, f"no space at {host}", "RepoNotFound")
+        target = self.routes.get(label)
+        if target is not None:
+            return Route(upstream=_upstream(target), space_id=entry.id, is_space=True)
+        return self._not_serving(entry)
+
+    def _not_serving(self, entry: SpaceEntry) -> Route:
+        stage = entry.stage
+        if stage in (Stage.BUILDING, Stage.APP_STARTING, Stage.RUNNING_BUILDING, Stage.RUNNING_APP_STARTING):
+            route = _json_route(503, f"space {entry.repo_id} is starting ({stage})", "SpaceNotReady", stage=stage)
+            return Route(upstream=None, status=503, body=route.body,
+                         extra_headers=route.extra_headers + (("Retry-After", "5"),))
+        detail = f": {entry.message}" if entry.message else ""
+        return _json_route(503, f"space {entry.repo_id} is not running ({stage}){detail}", "SpaceNotRunning",
+                           stage=stage)

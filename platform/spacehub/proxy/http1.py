@@ -1,0 +1,455 @@
+"""HTTP/1.1 message readers over httptools (llhttp): pull-style `read_head()` / `read_body()` on top of a
+push parser.
+
+httptools calls back while it parses whatever bytes it is fed; the readers turn those callbacks into a queue
+of events (head, body piece, end, error) that the server pulls one at a time, so a pipelined second request
+waits in the queue while the first is served. llhttp is strict by default (no leniency flags are set here);
+on top of it the request reader rejects anything a downstream server could read differently: CL+TE, repeated
+framing headers, a Transfer-Encoding other than `chunked`, several Host headers, non-origin-form targets,
+oversized heads.
+
+A head is only released to the server once llhttp has accepted it completely (llhttp runs some checks after
+`on_headers_complete`), so a request that turns out to be invalid is never forwarded, not even partially.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import deque
+from dataclasses import dataclass
+from typing import Protocol
+
+import httptools
+
+from .errors import BadRequest, ClientGone, HeadersTooLarge, UpstreamFailed
+
+# Per header line: ": " and CRLF. The request line adds a method, two spaces, "HTTP/1.1" and CRLF.
+_HEADER_LINE_OVERHEAD = 4
+_REQUEST_LINE_OVERHEAD = 20
+
+IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+
+# A Host value: reg-name or IPv4 (RFC 3986 unreserved, sub-delims, pct-encoded) or IPv6 literal; a port.
+_HOST_VALUE = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?")
+
+_FRAMING_HEADERS = frozenset({b"host", b"content-length", b"transfer-encoding"})
+
+_HEAD, _BODY, _END, _ERROR = range(4)
+_IDLE, _IN_HEAD, _IN_BODY = range(3)
+
+
+class ByteSource(Protocol):
+    """What a reader pulls bytes from (a `Channel`; tests may pass anything with these two members)."""
+
+    async def read(self) -> bytes: ...
+
+    def abort(self) -> None: ...
+
+
+@dataclass(slots=True)
+class RequestHead:
+    method: bytes
+    target: bytes
+    http_version: str
+    headers: list[tuple[bytes, bytes]]  # as received, names in their original case
+    host: bytes | None
+    content_length: int | None
+    chunked: bool
+    keep_alive: bool
+    upgrade: bool  # Connection: upgrade + Upgrade: ... (llhttp's definition)
+
+    @property
+    def has_body(self) -> bool:
+        return self.chunked or bool(self.content_length)
+
+    @property
+    def idempotent(self) -> bool:
+        return self.method in IDEMPOTENT_METHODS
+
+
+@dataclass(slots=True)
+class ResponseHead:
+    status: int
+    reason: bytes
+    http_version: str
+    headers: list[tuple[bytes, bytes]]
+    content_length: int | None
+    chunked: bool
+    keep_alive: bool
+
+    @property
+    def informational(self) -> bool:
+        return 100 <= self.status < 200
+
+    @property
+    def bodyless(self) -> bool:
+        """Never has a body, whatever its headers say (RFC 9112 §6.3)."""
+        return self.informational or self.status in (204, 304)
+
+
+class _MessageReader:
+    """The event queue and head-size guard shared by the request and response readers."""
+
+    def __init__(self, source: ByteSource, max_header_bytes: int) -> None:
+        self._source = source
+        self._max_header_bytes = max_header_bytes
+        self._events: deque[tuple[int, object]] = deque()
+        self._state = _IDLE
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._head_bytes = 0
+        self._unfinished_head_bytes = 0  # bytes fed while a head was incomplete: bounds a never-ending head
+        self._pending_head: object | None = None  # parsed, but llhttp has not finished checking it yet
+        self.upgrade_leftover: bytes | None = None  # bytes after an upgrade message, not HTTP any more
+
+    # httptools callbacks (names fixed by httptools)
+
+    def on_message_begin(self) -> None:
+        self._state = _IN_HEAD
+        self._headers = []
+        self._head_bytes = 0
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._state != _IN_HEAD:
+            return  # a chunked trailer: dropped (the proxy forwards no trailers)
+        self._head_bytes += len(name) + len(value) + _HEADER_LINE_OVERHEAD
+        if self._head_bytes > self._max_header_bytes:
+            raise self._head_too_large()
+        self._headers.append((name, value))
+
+    def on_body(self, body: bytes) -> None:
+        self._release_pending_head()
+        self._events.append((_BODY, body))
+
+    def on_message_complete(self) -> None:
+        self._release_pending_head()
+        self._events.append((_END, None))
+        self._state = _IDLE
+        self._unfinished_head_bytes = 0
+
+    # Shared machinery
+
+    def _count_head_bytes(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > self._max_header_bytes:
+            raise self._head_too_large()
+
+    def _head_too_large(self) -> Exception:
+        return HeadersTooLarge("request headers too large")
+
+    def _malformed(self, detail: str) -> Exception:
+        return BadRequest(f"malformed request: {detail}")
+
+    def _head_parsed(self, head: object) -> None:
+        self._pending_head = head
+        self._state = _IN_BODY
+        self._unfinished_head_bytes = 0
+
+    def _release_pending_head(self) -> None:
+        if self._pending_head is not None:
+            self._events.append((_HEAD, self._pending_head))
+            self._pending_head = None
+
+    def _feed(self, parser: httptools.HttpRequestParser | httptools.HttpResponseParser, data: bytes) -> None:
+        if self._state != _IN_BODY:
+            self._unfinished_head_bytes += len(data)
+        try:
+            parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            self._release_pending_head()
+            self.upgrade_leftover = data[int(upgrade.args[0]) :]
+            return
+        except httptools.HttpParserError as exc:
+            self._pending_head = None  # never hand out a head llhttp rejected
+            cause = exc.__context__
+            error = cause if isinstance(cause, BadRequest | UpstreamFailed) else self._malformed(str(exc))
+            self._events.append((_ERROR, error))
+            self._state = _IDLE
+            return
+        self._release_pending_head()
+        if self._state != _IN_BODY and self._unfinished_head_bytes > self._max_header_bytes:
+            self._events.append((_ERROR, self._head_too_large()))
+
+    def _pop_event(self) -> tuple[int, object] | None:
+        return self._events.popleft() if self._events else None
+
+    @property
+    def event_ready(self) -> bool:
+        """Something already parsed waits to be read: the next read returns without touching the network."""
+        return bool(self._events)
+
+    def _framing_headers(self) -> dict[bytes, list[bytes]]:
+        """The values of Host, Content-Length and Transfer-Encoding, by lower-case name, in one pass."""
+        found: dict[bytes, list[bytes]] = {}
+        for name, value in self._headers:
+            key = name.lower()
+            if key in _FRAMING_HEADERS:
+                found.setdefault(key, []).append(value)
+        return found
+
+
+class RequestReader(_MessageReader):
+    """Reads requests from a client, one after another on the same connection."""
+
+    def __init__(self, source: ByteSource, *, max_header_bytes: int, head_timeout_s: float) -> None:
+        super().__init__(source, max_header_bytes)
+        self._parser = httptools.HttpRequestParser(self)
+        self._head_timeout_s = head_timeout_s
+        self._url = b""
+        self._body_consumed = False  # read_body() has returned the current request's end
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._url = b""
+
+    def on_url(self, url: bytes) -> None:
+        first_piece = not self._url
+        self._count_head_bytes(len(url) + (_REQUEST_LINE_OVERHEAD if first_piece else 0))
+        self._url += url
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        method = parser.get_method()
+        version = parser.get_http_version()
+        if method == b"CONNECT":
+            raise BadRequest("CONNECT is not supported", status=405, code="MethodNotAllowed")
+        target = self._url
+        if not (target.startswith(b"/") or (target == b"*" and method == b"OPTIONS")):
+            raise BadRequest("only origin-form request targets are accepted")
+
+        framing = self._framing_headers()
+        hosts = framing.get(b"host", ())
+        host = hosts[0] if hosts else None
+        if len(hosts) > 1:
+            raise BadRequest("more than one Host header")
+        if host is None and version != "1.0":
+            raise BadRequest("missing Host header")
+        if host is not None and not _HOST_VALUE.fullmatch(host):
+            raise BadRequest("invalid Host header")
+
+        lengths = framing.get(b"content-length", ())
+        encodings = framing.get(b"transfer-encoding", ())
+        if len(lengths) > 1:
+            raise BadRequest("more than one Content-Length header")
+        if len(encodings) > 1:
+            raise BadRequest("more than one Transfer-Encoding header")
+        if lengths and encodings:
+            raise BadRequest("both Content-Length and Transfer-Encoding")
+        length_value = lengths[0] if lengths else None
+        encoding = encodings[0] if encodings else None
+        if encoding is not None and encoding.strip().lower() != b"chunked":
+            raise BadRequest("unsupported Transfer-Encoding (only chunked is accepted)")
+        if length_value is not None and not length_value.isdigit():
+            raise BadRequest("invalid Content-Length")
+        content_length = int(length_value) if length_value is not None else None
+
+        upgrade = parser.should_upgrade()
+        if upgrade and (encoding is not None or content_length):
+            raise BadRequest("an upgrade request cannot carry a body")
+
+        self._head_parsed(
+            RequestHead(
+                method=method,
+                target=target,
+                http_version=version,
+                headers=self._headers,
+                host=host,
+                content_length=content_length,
+                chunked=encoding is not None,
+                keep_alive=parser.should_keep_alive(),
+                upgrade=upgrade,
+            )
+        )
+
+    async def read_head(self) -> RequestHead | None:
+        """The next request's head; None when the client closed (or idled past the timeout) between requests.
+
+        Raises `BadRequest` for a request that must not be served; the connection is unusable after that.
+        """
+        timer: asyncio.TimerHandle | None = None
+        try:
+            while True:
+                event = self._pop_event()
+                if event is None:
+                    if self.upgrade_leftover is not None:
+                        return None  # nothing after an upgrade is HTTP; the server never gets here
+                    if timer is None:
+                        # One deadline per head, covering idle keep-alive time and slow head bytes alike.
+                        timer = asyncio.get_running_loop().call_later(self._head_timeout_s, self._source.abort)
+                    data = await self._source.read()
+                    if not data:
+                        return None
+                    self._feed(self._parser, data)
+                    continue
+                kind, payload = event
+                if kind == _HEAD:
+                    assert isinstance(payload, RequestHead)
+                    self._body_consumed = False
+                    return payload
+                if kind == _ERROR:
+                    assert isinstance(payload, Exception)
+                    raise payload
+                # _END of a body-less message the server did not read to its end: nothing to do.
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    async def read_body(self) -> bytes | None:
+        """The next piece of the current request's body (de-chunked); None at its end."""
+        while True:
+            event = self._pop_event()
+            if event is None:
+                if self.upgrade_leftover is not None:
+                    return None
+                data = await self._source.read()
+                if not data:
+                    raise ClientGone("client closed the connection in the middle of the request body")
+                self._feed(self._parser, data)
+                continue
+            kind, payload = event
+            if kind == _BODY:
+                assert isinstance(payload, bytes)
+                return payload
+            if kind == _END:
+                self._body_consumed = True
+                return None
+            if kind == _ERROR:
+                assert isinstance(payload, Exception)
+                raise payload
+            raise AssertionError("a new request head before the end of the current body")
+
+    def body_finished(self) -> bool:
+        """True when the current request's end has been parsed (read or waiting in the queue)."""
+        return self._body_consumed or any(kind == _END for kind, _ in self._events)
+
+
+class ResponseReader(_MessageReader):
+    """Reads the responses to one request from an upstream: any 1xx interim ones, then the final one."""
+
+    def __init__(self, source: ByteSource, *, max_header_bytes: int, head_request: bool) -> None:
+        super().__init__(source, max_header_bytes)
+        self._parser = httptools.HttpResponseParser(self)
+        self._head_request = head_request
+        self._reason = b""
+        self._current: ResponseHead | None = None
+        self._final_complete = False
+        self._unexpected_data = False
+        self.received_any = False  # any byte at all: a pooled connection that failed before it may be retried
+
+    def on_message_begin(self) -> None:
+        if self._final_complete:
+            self._unexpected_data = True  # bytes after the final response: the connection is out of step
+        super().on_message_begin()
+        self._reason = b""
+
+    def on_status(self, reason: bytes) -> None:
+        first_piece = not self._reason
+        self._count_head_bytes(len(reason) + (_REQUEST_LINE_OVERHEAD if first_piece else 0))
+        self._reason += reason
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        framing = self._framing_headers()
+        length_value = framing[b"content-length"][0] if b"content-length" in framing else None
+        encoding = framing[b"transfer-encoding"][0] if b"transfer-encoding" in framing else None
+        if encoding is not None and encoding.strip().lower() != b"chunked":
+            # Anything else would have to be decoded or passed on verbatim; no app server sends it.
+            raise UpstreamFailed("unsupported Transfer-Encoding in upstream response")
+        chunked = encoding is not None
+        head = ResponseHead(
+            status=parser.get_status_code(),
+            reason=self._reason,
+            http_version=parser.get_http_version(),
+            headers=self._headers,
+            content_length=int(length_value) if length_value is not None and not chunked else None,
+            chunked=chunked,
+            keep_alive=parser.should_keep_alive(),
+        )
+        self._current = head
+        self._head_parsed(head)
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        if self._current is not None and not self._current.informational:
+            self._final_complete = True
+
+    def _head_too_large(self) -> Exception:
+        return UpstreamFailed("upstream response headers too large")
+
+    def _malformed(self, detail: str) -> Exception:
+        return UpstreamFailed(f"malformed upstream response: {detail}")
+
+    @property
+    def close_delimited(self) -> bool:
+        """The final response's body runs until the upstream closes (no Content-Length, not chunked)."""
+        head = self._current
+        return (
+            head is not None
+            and not head.chunked
+            and head.content_length is None
+            and not head.bodyless
+            and not self._head_request
+        )
+
+    @property
+    def reusable(self) -> bool:
+        """The connection may carry another request: the final response ended cleanly and keep-alive holds."""
+        head = self._current
+        if head is None or not head.keep_alive or self._unexpected_data or self.upgrade_leftover is not None:
+            return False
+        # After a HEAD request llhttp still expects the advertised body; the response is over at its head.
+        return self._final_complete or (self._head_request and not self.close_delimited)
+
+    async def read_head(self) -> ResponseHead:
+        """The next response head (interim 1xx ones included). Raises `UpstreamFailed`."""
+        while True:
+            event = self._pop_event()
+            if event is None:
+                data = await self._read()
+                if not data:
+                    raise UpstreamFailed("upstream closed the connection before responding")
+                self._feed(self._parser, data)
+                continue
+            kind, payload = event
+            if kind == _HEAD:
+                assert isinstance(payload, ResponseHead)
+                return payload
+            if kind == _ERROR:
+                assert isinstance(payload, Exception)
+                raise payload
+            # _END of an interim response: the final one follows.
+
+    async def read_body(self) -> bytes | None:
+        """The next piece of the final response's body (de-chunked); None at its end."""
+        head = self._current
+        if head is None or head.bodyless or self._head_request or self.upgrade_leftover is not None:
+            return None
+        while True:
+            event = self._pop_event()
+            if event is None:
+                data = await self._read()
+                if not data:
+                    if self.close_delimited:
+                        return None
+                    raise UpstreamFailed("upstream closed the connection in the middle of the response")
+                self._feed(self._parser, data)
+                continue
+            kind, payload = event
+            if kind == _BODY:
+                assert isinstance(payload, bytes)
+                return payload
+            if kind == _END:
+                return None
+            if kind == _ERROR:
+                assert isinstance(payload, Exception)
+                raise payload
+            raise UpstreamFailed("upstream sent a second response")
+
+    async def _read(self) -> bytes:
+        try:
+            data = await self._source.read()
+        except OSError as exc:
+            raise UpstreamFailed(f"upstream connection failed: {exc}") from exc
+        if data:
+            self.received_any = True
+        return data

@@ -1,0 +1,99 @@
+"""Keep-alive connections to upstreams, reused across client requests.
+
+uvicorn (Gradio's server) closes a connection after 5 s idle, and a request written onto a connection the
+server is closing at that moment is lost. So idle connections are dropped after `idle_s` (default 3 s), and
+the most recently used one is handed out first: it is the least likely to be mid-close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from .channel import Channel
+from .errors import UpstreamFailed
+from .routing import Upstream
+
+
+class UpstreamPool:
+    def __init__(self, *, idle_s: float, connect_timeout_s: float, max_idle_per_upstream: int = 64) -> None:
+        self._idle_s = idle_s
+        self._connect_timeout_s = connect_timeout_s
+        self._max_idle_per_upstream = max_idle_per_upstream
+        self._idle: dict[Upstream, deque[tuple[float, Channel]]] = {}
+        self._sweep_timer: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    async def acquire(self, upstream: Upstream) -> tuple[Channel, bool]:
+        """A connection to `upstream` and whether it was reused (only a reused one may fail stale)."""
+        idle = self._idle.get(upstream)
+        if idle:
+            now = asyncio.get_running_loop().time()
+            while idle:
+                since, channel = idle.pop()
+                if now - since < self._idle_s and channel.idle_and_open:
+                    return channel, True
+                channel.close()
+        return await self.connect(upstream), False
+
+    async def connect(self, upstream: Upstream) -> Channel:
+        """A fresh connection. Raises `UpstreamFailed` if it cannot be made in time."""
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self._connect_timeout_s):
+                if upstream.unix_path:
+                    _, channel = await loop.create_unix_connection(Channel, upstream.unix_path)
+                elif upstream.host is not None and upstream.port is not None:
+                    _, channel = await loop.create_connection(Channel, upstream.host, upstream.port)
+                else:
+                    raise UpstreamFailed(f"incomplete upstream address {upstream!r}")
+        except (OSError, TimeoutError) as exc:
+            reason = str(exc) or type(exc).__name__
+            raise UpstreamFailed(f"cannot connect to upstream {upstream.describe()}: {reason}") from exc
+        return channel
+
+    def release(self, upstream: Upstream, channel: Channel) -> None:
+        """Return a connection whose last exchange finished cleanly."""
+        if self._closed or not channel.idle_and_open:
+            channel.close()
+            return
+        idle = self._idle.setdefault(upstream, deque())
+        if len(idle) >= self._max_idle_per_upstream:
+            channel.close()
+            return
+        loop = asyncio.get_running_loop()
+        idle.append((loop.time(), channel))
+        if self._sweep_timer is None:
+            self._sweep_timer = loop.call_later(self._idle_s, self._sweep)
+
+    def idle_count(self, upstream: Upstream) -> int:
+        return len(self._idle.get(upstream, ()))
+
+    def close(self) -> None:
+        self._closed = True
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
+            self._sweep_timer = None
+        for idle in self._idle.values():
+            for _, channel in idle:
+                channel.close()
+        self._idle.clear()
+
+    def _sweep(self) -> None:
+        """Close connections idle for `idle_s` or closed by the upstream; runs while any are pooled."""
+        self._sweep_timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for upstream in list(self._idle):
+            fresh: deque[tuple[float, Channel]] = deque()
+            for since, channel in self._idle[upstream]:
+                if now - since < self._idle_s and channel.idle_and_open:
+                    fresh.append((since, channel))
+                else:
+                    channel.close()
+            if fresh:
+                self._idle[upstream] = fresh
+            else:
+                del self._idle[upstream]
+        if self._idle and not self._closed:
+            self._sweep_timer = loop.call_later(self._idle_s / 2, self._sweep)

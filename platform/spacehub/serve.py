@@ -1,0 +1,124 @@
+"""`spacehub serve`: everything in one command (what `make run` runs).
+
+This process runs the public proxy and the API (on an internal unix socket) in one asyncio loop, and owns its
+helpers as child processes: an embedded redis-server (unless SPACEHUB_REDIS_URL is set), build and ops workers,
+and the supervisor. Apps are not its children: they live in their own sessions and outlive a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+
+import uvicorn
+
+from spacehub.api import create_app
+from spacehub.context import Platform
+from spacehub.gateway import SpaceResolver
+from spacehub.proxy import ProxyServer
+from spacehub.queue import BUILDS, OPS
+from spacehub.redisconn import EmbeddedRedis, redis_url
+from spacehub.settings import Settings, settings_env
+
+log = logging.getLogger("spacehub.serve")
+
+
+@dataclass
+class Child:
+    args: list[str]
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = field(default=0)
+
+    def start(self) -> None:
+        self.process = subprocess.Popen([sys.executable, "-m", "spacehub", *self.args], env=self.env)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if not self.alive():
+            return
+        assert self.process is not None
+        self.process.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _children(settings: Settings, url: str) -> list[Child]:
+    env = {**os.environ, **settings_env(settings), "SPACEHUB_REDIS_URL": url}
+    children = [Child(["worker", "--queue", OPS], env)]
+    children += [Child(["worker", "--queue", BUILDS], env) for _ in range(max(1, settings.workers))]
+    children.append(Child(["supervisor"], env))
+    return children
+
+
+async def _watch_children(children: list[Child]) -> None:
+    while True:
+        await asyncio.sleep(1)
+        for child in children:
+            if not child.alive():
+                child.restarts += 1
+                log.warning("%s exited; starting it again", " ".join(child.args))
+                child.start()
+
+
+async def run(settings: Settings) -> None:
+    embedded = None
+    if settings.redis_url is None:
+        settings.run_dir.mkdir(parents=True, exist_ok=True)
+        embedded = EmbeddedRedis(settings)
+        embedded.start()
+    try:
+        await _serve(settings)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+async def _serve(settings: Settings) -> None:
+    platform = Platform.open(settings)
+    url = redis_url(settings)
+    settings.api_socket.unlink(missing_ok=True)
+    os.chmod(settings.run_dir, 0o700)  # the API socket and redis socket: only this user
+    api = uvicorn.Server(uvicorn.Config(create_app(platform), uds=str(settings.api_socket), log_level="warning",
+                                        proxy_headers=True, forwarded_allow_ips="*", timeout_keep_alive=30))
+    resolver = SpaceResolver(settings, platform.db, url)
+    proxy = ProxyServer(resolver, scheme=settings.spaces_scheme)
+    children = _children(settings, url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    api_task = asyncio.create_task(api.serve())
+    while not api.started:
+        if api_task.done():
+            api_task.result()
+        await asyncio.sleep(0.02)
+    await resolver.start()
+    await proxy.start(settings.host, settings.port)
+    for child in children:
+        child.start()
+    watcher = asyncio.create_task(_watch_children(children))
+    print(f"spacehub is serving {settings.base_url} (spaces at *.{settings.spaces_domain}) on "
+          f"{settings.host}:{proxy.port}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        watcher.cancel()
+        for child in children:
+            child.stop()
+        await proxy.close()
+        await resolver.close()
+        api.should_exit = True
+        with contextlib.suppress(Exception):
+            await api_task

@@ -1,0 +1,240 @@
+"""What can be done to a space, for every entry point (REST, Hub API, CLI, UI): one place for the rules."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from spacehub import accounts
+from spacehub.context import Platform
+from spacehub.errors import Conflict, Forbidden, InvalidInput, RepoNotFound, RevisionNotFound, Unauthorized
+from spacehub.logstream import LogWriter, delete_logs
+from spacehub.names import check_name, unique_label
+from spacehub.queue import BUILDS, OPS, enqueue
+from spacehub.repos import CommitResult
+from spacehub.routes import RedisRouteTable
+from spacehub.stages import SERVING, Stage, building_stage
+from spacehub.store.models import Build, BuildStatus, Space, SpaceVariable, User, utcnow
+
+SDKS = ("gradio", "docker", "static")
+HARDWARE = (
+    "cpu-basic", "cpu-upgrade", "cpu-performance", "cpu-xl", "zero-a10g", "t4-small", "t4-medium", "l4x1",
+    "l4x4", "l40sx1", "l40sx4", "l40sx8", "a10g-small", "a10g-large", "a10g-largex2", "a10g-largex4",
+    "a100-large", "a100x4", "a100x8",
+)
+STORAGE = ("small", "medium", "large")
+
+
+@dataclass(frozen=True)
+class PushResult:
+    sha: str
+    changed: bool
+    build_id: int | None  # None when nothing needs building
+
+
+def space_key(owner: str, name: str) -> str:
+    return f"{owner}/{name}".lower()
+
+
+def find_space(session: Session, owner: str, name: str, repo_type: str = "space") -> Space | None:
+    return session.scalar(select(Space).where(Space.key == space_key(owner, name), Space.repo_type == repo_type))
+
+
+def can_read(session: Session, user: User | None, space: Space) -> bool:
+    return not space.private or accounts.can_write(session, user, space.owner)
+
+
+def get_visible(session: Session, user: User | None, owner: str, name: str, repo_type: str = "space") -> Space:
+    """The space, if `user` may see it; a private space is as missing as a space that does not exist."""
+    space = find_space(session, owner, name, repo_type)
+    if space is None or not can_read(session, user, space):
+        raise RepoNotFound(f"Repository Not Found for {repo_type} '{owner}/{name}'")
+    return space
+
+
+def get_writable(session: Session, user: User | None, owner: str, name: str, repo_type: str = "space") -> Space:
+    space = get_visible(session, user, owner, name, repo_type)
+    if not accounts.can_write(session, user, space.owner):
+        raise Forbidden(f"you cannot change {repo_type} '{space.repo_id}'")
+    return space
+
+
+def list_visible(session: Session, user: User | None, *, author: str | None = None, search: str | None = None,
+                 repo_type: str = "space", limit: int | None = None, offset: int = 0,
+                 sort: str = "lastModified") -> list[Space]:
+    query = select(Space).where(Space.repo_type == repo_type)
+    if author:
+        query = query.where(func.lower(Space.owner) == author.lower())
+    if search:
+        query = query.where(Space.key.contains(search.lower()))
+    namespaces = [user.name_key] + [o.name_key for o in accounts.user_orgs(session, user)] if user else []
+    if not (user and user.is_admin):
+        query = query.where(or_(Space.private.is_(False), func.lower(Space.owner).in_(namespaces)))
+    order = Space.created_at if sort == "createdAt" else Space.updated_at
+    query = query.order_by(order.desc(), Space.id.desc()).offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.scalars(query))
+
+
+def create(platform: Platform, session: Session, user: User | None, owner: str | None, name: str, *,
+           repo_type: str = "space", sdk: str | None = None, private: bool = False, hardware: str | None = None,
+           storage: str | None = None, sleep_time: int | None = None,
+           secrets: Sequence[dict[str, Any]] = (), variables: Sequence[dict[str, Any]] = ()) -> Space:
+    if user is None:
+        raise Unauthorized("creating a repository needs a token")
+    owner = owner or user.name
+    # Reserved names are refused when an owner is created (users, orgs); the built-in `admin` owns spaces too.
+    check_name(owner, "owner")
+    check_name(name)
+    if repo_type == "space" and sdk not in SDKS:
+        raise InvalidInput(f"sdk must be one of {', '.join(SDKS)} (got {sdk!r})")
+    if hardware is not None and hardware not in HARDWARE:
+        raise InvalidInput(f"hardware must be one of {', '.join(HARDWARE)} (got {hardware!r})")
+    if storage is not None and storage not in STORAGE:
+        raise InvalidInput(f"storage must be one of {', '.join(STORAGE)} (got {storage!r})")
+    if not accounts.owner_exists(session, owner):
+        raise InvalidInput(f"no user or organization named {owner!r}")
+    if not accounts.can_write(session, user, owner):
+        raise Forbidden(f"you cannot create repositories in the namespace {owner!r}")
+    if session.scalar(select(Space.id).where(Space.key == space_key(owner, name))):
+        raise Conflict(f"You already created this {repo_type} repo {owner}/{name}", code="RepoExists")
+    taken = set(session.scalars(select(Space.label)))
+    space = Space(owner=owner, name=name, key=space_key(owner, name), label=unique_label(owner, name, taken),
+                  repo_type=repo_type, sdk=sdk, private=private, hardware=hardware or "cpu-basic",
+                  storage=storage, sleep_time=sleep_time, stage=Stage.NO_APP_FILE, created_by=user.id)
+    session.add(space)
+    session.flush()
+    for item, secret in [(s, True) for s in secrets] + [(v, False) for v in variables]:
+        set_variable(session, space, str(item["key"]), str(item.get("value", "")),
+                     str(item.get("description") or ""), secret=secret)
+    platform.repos.create(_repo_key(space))
+    return space
+
+
+def _repo_key(space: Space) -> str:
+    prefix = "" if space.repo_type == "space" else f"{space.repo_type}s/"
+    return f"{prefix}{space.owner}/{space.name}"
+
+
+def repo_key(space: Space) -> str:
+    """The key of the space's git repo in the RepoStore (spaces and models live side by side)."""
+    return _repo_key(space)
+
+
+def set_variable(session: Session, space: Space, key: str, value: str, description: str = "", *,
+                 secret: bool) -> None:
+    if not key or not key.replace("_", "").isalnum() or key[0].isdigit():
+        raise InvalidInput(f"variable name {key!r} must be letters, digits and '_', not starting with a digit")
+    existing = session.scalar(select(SpaceVariable).where(SpaceVariable.space_id == space.id,
+                                                          SpaceVariable.key == key))
+    if existing is None:
+        session.add(SpaceVariable(space_id=space.id, key=key, value=value, description=description, secret=secret))
+    else:
+        existing.value, existing.description, existing.secret = value, description, secret
+
+
+def commit_upload(platform: Platform, session: Session, space: Space, tree: Path, message: str,
+                  author: str) -> PushResult:
+    """A whole new tree for the space (REST upload, CLI push): commit it, then build if anything changed."""
+    result = platform.repos.commit_tree(_repo_key(space), tree, message, author)
+    return after_commit(platform, session, space, result)
+
+
+def after_commit(platform: Platform, session: Session, space: Space, result: CommitResult) -> PushResult:
+    """Every path that lands a commit ends here: record the revision and enqueue its build."""
+    space.updated_at = utcnow()
+    if space.repo_type != "space":
+        space.desired_sha = result.sha
+        return PushResult(result.sha, result.changed, None)
+    existing = session.scalar(select(Build).where(Build.space_id == space.id, Build.sha == result.sha))
+    if existing is not None and (existing.status in BuildStatus.ACTIVE or
+                                 (existing.status == BuildStatus.SUCCEEDED and space.running_sha == result.sha
+                                  and space.stage in SERVING)):
+        # The same tree again: coalesce into the build that exists (or that already serves).
+        return PushResult(result.sha, result.changed, None)
+    build_id = request_build(platform, session, space, result.sha, existing)
+    return PushResult(result.sha, result.changed, build_id)
+
+
+def request_build(platform: Platform, session: Session, space: Space, sha: str,
+                  existing: Build | None = None, *, factory: bool = False) -> int:
+    """One build row per (space, sha); a newer request supersedes older queued or running ones."""
+    for older in session.scalars(select(Build).where(Build.space_id == space.id, Build.sha != sha,
+                                                     Build.status.in_(BuildStatus.ACTIVE))):
+        older.status = BuildStatus.SUPERSEDED
+        older.finished_at = utcnow()
+    build = existing or session.scalar(select(Build).where(Build.space_id == space.id, Build.sha == sha))
+    if build is None:
+        build = Build(space_id=space.id, sha=sha)
+        session.add(build)
+    build.status, build.error, build.artifact = BuildStatus.QUEUED, "", None
+    build.created_at, build.started_at, build.finished_at = utcnow(), None, None
+    space.desired_sha, space.restarts = sha, 0
+    space.stage = building_stage(Stage(space.stage))
+    space.message = "queued for build"
+    session.flush()
+    LogWriter(platform.redis, space.id, "build").reset()
+    session.commit()  # the worker must see the row before it picks the job up
+    build.job_id = enqueue(platform.redis, BUILDS, "spacehub_runner.jobs.build", build.id, factory,
+                           timeout=platform.settings.build_timeout_s + 60)
+    return build.id
+
+
+def find_build(session: Session, space: Space, sha: str) -> Build:
+    build = session.scalar(select(Build).where(Build.space_id == space.id, Build.sha == sha))
+    if build is None:
+        raise RevisionNotFound(f"no build of revision {sha!r} for {space.repo_id}")
+    return build
+
+
+def restart(platform: Platform, session: Session, space: Space, *, factory: bool = False) -> None:
+    if not space.desired_sha:
+        raise Conflict(f"space '{space.repo_id}' has no files yet", code="NoRevision")
+    if factory or space.running_sha != space.desired_sha:
+        request_build(platform, session, space, space.desired_sha, factory=factory)
+        return
+    space.stage = Stage.RUNNING_APP_STARTING if space.stage in SERVING else Stage.APP_STARTING
+    space.message, space.restarts = "restarting", 0
+    session.commit()
+    enqueue(platform.redis, OPS, "spacehub_runner.jobs.start", space.id, True)
+
+
+def stop(platform: Platform, session: Session, space: Space, *, stage: Stage = Stage.STOPPED) -> None:
+    for build in session.scalars(select(Build).where(Build.space_id == space.id,
+                                                     Build.status.in_(BuildStatus.ACTIVE))):
+        build.status = BuildStatus.SUPERSEDED
+    space.stage = stage
+    space.message = "paused by its owner" if stage == Stage.PAUSED else "stopped"
+    RedisRouteTable(platform.redis).delete(space.label)
+    session.commit()
+    enqueue(platform.redis, OPS, "spacehub_runner.jobs.stop", space.id)
+
+
+def delete(platform: Platform, session: Session, space: Space) -> None:
+    """Gone at once for every client (404 on its host and API); the app is stopped by the worker."""
+    RedisRouteTable(platform.redis).delete(space.label)
+    handle, space_id, key, repo_type = space.handle, space.id, _repo_key(space), space.repo_type
+    session.delete(space)
+    session.commit()
+    platform.repos.delete(key)
+    if repo_type == "space":
+        delete_logs(platform.redis, space_id)
+        enqueue(platform.redis, OPS, "spacehub_runner.jobs.teardown", space_id, handle)
+
+
+def staging_dir(platform: Platform) -> Path:
+    root = platform.settings.data_dir / "tmp"
+    root.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="upload-", dir=root))
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,143 @@
+"""Tables. SQL is the source of truth; Redis only dispatches work and carries logs and routes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from spacehub.stages import Stage
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(96), unique=True)
+    name_key: Mapped[str] = mapped_column(String(96), unique=True)  # lower-cased: names are case-insensitive
+    fullname: Mapped[str] = mapped_column(String(200), default="")
+    email: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    tokens: Mapped[list[Token]] = relationship(back_populates="user", cascade="all, delete-orphan")
+    memberships: Mapped[list[Membership]] = relationship(back_populates="user", cascade="all, delete-orphan")
+
+
+class Organization(Base):
+    __tablename__ = "organizations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(96), unique=True)
+    name_key: Mapped[str] = mapped_column(String(96), unique=True)
+    fullname: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    members: Mapped[list[Membership]] = relationship(back_populates="org", cascade="all, delete-orphan")
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("user_id", "org_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(20), default="write")  # "admin" | "write" | "read"
+
+    user: Mapped[User] = relationship(back_populates="memberships")
+    org: Mapped[Organization] = relationship(back_populates="members")
+
+
+class Token(Base):
+    """An API token, stored as a lookup prefix plus a hash of the whole secret; the secret is shown once."""
+
+    __tablename__ = "tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    prefix: Mapped[str] = mapped_column(String(16), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(10), default="write")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+    user: Mapped[User] = relationship(back_populates="tokens")
+
+
+class Space(Base):
+    __tablename__ = "spaces"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner: Mapped[str] = mapped_column(String(96))
+    name: Mapped[str] = mapped_column(String(96))
+    key: Mapped[str] = mapped_column(String(200), unique=True)  # lower-cased "owner/name"
+    label: Mapped[str] = mapped_column(String(63), unique=True)  # DNS label of its subdomain
+    repo_type: Mapped[str] = mapped_column(String(10), default="space")  # "space" | "model"
+    sdk: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    private: Mapped[bool] = mapped_column(Boolean, default=False)
+    hardware: Mapped[str] = mapped_column(String(40), default="cpu-basic")
+    storage: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    sleep_time: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    stage: Mapped[Stage] = mapped_column(String(30), default=Stage.NO_APP_FILE)
+    message: Mapped[str] = mapped_column(Text, default="")  # why the space is in its stage (errors, waits)
+    desired_sha: Mapped[str | None] = mapped_column(String(40), nullable=True)  # latest pushed revision
+    running_sha: Mapped[str | None] = mapped_column(String(40), nullable=True)  # revision that gets the route
+    handle: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # runtime handle of running app
+    card_data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    restarts: Mapped[int] = mapped_column(Integer, default=0)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    @property
+    def repo_id(self) -> str:
+        return f"{self.owner}/{self.name}"
+
+
+class SpaceVariable(Base):
+    """A variable (visible) or secret (write-only) of a space; both reach the app as env vars at run time."""
+
+    __tablename__ = "space_variables"
+    __table_args__ = (UniqueConstraint("space_id", "key"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    space_id: Mapped[int] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(200))
+    value: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text, default="")
+    secret: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class Build(Base):
+    """One build per (space, commit): RQ does not deduplicate, this constraint does."""
+
+    __tablename__ = "builds"
+    __table_args__ = (UniqueConstraint("space_id", "sha"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    space_id: Mapped[int] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"))
+    sha: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(20), default="queued")  # BuildStatus values
+    job_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    plan: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    artifact: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class BuildStatus:
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SUPERSEDED = "superseded"
+    ACTIVE = (QUEUED, RUNNING)

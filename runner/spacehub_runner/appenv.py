@@ -1,0 +1,37 @@
+"""The environment an app sees (design.md §4): the Hub's SPACE_* variables, HF_ENDPOINT, variables, secrets.
+
+No platform credential is ever put here. Bind address and port are the runtime's to add.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from spacehub.settings import Settings
+from spacehub.store.models import Space, SpaceVariable
+
+
+def app_env(settings: Settings, session: Session, space: Space, *, hf_endpoint: str | None = None) -> dict[str, str]:
+    env = {
+        "SYSTEM": "spaces",
+        "SPACE_ID": space.repo_id,
+        "SPACE_AUTHOR_NAME": space.owner,
+        "SPACE_REPO_NAME": space.name,
+        "SPACE_TITLE": str((space.card_data or {}).get("title") or space.name),
+        "SPACE_HOST": f"{space.label}.{settings.spaces_domain}",
+        "SPACE_CREATOR_USER_ID": str(space.created_by or ""),
+        "ACCELERATOR": "none",
+        "HF_ENDPOINT": hf_endpoint or settings.base_url,
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_XET": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "GRADIO_NUM_PORTS": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    # Variables first, then secrets, so a secret wins over a variable of the same name.
+    rows = session.scalars(select(SpaceVariable).where(SpaceVariable.space_id == space.id)
+                           .order_by(SpaceVariable.secret, SpaceVariable.key))
+    for row in rows:
+        env[row.key] = row.value
+    return env

@@ -1,0 +1,183 @@
+"""Run one BuildKit build through the docker CLI, streaming its log line by line, with a timeout.
+
+Why the CLI and not docker-py: docker-py's `images.build` speaks the legacy builder only, and the layered
+images need BuildKit (`RUN --mount=type=cache`, `--mount=type=secret`). Debian's 20.10 client does BuildKit
+without the buildx plugin when `DOCKER_BUILDKIT=1`.
+
+Secrets never reach argv, a layer or the log: each is handed to the CLI in its environment
+(`--secret id=NAME,env=VAR`), and every line of the log has the secret values (and their base64 forms) masked.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import ipaddress
+import json
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from spacehub.errors import BuildFailed
+
+from .plugs import LogFn
+
+SECRET_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_MASK = "*****"
+
+
+@dataclass
+class BuildRequest:
+    context: Path
+    dockerfile: Path
+    tag: str
+    build_args: Mapping[str, str] = field(default_factory=dict)  # public values only
+    secrets: Mapping[str, str] = field(default_factory=dict)  # id -> value
+    secret_files: Mapping[str, Path] = field(default_factory=dict)  # id -> file (platform-made, e.g. sources)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    timeout_s: float = 1800.0
+    no_cache: bool = False  # a "factory rebuild": BuildKit reuses no layer (secret values are not cache keys)
+
+
+def _masker(secrets: Sequence[str]) -> re.Pattern[str] | None:
+    forms: set[str] = set()
+    for value in secrets:
+        if len(value) < 4:  # masking "a" would shred the whole log; such values are not secrets anyway
+            continue
+        forms.add(value)
+        forms.add(base64.b64encode(value.encode()).decode().rstrip("="))
+    if not forms:
+        return None
+    return re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)))
+
+
+def build_command(cli: str, req: BuildRequest) -> tuple[list[str], dict[str, str]]:
+    """argv and environment of the CLI call. Split out so tests can check what would be run."""
+    argv = [cli, "build", "--progress=plain", "-f", str(req.dockerfile), "-t", req.tag]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPACEHUB_BUILD_SECRET_")}
+    env["DOCKER_BUILDKIT"] = "1"
+    if req.no_cache:
+        argv.append("--no-cache")
+    for name, value in req.build_args.items():
+        argv += ["--build-arg", f"{name}={value}"]
+    for label, value in req.labels.items():
+        argv += ["--label", f"{label}={value}"]
+    for i, (sid, value) in enumerate(sorted(req.secrets.items())):
+        if not SECRET_ID.match(sid):
+            raise BuildFailed(f"invalid secret name {sid!r}")
+        var = f"SPACEHUB_BUILD_SECRET_{i}"
+        env[var] = value
+        argv += ["--secret", f"id={sid},env={var}"]
+    for sid, path in sorted(req.secret_files.items()):
+        argv += ["--secret", f"id={sid},src={path}"]
+    argv.append(str(req.context))
+    return argv, env
+
+
+def run_build(cli: str, req: BuildRequest, log: LogFn) -> None:
+    """Build `req.tag`; raise BuildFailed on a non-zero exit or when `req.timeout_s` passes."""
+    argv, env = build_command(cli, req)
+    mask = _masker(list(req.secrets.values()))
+    proc = subprocess.Popen(
+        argv,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # so a timeout can kill the CLI and anything it started
+    )
+    timed_out = threading.Event()
+
+    def on_timeout() -> None:
+        timed_out.set()
+        _kill_group(proc)
+
+    timer = threading.Timer(req.timeout_s, on_timeout)
+    timer.daemon = True
+    timer.start()
+    try:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            log(mask.sub(_MASK, line) if mask else line)
+        rc = proc.wait()
+    finally:
+        timer.cancel()
+        if proc.poll() is None:
+            _kill_group(proc)
+    if timed_out.is_set():
+        raise BuildFailed(f"build timed out after {req.timeout_s:.0f}s")
+    if rc != 0:
+        raise BuildFailed(f"docker build failed (exit {rc})")
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    # SIGTERM first: the CLI then cancels the build session, which stops the solve inside dockerd.
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                return
+            time.sleep(0.1)
+
+
+def image_id(cli: str, ref: str) -> str | None:
+    """The image's ID, or None when there is no such image (the cheap check before any build)."""
+    result = subprocess.run([cli, "image", "inspect", "--format", "{{.Id}}", ref], capture_output=True, text=True)
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def image_label(cli: str, ref: str, label: str) -> str | None:
+    result = subprocess.run(
+        [cli, "image", "inspect", "--format", f'{{{{index .Config.Labels "{label}"}}}}', ref],
+        capture_output=True,
+        text=True,
+    )
+    value = result.stdout.strip()
+    return value if result.returncode == 0 and value and value != "<no value>" else None
+
+
+def bridge_gateway(cli: str, network: str = "bridge") -> str:
+    """The host's address on the docker bridge: where builds can reach a server the worker starts.
+
+    dockerd 20.10 leaves `Gateway` out of the default bridge's IPAM config, so the bridge interface's own
+    address is the next answer, and the subnet's first address (dockerd's choice) the last.
+    """
+    result = subprocess.run([cli, "network", "inspect", network], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise BuildFailed(f"cannot inspect docker network {network!r}: {result.stderr.strip()}")
+    info = json.loads(result.stdout)[0]
+    configs = [c for c in (info.get("IPAM") or {}).get("Config") or [] if ":" not in c.get("Subnet", ":")]
+    for config in configs:
+        if config.get("Gateway"):
+            return str(config["Gateway"]).split("/")[0]
+    bridge = (info.get("Options") or {}).get("com.docker.network.bridge.name", "docker0")
+    address = _interface_address(bridge)
+    if address:
+        return address
+    if configs:
+        return str(next(ipaddress.ip_network(configs[0]["Subnet"]).hosts()))
+    raise BuildFailed(f"cannot find the gateway address of docker network {network!r}")
+
+
+def _interface_address(name: str) -> str | None:
+    """IPv4 address of a local network interface (SIOCGIFADDR), None if there is no such interface."""
+    siocgifaddr = 0x8915
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            packed = fcntl.ioctl(sock.fileno(), siocgifaddr, struct.pack("256s", name.encode()[:15]))
+        except OSError:
+            return None
+    return socket.inet_ntoa(packed[20:24])

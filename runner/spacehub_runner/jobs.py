@@ -1,0 +1,222 @@
+"""The RQ jobs (the only functions the worker will run), by the names in `spacehub.queue.ALLOWED_JOBS`.
+
+Each job opens the platform from settings (jobs run in other processes), re-reads SQL (the source of truth) and
+gives up quietly when a newer push has superseded its work. Per-space work is serialised by a Redis lock.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+from redis.exceptions import LockError
+from sqlalchemy import select
+
+from spacehub import spaces as space_ops
+from spacehub.context import Platform
+from spacehub.errors import BuildFailed, NoAppFile, SpaceConfigError, StartFailed
+from spacehub.logstream import LogWriter
+from spacehub.routes import RedisRouteTable
+from spacehub.settings import load_settings
+from spacehub.stages import SERVING, Stage, building_stage, starting_stage
+from spacehub.store.models import Build, BuildStatus, Space, utcnow
+from spacehub_runner import registry
+from spacehub_runner.appenv import app_env
+from spacehub_runner.plugs import Artifact, BuildPlan, Handle, RunSpec
+from spacehub_runner.recipes import plan_for
+
+
+def _platform() -> Platform:
+    return Platform.open(load_settings(), migrate_schema=False)
+
+
+@contextmanager
+def space_lock(platform: Platform, space_id: int, timeout: float) -> Iterator[None]:
+    lock = platform.redis.lock(f"spacehub:lock:space:{space_id}", timeout=timeout, blocking_timeout=timeout)
+    if not lock.acquire():
+        raise StartFailed(f"space {space_id} is busy with other work")
+    try:
+        yield
+    finally:
+        with suppress(LockError):  # an expired lock is fine to lose
+            lock.release()
+
+
+def _is_current(platform: Platform, build_id: int) -> bool:
+    with platform.db.session() as session:
+        build = session.get(Build, build_id)
+        space = session.get(Space, build.space_id) if build else None
+        return bool(build and space and build.status == BuildStatus.RUNNING and space.desired_sha == build.sha)
+
+
+def _finish_build(platform: Platform, build_id: int, status: str, error: str = "",
+                  stage: Stage | None = None) -> None:
+    with platform.db.session() as session:
+        build = session.get(Build, build_id)
+        if build is None:
+            return
+        build.status, build.error, build.finished_at = status, error, utcnow()
+        space = session.get(Space, build.space_id)
+        if space is None or stage is None or space.desired_sha != build.sha:
+            return
+        if space.stage in SERVING and space.handle:
+            # The old revision keeps serving; the failure is the build's, shown with it.
+            space.stage, space.message = Stage.RUNNING, f"revision {build.sha[:7]} failed: {error}"
+        else:
+            space.stage, space.message = stage, error
+
+
+def build(build_id: int, factory: bool = False) -> str:
+    platform = _platform()
+    with platform.db.session() as session:
+        build_row = session.get(Build, build_id)
+        space = session.get(Space, build_row.space_id) if build_row else None
+        if build_row is None or space is None:
+            return "gone"
+        if build_row.status not in BuildStatus.ACTIVE or space.desired_sha != build_row.sha:
+            build_row.status = BuildStatus.SUPERSEDED
+            return "superseded"
+        build_row.status, build_row.started_at = BuildStatus.RUNNING, utcnow()
+        space.stage, space.message = building_stage(Stage(space.stage)), f"building {build_row.sha[:7]}"
+        space_id, sha, sdk, repo = space.id, build_row.sha, space.sdk, space_ops.repo_key(space)
+    log = LogWriter(platform.redis, space_id, "build", platform.settings.log_stream_max)
+    log(f"==> Building {repo} at revision {sha[:12]}")
+    workdir = platform.settings.data_dir / "builds" / str(build_id)
+    shutil.rmtree(workdir, ignore_errors=True)
+    try:
+        platform.repos.checkout(repo, sha, workdir)
+        try:
+            recipe = plan_for(workdir, sdk, platform.settings)
+        except NoAppFile as exc:
+            log(f"==> {exc.message}")
+            _finish_build(platform, build_id, BuildStatus.FAILED, exc.message, Stage.NO_APP_FILE)
+            return "no-app-file"
+        except SpaceConfigError as exc:
+            log(f"==> Configuration error: {exc.message}")
+            _finish_build(platform, build_id, BuildStatus.FAILED, exc.message, Stage.CONFIG_ERROR)
+            return "config-error"
+        for warning in recipe.warnings:
+            log(f"warning: {warning}")
+        with platform.db.session() as session:
+            space = session.get(Space, space_id)
+            if space is not None:
+                space.card_data = recipe.config.card_data()
+            build_row = session.get(Build, build_id)
+            if build_row is not None:
+                build_row.plan = recipe.plan.to_json()
+        runtime_name = registry.runtime_name(platform.settings)
+        builder = registry.builder_for(platform.settings, runtime_name)
+        log(f"==> Recipe {recipe.plan.recipe}, runtime {runtime_name}")
+        try:
+            artifact = builder.build(recipe.plan, workdir, log)
+        except BuildFailed as exc:
+            log(f"==> Build failed: {exc.message}")
+            _finish_build(platform, build_id, BuildStatus.FAILED, exc.message, Stage.BUILD_ERROR)
+            return "build-error"
+        log(f"==> Build done: {artifact.kind} {artifact.key[:12]}")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if not _is_current(platform, build_id):
+        log("==> Superseded by a newer revision")
+        return "superseded"
+    with platform.db.session() as session:
+        build_row = session.get(Build, build_id)
+        if build_row is not None:
+            build_row.artifact = artifact.to_json()
+    return deploy(platform, space_id, build_id, log)
+
+
+def deploy(platform: Platform, space_id: int, build_id: int, log: LogWriter) -> str:
+    """Start the build's artifact beside whatever serves now; switch the route once it is ready."""
+    settings = platform.settings
+    with space_lock(platform, space_id, settings.ready_timeout_s + 60):
+        with platform.db.session() as session:
+            space = session.get(Space, space_id)
+            build_row = session.get(Build, build_id)
+            if space is None or build_row is None or build_row.artifact is None or build_row.plan is None:
+                return "gone"
+            if build_row.sha != space.desired_sha:
+                return "superseded"
+            space.stage = starting_stage(Stage(space.stage))
+            space.message = f"starting {build_row.sha[:7]}"
+            artifact = Artifact.from_json(build_row.artifact)
+            plan = BuildPlan.from_json(build_row.plan)
+            spec = RunSpec(space_id=space.id, space_key=space.repo_id, revision=build_row.sha, plan=plan,
+                           env=app_env(settings, session, space), hardware=space.hardware,
+                           log_dir=str(settings.logs_dir / str(space.id)))
+            label = space.label
+            old = Handle.from_json(space.handle) if space.handle else None
+            runtime_name = artifact.extra.get("runtime") or registry.runtime_name(settings)
+        runtime = registry.runtime_for(settings, runtime_name)
+        log(f"==> Starting revision {spec.revision[:12]} ({runtime.name} runtime)")
+        handle = runtime.start(spec, artifact)
+        try:
+            registry.wait_ready(runtime, handle, settings.ready_timeout_s, plan)
+        except StartFailed as exc:
+            runtime.stop(handle)
+            log(f"==> App failed to start: {exc.message}")
+            _finish_build(platform, build_id, BuildStatus.FAILED, f"start failed: {exc.message}",
+                          Stage.RUNTIME_ERROR)
+            return "runtime-error"
+        with platform.db.session() as session:
+            space = session.get(Space, space_id)
+            build_row = session.get(Build, build_id)
+            if space is None or build_row is None or space.desired_sha != build_row.sha or \
+                    space.stage in (Stage.PAUSED, Stage.STOPPED, Stage.DELETING):
+                runtime.stop(handle)
+                return "superseded"
+            space.handle, space.running_sha = handle.to_json(), build_row.sha
+            space.stage, space.message = Stage.RUNNING, ""
+            build_row.status, build_row.finished_at, build_row.error = BuildStatus.SUCCEEDED, utcnow(), ""
+            RedisRouteTable(platform.redis).set(label, handle.target)
+        log(f"==> Running at {settings.space_url(label)}")
+        if old is not None and old != handle:
+            registry.runtime_for(settings, old.runtime).stop(old)
+        return "running"
+
+
+def start(space_id: int, force: bool = False) -> str:
+    """(Re)start the space's current revision from its built artifact; rebuild if the artifact is gone."""
+    platform = _platform()
+    with platform.db.session() as session:
+        space = session.get(Space, space_id)
+        if space is None or not space.desired_sha:
+            return "gone"
+        build_row = session.scalar(select(Build).where(Build.space_id == space_id, Build.sha == space.desired_sha))
+        if build_row is None or build_row.artifact is None or not registry.artifact_exists(
+                platform.settings, Artifact.from_json(build_row.artifact)):
+            space_ops.request_build(platform, session, space, space.desired_sha, build_row)
+            return "rebuilding"
+        if not force and space.handle:
+            handle = Handle.from_json(space.handle)
+            if registry.runtime_for(platform.settings, handle.runtime).poll(handle) is None:
+                return "already-running"
+        build_row.status = BuildStatus.RUNNING
+        build_id = build_row.id
+    return deploy(platform, space_id, build_id, LogWriter(platform.redis, space_id, "run"))
+
+
+def stop(space_id: int) -> str:
+    platform = _platform()
+    with space_lock(platform, space_id, platform.settings.ready_timeout_s + 60), platform.db.session() as session:
+        space = session.get(Space, space_id)
+        if space is None:
+            return "gone"
+        if space.handle:
+            handle = Handle.from_json(space.handle)
+            registry.runtime_for(platform.settings, handle.runtime).stop(handle)
+        space.handle = None
+        RedisRouteTable(platform.redis).delete(space.label)
+        return "stopped"
+
+
+def teardown(space_id: int, handle: dict[str, Any] | None) -> str:
+    """After a delete: stop what ran. The row, repo, route and logs are already gone."""
+    platform = _platform()
+    if handle:
+        stopped = Handle.from_json(handle)
+        registry.runtime_for(platform.settings, stopped.runtime).stop(stopped)
+    shutil.rmtree(platform.settings.logs_dir / str(space_id), ignore_errors=True)
+    return "deleted"

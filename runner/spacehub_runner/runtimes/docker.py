@@ -1,0 +1,348 @@
+"""The docker runtime: one container per running revision, locked down per design.md §4.
+
+Every container:
+  - runs as uid 1000 with all capabilities dropped and `no-new-privileges` (plus dockerd's default seccomp);
+  - has memory (no swap), CPU and pids limits from its hardware flavor, and a size-capped json-file log;
+  - publishes its app port on 127.0.0.1 only, on a random host port (the proxy is the only way in);
+  - sits on the default bridge, where dockerd runs with `icc=false` (deploy/setup/docker.sh): containers
+    cannot connect to each other; Redis, the API's internal listener and the database are unix sockets and
+    files on the host that are never mounted; the Docker socket is never mounted;
+  - reaches the platform's public port as `host.docker.internal` (the bridge gateway), for HF_ENDPOINT;
+  - sees exactly the GPUs it was allocated (DeviceRequest with device ids), or none
+    (NVIDIA_VISIBLE_DEVICES=void);
+  - carries labels (`spacehub.managed=1`, `spacehub.space`, `spacehub.revision`) from which handles are
+    rebuilt after a restart (`adopt`, `list_managed`): the handle is only ever data, never state on `self`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.models.containers import Container
+from docker.types import DeviceRequest, LogConfig
+
+from spacehub.errors import StartFailed
+from spacehub.settings import Settings
+
+from ..dockeropts import DockerOptions
+from ..plugs import Artifact, Handle, RunSpec
+from . import readiness
+
+MANAGED = "spacehub.managed"
+SPACE = "spacehub.space"
+REVISION = "spacehub.revision"
+SPACE_KEY = "spacehub.space-key"
+APP_PORT = "spacehub.app-port"
+DATA_DIR = "/data"
+HOST_ALIAS = "host.docker.internal"
+_LOOPBACK = {"localhost", "127.0.0.1", "::1", "[::1]"}
+
+# The Hub's flavors: (vCPUs, memory GB). Scaled down here by settings (DockerOptions.cpu_scale/memory_scale).
+HUB_FLAVORS: dict[str, tuple[float, float]] = {
+    "cpu-basic": (2, 16),
+    "cpu-upgrade": (8, 32),
+    "t4-small": (4, 15),
+    "t4-medium": (8, 30),
+    "l4x1": (8, 30),
+    "l4x4": (48, 186),
+    "l40sx1": (8, 62),
+    "l40sx4": (48, 382),
+    "a10g-small": (4, 15),
+    "a10g-large": (12, 46),
+    "a10g-largex2": (24, 92),
+    "a10g-largex4": (48, 184),
+    "a100-large": (12, 142),
+    "h100": (23, 240),
+}
+
+
+def data_volume_name(space_id: int) -> str:
+    """The named volume holding a space's persistent storage, mounted at /data."""
+    return f"spacehub-data-{int(space_id)}"
+
+
+class DockerRuntime:
+    name = "docker"
+
+    def __init__(self, settings: Settings, client: docker.DockerClient | None = None) -> None:
+        self.settings = settings
+        self.opts = DockerOptions.from_settings(settings)
+        if self.opts.network == "host":
+            raise ValueError("spaces must never run on the host network")
+        self._client = client
+        self._host_cpus: float | None = None
+
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            self._client = docker.from_env(version="auto")
+        return self._client
+
+    # -- the Runtime protocol ---------------------------------------------------------------------------
+
+    def start(self, spec: RunSpec, artifact: Artifact, *, volume: str | None = None) -> Handle:
+        """Create and start the container; return at once (readiness is the caller's `wait_ready`).
+
+        `volume`: a named volume (see `data_volume_name`) mounted at /data for spaces with persistent storage.
+        """
+        container = self.create(spec, artifact, volume=volume)
+        try:
+            container.start()
+            container.reload()
+        except DockerException as exc:
+            _remove_quietly(container)
+            raise StartFailed(f"could not start the container: {_explain(exc)}") from None
+        return _handle(container)
+
+    def stop(self, handle: Handle) -> None:
+        """Stop (SIGTERM, then SIGKILL after `stop_grace_s`) and remove the container. Idempotent."""
+        container = self._get(handle)
+        if container is None:
+            return
+        try:
+            container.stop(timeout=max(1, round(self.settings.stop_grace_s)))
+        except NotFound:
+            return
+        except APIError:
+            pass  # already stopping or dead: removal below settles it
+        _remove_quietly(container)
+
+    def poll(self, handle: Handle) -> int | None:
+        """None while the container runs; its exit code once it stopped; -1 when it is gone."""
+        container = self._get(handle)
+        if container is None:
+            return -1
+        state = container.attrs.get("State", {})
+        if state.get("Status") in ("created", "running", "restarting", "paused"):
+            return None
+        return int(state.get("ExitCode", -1))
+
+    def logs(self, handle: Handle) -> Iterator[str]:
+        """The container's log lines so far (stdout and stderr)."""
+        container = self._get(handle)
+        if container is None:
+            return iter(())
+        try:
+            text = container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
+        except NotFound:
+            return iter(())
+        return iter(text.splitlines())
+
+    def follow_logs(self, handle: Handle) -> Iterator[str]:
+        """The container's log lines, then new ones as they come, until it exits."""
+        container = self._get(handle)
+        if container is None:
+            return
+        partial = ""
+        try:
+            for chunk in container.logs(stdout=True, stderr=True, stream=True, follow=True):
+                partial += chunk.decode("utf-8", "replace")
+                *lines, partial = partial.split("\n")
+                yield from lines
+        except NotFound:
+            pass
+        if partial:
+            yield partial
+
+    def wait_ready(self, handle: Handle, timeout: float | None = None, path: str = "/") -> None:
+        wait = self.settings.ready_timeout_s if timeout is None else timeout
+        readiness.wait_ready(handle, wait, path, poll=self.poll, logs=self.logs)
+
+    # -- finding containers again after a restart -------------------------------------------------------
+
+    def adopt(self, space_id: int) -> list[Handle]:
+        """Handles of every container of this space (running or not), newest first."""
+        return self._handles([f"{MANAGED}=1", f"{SPACE}={int(space_id)}"])
+
+    def list_managed(self) -> list[Handle]:
+        """Handles of every spacehub container on this engine, so orphans can be found and removed."""
+        return self._handles([f"{MANAGED}=1"])
+
+    def _handles(self, labels: list[str]) -> list[Handle]:
+        found = self.client.containers.list(all=True, filters={"label": labels})
+        found.sort(key=lambda c: c.attrs.get("Created", ""), reverse=True)
+        return [_handle(c) for c in found]
+
+    # -- building the container -------------------------------------------------------------------------
+
+    def create(self, spec: RunSpec, artifact: Artifact, *, volume: str | None = None) -> Container:
+        """Create (not start) the container; split from `start` so the request can be inspected."""
+        if artifact.kind != "docker-image":
+            raise StartFailed(f"the docker runtime cannot run a {artifact.kind!r} artifact")
+        kwargs = self.create_kwargs(spec, artifact, volume=volume)
+        if volume:
+            self._ensure_volume(volume, spec, artifact)
+        try:
+            return self.client.containers.create(**kwargs)
+        except ImageNotFound:
+            raise StartFailed(f"image {artifact.ref} is gone; rebuild the space") from None
+        except DockerException as exc:
+            raise StartFailed(f"could not create the container: {_explain(exc)}") from None
+
+    def create_kwargs(self, spec: RunSpec, artifact: Artifact, *, volume: str | None = None) -> dict[str, Any]:
+        port = int(spec.plan.app_port or 7860)
+        cpus, memory = self.limits(spec.hardware)
+        kwargs: dict[str, Any] = {
+            "image": artifact.ref,
+            "name": f"spacehub-{int(spec.space_id)}-{spec.revision[:12]}-{secrets.token_hex(3)}",
+            "labels": {
+                MANAGED: "1",
+                SPACE: str(int(spec.space_id)),
+                REVISION: spec.revision,
+                SPACE_KEY: spec.space_key,
+                APP_PORT: str(port),
+            },
+            "environment": self.app_env(spec, port),
+            "user": "1000:1000",
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"],
+            "init": True,  # a real PID 1 forwards SIGTERM, so a stop is quick instead of waiting for SIGKILL
+            "mem_limit": memory,
+            "memswap_limit": memory,  # no swap: over the limit is an OOM kill (exit 137), not thrashing
+            "nano_cpus": int(cpus * 1e9),
+            "pids_limit": self.opts.pids_limit,
+            "log_config": LogConfig(
+                type="json-file",
+                config={"max-size": self.opts.log_max_size, "max-file": str(self.opts.log_max_file)},
+            ),
+            "network": self.opts.network,
+            "ports": {f"{port}/tcp": ("127.0.0.1",)},  # random host port, loopback only
+            "extra_hosts": {HOST_ALIAS: "host-gateway"},
+            "restart_policy": {"Name": "no"},  # the platform owns restarts and their backoff
+            "detach": True,
+        }
+        if spec.gpu_ids:
+            kwargs["device_requests"] = [DeviceRequest(device_ids=list(spec.gpu_ids), capabilities=[["gpu"]])]
+        if volume:
+            kwargs["volumes"] = {volume: {"bind": DATA_DIR, "mode": "rw"}}
+        return kwargs
+
+    def app_env(self, spec: RunSpec, port: int) -> dict[str, str]:
+        env = {
+            "SYSTEM": "spaces",
+            "GRADIO_NUM_PORTS": "1",
+            "GRADIO_ANALYTICS_ENABLED": "False",
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "PYTHONUNBUFFERED": "1",
+            **spec.env,
+            # Ours, whatever the space's variables say: bind, port and GPU visibility are not the app's.
+            "GRADIO_SERVER_NAME": "0.0.0.0",
+            "GRADIO_SERVER_PORT": str(port),
+            "PORT": str(port),
+            # Overrides any NVIDIA_VISIBLE_DEVICES=all baked into an image (the toolkit's env-var path).
+            "NVIDIA_VISIBLE_DEVICES": ",".join(spec.gpu_ids) if spec.gpu_ids else "void",
+        }
+        if "HF_ENDPOINT" in env:
+            env["HF_ENDPOINT"] = container_reachable_url(env["HF_ENDPOINT"])
+        return env
+
+    def limits(self, hardware: str) -> tuple[float, int]:
+        """(cpus, memory bytes) for a flavor: the Hub's size scaled by settings, cpus capped at the host's."""
+        hub_cpus, hub_gb = HUB_FLAVORS.get(hardware, HUB_FLAVORS["cpu-basic"])
+        cpus = min(max(0.1, hub_cpus * self.opts.cpu_scale), self.host_cpus())
+        memory = int(hub_gb * self.opts.memory_scale * 1024**3)
+        return round(cpus, 2), memory
+
+    def host_cpus(self) -> float:
+        if self._host_cpus is None:
+            self._host_cpus = float(self.client.info().get("NCPU", 1))
+        return self._host_cpus
+
+    # -- persistent storage -----------------------------------------------------------------------------
+
+    def _ensure_volume(self, name: str, spec: RunSpec, artifact: Artifact) -> None:
+        try:
+            self.client.volumes.get(name)
+            return
+        except NotFound:
+            pass
+        self.client.volumes.create(name, labels={MANAGED: "1", SPACE: str(int(spec.space_id))})
+        # A fresh volume is root-owned unless the image has /data owned by 1000 (ours do); make it the app's.
+        # A throwaway container with only CHOWN, no network, from the space's own image.
+        try:
+            self.client.containers.run(
+                artifact.ref,
+                entrypoint=["chown", "1000:1000", DATA_DIR],
+                command=[],
+                user="0:0",
+                cap_drop=["ALL"],
+                cap_add=["CHOWN"],
+                security_opt=["no-new-privileges"],
+                network_mode="none",
+                volumes={name: {"bind": DATA_DIR, "mode": "rw"}},
+                labels={MANAGED: "0"},
+                remove=True,
+            )
+        except DockerException as exc:
+            # Removed again, or the next start would find it and skip the chown: a /data the app cannot write.
+            self.remove_volume(name)
+            raise StartFailed(f"could not prepare the data volume {name}: {_explain(exc)}") from None
+
+    def remove_volume(self, name: str) -> None:
+        """Delete a space's persistent storage (when the space is deleted). Idempotent."""
+        with contextlib.suppress(NotFound):
+            self.client.volumes.get(name).remove(force=True)
+
+    # -- helpers ----------------------------------------------------------------------------------------
+
+    def _get(self, handle: Handle) -> Container | None:
+        ident = handle.data.get("container_id") or handle.data.get("name")
+        if not ident:
+            return None
+        try:
+            return self.client.containers.get(ident)
+        except NotFound:
+            return None
+
+
+def container_reachable_url(url: str) -> str:
+    """The platform's URL as a container reaches it: loopback hosts become the bridge gateway's alias."""
+    parts = urlsplit(url)
+    if parts.hostname not in _LOOPBACK:
+        return url
+    netloc = HOST_ALIAS + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _handle(container: Container) -> Handle:
+    labels = container.labels
+    port = labels.get(APP_PORT, "7860")
+    bindings = (container.attrs.get("NetworkSettings", {}).get("Ports") or {}).get(f"{port}/tcp") or []
+    host_port = next((b.get("HostPort") for b in bindings if b.get("HostIp") in ("127.0.0.1", "")), None)
+    return Handle(
+        runtime="docker",
+        target=f"127.0.0.1:{host_port}" if host_port else "",
+        data={
+            "container_id": container.id,
+            "name": container.name,
+            "space_id": int(labels.get(SPACE, "0")),
+            "revision": labels.get(REVISION, ""),
+            "image": container.attrs.get("Config", {}).get("Image", ""),
+            "app_port": int(port),
+        },
+    )
+
+
+def _remove_quietly(container: Container) -> None:
+    for _ in range(3):
+        try:
+            container.remove(force=True)
+            return
+        except NotFound:
+            return
+        except APIError as exc:  # "removal already in progress" and the like
+            if "already in progress" in str(exc):
+                return
+            time.sleep(0.5)
+
+
+def _explain(exc: DockerException) -> str:
+    explanation = getattr(exc, "explanation", None)
+    return str(explanation or exc)

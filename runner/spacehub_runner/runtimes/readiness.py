@@ -1,0 +1,69 @@
+"""Waiting for a started app to answer HTTP: one loop, shared by runtimes (it needs only poll and logs)."""
+
+from __future__ import annotations
+
+import http.client
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+
+from spacehub.errors import StartFailed
+from spacehub_runner.plugs import Handle
+
+# How many of the app's last log lines a StartFailed message carries.
+TAIL_LINES = 20
+
+
+def probe(target: str, path: str = "/", timeout: float = 5.0) -> int | None:
+    """GET http://<target><path> once; the status code, or None when nothing answers (yet)."""
+    host, _, port = target.rpartition(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().status
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+
+
+def tail(lines: Iterator[str], count: int = TAIL_LINES) -> list[str]:
+    return list(deque(lines, maxlen=count))
+
+
+def wait_ready(
+    handle: Handle,
+    timeout: float,
+    path: str,
+    *,
+    poll: Callable[[Handle], int | None],
+    logs: Callable[[Handle], Iterator[str]],
+    interval: float = 0.25,
+) -> None:
+    """Return once GET `path` on the handle's target answers 200-399.
+
+    Raise StartFailed, carrying the last log lines, if the app exits first or `timeout` seconds pass. The app
+    is left as it is: stopping it is the caller's call (it may want to keep a slow app's logs streaming).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        code = poll(handle)
+        if code is not None:
+            message = f"the app exited with code {code} before it was ready"
+            raise StartFailed(_with_logs(message, handle, logs))
+        remaining = deadline - time.monotonic()
+        status = probe(handle.target, path, timeout=max(0.5, min(5.0, remaining)))
+        if status is not None and 200 <= status < 400:
+            return
+        if time.monotonic() >= deadline:
+            answer = f"it answered {status}" if status is not None else "nothing answered"
+            message = f"the app was not ready within {timeout:g}s (GET {path} on {handle.target}: {answer})"
+            raise StartFailed(_with_logs(message, handle, logs))
+        time.sleep(interval)
+
+
+def _with_logs(message: str, handle: Handle, logs: Callable[[Handle], Iterator[str]]) -> str:
+    lines = tail(logs(handle))
+    if not lines:
+        return f"{message}; it logged nothing"
+    return f"{message}; its last log lines:\n" + "\n".join(lines)

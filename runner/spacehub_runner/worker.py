@@ -1,0 +1,34 @@
+"""`spacehub worker`: an RQ worker that runs only spacehub's own job functions, JSON-serialised."""
+
+from __future__ import annotations
+
+from rq import Worker
+from rq.job import Job
+from rq.queue import Queue
+from rq.serializers import JSONSerializer
+from rq.worker import WorkerStatus
+
+from spacehub import redisconn
+from spacehub.queue import ALLOWED_JOBS, BUILDS, OPS
+from spacehub.settings import Settings
+
+
+class SpacehubWorker(Worker):
+    """RQ imports job functions by name: refuse any name that is not a spacehub job before importing it."""
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        # Checked in the parent, before any fork or import: a refused name is never imported at all.
+        if job.func_name not in ALLOWED_JOBS:
+            self.log.warning("refusing job %s: %r is not a spacehub job", job.id, job.func_name)
+            self.handle_job_failure(job, queue, exc_string=f"refused: {job.func_name!r} is not a spacehub job")
+            self.set_state(WorkerStatus.IDLE)
+            return
+        super().execute_job(job, queue)
+
+
+def run_worker(settings: Settings, queues: list[str] | None = None, burst: bool = False) -> None:
+    conn = redisconn.connect(settings)
+    names = queues or [OPS, BUILDS]
+    worker = SpacehubWorker([Queue(n, connection=conn, serializer=JSONSerializer) for n in names],
+                            connection=conn, serializer=JSONSerializer)
+    worker.work(burst=burst, with_scheduler=False)

@@ -1,0 +1,145 @@
+"""A real `spacehub serve` in a subprocess, for integration and end-to-end tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ADMIN_TOKEN = "sh_test_admin_token_0123456789abcdef"
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "spaces_examples"
+
+
+class PortTaken(Exception):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    def __init__(self, data_dir: Path, **settings: str) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://localhost:{self.port}"
+        self.token = ADMIN_TOKEN
+        self.env = {
+            **os.environ,
+            "SPACEHUB_DATA_DIR": str(data_dir),
+            "SPACEHUB_PORT": str(self.port),
+            "SPACEHUB_ADMIN_TOKEN": ADMIN_TOKEN,
+            "SPACEHUB_RECONCILE_INTERVAL_S": "1",
+            "SPACEHUB_READY_TIMEOUT_S": "120",
+            "SPACEHUB_URL": self.url,
+            "SPACEHUB_TOKEN": ADMIN_TOKEN,
+            "UV_CACHE_DIR": os.environ.get("UV_CACHE_DIR", str(Path.home() / ".cache" / "uv")),
+            "PYTHONUNBUFFERED": "1",
+            **{f"SPACEHUB_{k.upper()}": v for k, v in settings.items()},
+        }
+        self.env.pop("SPACEHUB_REDIS_URL", None)
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = data_dir / "serve.log"
+        self.api = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=60,
+                                headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Host": f"localhost:{self.port}"})
+
+    def start(self, timeout: float = 60) -> None:
+        for _attempt in range(3):
+            try:
+                return self._start(timeout)
+            except PortTaken:
+                # Another process took the free port between our probe and serve's bind: pick another.
+                self.port = free_port()
+                self.url = f"http://localhost:{self.port}"
+                self.env.update(SPACEHUB_PORT=str(self.port), SPACEHUB_URL=self.url)
+                self.api = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=60,
+                                        headers=dict(self.api.headers))
+        raise RuntimeError("no free port for spacehub serve")
+
+    def _start(self, timeout: float) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        out = open(self.log, "ab")  # noqa: SIM115 - owned by the child
+        self.process = subprocess.Popen([sys.executable, "-m", "spacehub", "serve"], env=self.env, stdout=out,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                if "address already in use" in self.log.read_text()[-2000:]:
+                    raise PortTaken(self.port)
+                raise RuntimeError(f"spacehub serve exited:\n{self.log.read_text()[-3000:]}")
+            try:
+                if self.api.get("/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"spacehub serve did not answer:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+    def kill_apps(self) -> None:
+        """Apps live in their own sessions, outliving serve by design: tests clean them up here."""
+        for pid in app_pids(self.data_dir):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(os.getpgid(pid), signal.SIGKILL)
+
+    def cli(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([sys.executable, "-m", "spacehub", *args], env=self.env, capture_output=True,
+                                text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"spacehub {' '.join(args)} failed ({result.returncode}):\n"
+                                 f"{result.stdout}\n{result.stderr}\n--- serve log ---\n"
+                                 f"{self.log.read_text()[-4000:]}")
+        return result
+
+    def host(self, label: str) -> str:
+        return f"{label}.space.localhost:{self.port}"
+
+    def space_url(self, label: str) -> str:
+        return f"http://{self.host(label)}"
+
+    def space_get(self, label: str, path: str = "/", **kwargs: object) -> httpx.Response:
+        """GET through the proxy with the space's Host header (works without *.localhost name resolution)."""
+        with httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=60) as client:
+            return client.get(path, headers={"Host": self.host(label)}, **kwargs)  # type: ignore[arg-type]
+
+    def wait_stage(self, repo_id: str, stages: set[str], timeout: float = 300) -> dict[str, object]:
+        deadline = time.monotonic() + timeout
+        runtime: dict[str, object] = {}
+        while time.monotonic() < deadline:
+            runtime = self.api.get(f"/api/spaces/{repo_id}/runtime").json()
+            if runtime.get("stage") in stages:
+                return runtime
+            time.sleep(0.3)
+        raise AssertionError(f"{repo_id} never reached {stages}: {runtime}\n{self.log.read_text()[-3000:]}")
+
+
+def app_pids(data_dir: Path) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if cwd.startswith(str(data_dir / "apps")):  # an app's working folder is its checkout
+            pids.append(int(entry.name))
+    return pids
