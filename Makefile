@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-unit lint bench images install system clean
+.PHONY: run test test-unit lint bench bench-proxy images install system clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,10 +18,12 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/spacehub serve
 
+# System packages, then a Docker engine (installed and started; docker tests fail, never skip, without one).
 system:
 	bash deploy/setup/system.sh
+	bash deploy/setup/docker.sh
 
-test: $(STAMP) system
+test: $(STAMP) system images
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
@@ -31,7 +33,19 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check platform runner tests
 	$(VENV)/bin/mypy
 
-images: $(STAMP)
+# Benchmarks: each measured side by side with its anchor in the same run, printed as a markdown table of
+# medians and ratios (also written under artifacts/bench/). `bench` runs them all.
+bench: bench-proxy
+
+# The proxy (full contract) against nginx and against no proxy, same upstream, 127.0.0.1 only (~2 min).
+# BENCH_PROXY_ARGS: e.g. `--rounds 3 --duration 3` (see tests/bench/bench_proxy.py --help).
+bench-proxy: $(STAMP)
+	bash deploy/setup/bench.sh
+	mkdir -p artifacts/bench
+	$(PY) tests/bench/bench_proxy.py --out artifacts/bench/proxy.md $(BENCH_PROXY_ARGS)
+
+# Base and SDK images for the docker runtime, built offline once and reused (a no-op when present).
+images: $(STAMP) system
 	$(VENV)/bin/spacehub images bootstrap
 
 clean:

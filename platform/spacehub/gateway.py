@@ -19,9 +19,12 @@ from sqlalchemy import select
 from spacehub.proxy.routing import Route, Upstream
 from spacehub.routes import ROUTES_CHANNEL, ROUTES_KEY
 from spacehub.settings import Settings
+from spacehub.spacegate import SpaceGate
 from spacehub.stages import Stage
 from spacehub.store.db import Database
 from spacehub.store.models import Space
+from spacehub.web.secret import load_secret
+from spacehub.web.spaceauth import SIGN_PARAM, SpaceAccess
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,7 @@ class SpaceEntry:
     stage: str
     private: bool
     message: str
+    owner: str  # a private space opens to this namespace (and admins): spacegate.SpaceGate
 
 
 def _json_route(status: int, message: str, code: str, **extra: object) -> Route:
@@ -57,6 +61,8 @@ class SpaceResolver:
         self.db = db
         self.redis_url = redis_url
         self.api = Upstream(unix_path=str(settings.api_socket))
+        self._api_route = Route(upstream=self.api)
+        self._route_cache: dict[tuple[int, str], Route] = {}
         self.suffix = "." + settings.spaces_domain.lower()
         self.routes: dict[str, str] = {}
         self.spaces: dict[str, SpaceEntry] = {}
@@ -64,6 +70,10 @@ class SpaceResolver:
         self.space_cache_s = space_cache_s
         self._tasks: list[asyncio.Task[None]] = []
         self._redis: aioredis.Redis | None = None
+        # The web UI lets a private space's readers in from its page: a signed `?__sign=` in the iframe's URL,
+        # swapped here for a cookie scoped to that one space's host, which the gate then accepts.
+        self.access = SpaceAccess(settings, load_secret(settings))
+        self.gate = SpaceGate(db, settings.token_cache_s, cookie_user=self.access.cookie_user)
 
     async def start(self) -> None:
         self._redis = aioredis.Redis.from_url(self.redis_url)
@@ -87,8 +97,8 @@ class SpaceResolver:
         with self.db.session() as session:
             rows = session.execute(select(Space.id, Space.owner, Space.name, Space.label, Space.stage, Space.private,
                                           Space.message).where(Space.repo_type == "space"))
-            return {r.label: SpaceEntry(r.id, f"{r.owner}/{r.name}", str(r.stage), r.private, r.message or "")
-                    for r in rows}
+            return {r.label: SpaceEntry(r.id, f"{r.owner}/{r.name}", str(r.stage), r.private, r.message or "",
+                                        r.owner) for r in rows}
 
     async def _load_spaces(self) -> None:
         self.spaces = await asyncio.to_thread(self._query_spaces)
@@ -120,9 +130,11 @@ class SpaceResolver:
             except Exception:  # noqa: BLE001
                 log.exception("route refresh failed")
 
-    async def __call__(self, host: str, headers: list[tuple[bytes, bytes]]) -> Route:
+    accepts_target = True  # the proxy passes the request target: see `_sign_exchange`
+
+    async def __call__(self, host: str, headers: list[tuple[bytes, bytes]], target: bytes = b"/") -> Route:
         if host in self.settings.platform_hosts:
-            return Route(upstream=self.api)
+            return self._api_route
         if not host.endswith(self.suffix):
             return _json_route(421, f"this server does not serve the host {host!r}", "MisdirectedRequest")
         label = host[: -len(self.suffix)]
@@ -130,12 +142,52 @@ class SpaceResolver:
         if entry is None and time.monotonic() - self._spaces_loaded > 0.5:
             await self._load_spaces()  # a space created a moment ago
             entry = self.spaces.get(label)
-        if entry is None:
+        if entry is not None and entry.private and SIGN_PARAM.encode() in target:
+            exchanged = await self._sign_exchange(entry, target)
+            if exchanged is not None:
+                return exchanged
+        # A private space is, to anyone not allowed in, exactly a missing one (whatever its stage).
+        if entry is None or not await self.gate.authorize_space_request(entry, headers):
             return _json_route(404, f"no space at {host}", "RepoNotFound")
-        target = self.routes.get(label)
-        if target is not None:
-            return Route(upstream=_upstream(target), space_id=entry.id, is_space=True)
+        upstream = self.routes.get(label)
+        if upstream is not None:
+            return self._space_route(entry.id, upstream)
         return self._not_serving(entry)
+
+    def resolve_cached(self, host: str, headers: list[tuple[bytes, bytes]]) -> Route | None:
+        """The proxy's synchronous fast path: the route when the in-memory tables alone decide it (the API's
+        hosts, a public space with a route), else None, and the proxy awaits `__call__` instead."""
+        if host in self.settings.platform_hosts:
+            return self._api_route
+        if not host.endswith(self.suffix):
+            return None
+        label = host[: -len(self.suffix)]
+        entry = self.spaces.get(label)
+        if entry is None or entry.private:
+            return None
+        upstream = self.routes.get(label)
+        return self._space_route(entry.id, upstream) if upstream is not None else None
+
+    def _space_route(self, space_id: int, upstream: str) -> Route:
+        # One Route per (space, upstream), built once: the hot path only looks it up.
+        key = (space_id, upstream)
+        route = self._route_cache.get(key)
+        if route is None:
+            if len(self._route_cache) >= 4096:  # upstreams of redeployed spaces: never let them pile up
+                self._route_cache.clear()
+            route = self._route_cache[key] = Route(upstream=_upstream(upstream), space_id=space_id, is_space=True)
+        return route
+
+    async def _sign_exchange(self, entry: SpaceEntry, target: bytes) -> Route | None:
+        """A valid `?__sign=` of a reader: redirect to the same URL without it, setting the space's cookie."""
+        exchanged = self.access.exchange(entry.id, target)
+        if exchanged is None:
+            return None
+        user_id, clean_target, cookie = exchanged
+        if not await self.gate.user_may_read(user_id, entry.owner):
+            return None
+        return Route(upstream=None, status=303, body=b'{"redirect": true}', extra_headers=(
+            ("Location", clean_target), ("Set-Cookie", cookie), ("Cache-Control", "no-store")))
 
     def _not_serving(self, entry: SpaceEntry) -> Route:
         stage = entry.stage

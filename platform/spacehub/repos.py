@@ -159,6 +159,14 @@ class RepoStore:
     def exists(self, key: str) -> bool:
         return _is_repository(self._path_of(key))
 
+    def git_dir(self, key: str) -> Path:
+        """The bare repository's folder, for git's own server programs (smart HTTP); RepoNotFound if none."""
+        return self._existing(key)
+
+    def git_env(self) -> dict[str, str]:
+        """The clean environment every git command here runs with: no system, global or user config."""
+        return dict(self._env)
+
     def delete(self, key: str) -> None:
         """Remove the repository; nothing happens if it does not exist (a retried delete succeeds)."""
         path = self._path_of(key)
@@ -222,13 +230,46 @@ class RepoStore:
     def file_size(self, key: str, revision: str, path: str) -> int:
         return self._blob(key, revision, path)[1].size
 
-    def log(self, key: str, revision: str = DEFAULT_BRANCH, limit: int = 100) -> list[CommitInfo]:
-        """Commits reachable from `revision`, newest first."""
+    def blob(self, key: str, commit: str, path: str) -> tuple[str, int]:
+        """(blob id, size) of the file at `path` in `commit`: what a download needs before it streams."""
+        info = self._blob(key, commit, path)[1]
+        return info.oid, info.size
+
+    def stream_blob(self, key: str, oid: str, start: int = 0, length: int | None = None) -> Iterator[bytes]:
+        """The blob's bytes from `start` (`length` of them, or to the end) in chunks, never all in memory."""
+        git_dir = self._existing(key)
+        with tempfile.TemporaryFile() as errors:
+            process = subprocess.Popen(self._command(git_dir, ["cat-file", "blob", oid]), stdout=subprocess.PIPE,
+                                       stderr=errors, env=self._env, cwd=git_dir)
+            assert process.stdout is not None
+            try:
+                to_skip, remaining = start, length
+                while remaining is None or remaining > 0:
+                    chunk = process.stdout.read(_CHUNK_BYTES)
+                    if not chunk:
+                        break
+                    if to_skip:
+                        skipped = min(to_skip, len(chunk))
+                        chunk, to_skip = chunk[skipped:], to_skip - skipped
+                    if remaining is not None:
+                        chunk, remaining = chunk[:remaining], remaining - min(remaining, len(chunk))
+                    if chunk:
+                        yield chunk
+            finally:
+                process.stdout.close()
+                if process.poll() is None:
+                    process.kill()  # the reader went away early (a cancelled download or a range)
+                process.wait()
+
+    def log(self, key: str, revision: str = DEFAULT_BRANCH, limit: int = 100, *, skip: int = 0,
+            path: str | None = None) -> list[CommitInfo]:
+        """Commits reachable from `revision`, newest first (after `skip`; only those touching `path`, if given)."""
         sha = self.resolve(key, revision)
         git_dir = self._existing(key)
+        only = ["--", _clean_read_path(path)] if path else []
         # NUL between fields and (with -z) between commits: a commit message can hold anything but NUL.
-        out = self._git(git_dir, "log", "-z", f"--max-count={max(limit, 0)}",
-                        "--format=%H%x00%P%x00%an%x00%ct%x00%B", sha).stdout.decode("utf-8", "replace")
+        out = self._git(git_dir, "log", "-z", f"--max-count={max(limit, 0)}", f"--skip={max(skip, 0)}",
+                        "--format=%H%x00%P%x00%an%x00%ct%x00%B", sha, *only).stdout.decode("utf-8", "replace")
         fields = out.split("\0") if out else []
         return [_commit_info(fields[at:at + 5]) for at in range(0, len(fields) - 4, 5)]
 
@@ -242,6 +283,34 @@ class RepoStore:
             group, short = ("branches", name[11:]) if name.startswith("refs/heads/") else ("tags", name[10:])
             found[group][short] = peeled or target  # an annotated tag names the commit it points at
         return found
+
+    def create_ref(self, key: str, kind: str, name: str, revision: str, message: str | None = None) -> str:
+        """A new branch or tag (`kind`) at `revision`; Conflict if it exists. Returns the commit it names."""
+        git_dir = self._existing(key)
+        if not _is_ref_name(name) or name.startswith("refs/"):
+            raise InvalidInput(f"invalid {kind} name {name!r}")
+        sha = self.resolve(key, revision)
+        ref = f"refs/heads/{name}" if kind == "branch" else f"refs/tags/{name}"
+        with self._locked(key, git_dir):
+            if self._rev_parse(git_dir, ref) is not None:
+                raise Conflict(f"{kind} '{name}' already exists", code="RefExists")
+            if kind == "tag" and message:
+                self._git(git_dir, "tag", "-a", "-m", message, "--end-of-options", name, sha)
+            elif self._git(git_dir, "update-ref", ref, sha, ZERO_SHA, check=False).returncode != 0:
+                raise Conflict(f"{kind} '{name}' could not be created (a ref with a clashing name exists)")
+        return sha
+
+    def delete_ref(self, key: str, kind: str, name: str) -> None:
+        """Remove a branch (never the default one) or a tag; RevisionNotFound if there is none."""
+        git_dir = self._existing(key)
+        if kind == "branch" and name == DEFAULT_BRANCH:
+            raise InvalidInput(f"the default branch '{DEFAULT_BRANCH}' cannot be deleted")
+        ref = f"refs/heads/{name}" if kind == "branch" else f"refs/tags/{name}"
+        with self._locked(key, git_dir):
+            current = self._rev_parse(git_dir, ref) if _is_ref_name(name) else None
+            if current is None:
+                raise RevisionNotFound(f"{kind} '{name}' not found in repository '{key}'")
+            self._git(git_dir, "update-ref", "-d", ref, current)
 
     def checkout(self, key: str, sha: str, dest: Path) -> None:
         """Materialise the tree of `sha` into `dest` (created if missing, else it must be empty)."""

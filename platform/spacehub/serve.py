@@ -14,10 +14,13 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import uvicorn
 
+from spacehub import dockerhost
+from spacehub.accounts import TOKEN_PREFIX
 from spacehub.api import create_app
 from spacehub.context import Platform
 from spacehub.gateway import SpaceResolver
@@ -72,6 +75,29 @@ async def _watch_children(children: list[Child]) -> None:
                 child.start()
 
 
+async def _listen_on_docker_bridge(settings: Settings, new_proxy: Callable[[], ProxyServer],
+                                   port: int) -> ProxyServer | None:
+    """Containers reach the platform only through its public port, as `host.docker.internal` (the docker
+    bridge's gateway address): so the proxy listens there too, on the same port, when spaces run in containers.
+    Nothing else of the platform listens on any network address (the API and redis are unix sockets)."""
+    if settings.host in ("0.0.0.0", "::", "") or not await asyncio.to_thread(dockerhost.uses_docker, settings):
+        return None
+    gateway = await asyncio.to_thread(dockerhost.bridge_gateway, settings.docker_cli, settings.docker_network)
+    if gateway is None or gateway == settings.host:
+        if gateway is None:
+            log.warning("no docker bridge found: containers will not reach the platform (HF_ENDPOINT)")
+        return None
+    bridge_proxy = new_proxy()
+    try:
+        await bridge_proxy.start(gateway, port)
+    except OSError as exc:
+        log.warning("cannot listen on the docker bridge %s:%s (%s): containers will not reach the platform",
+                    gateway, port, exc)
+        return None
+    log.info("listening on the docker bridge too: %s:%s (host.docker.internal for containers)", gateway, port)
+    return bridge_proxy
+
+
 async def run(settings: Settings) -> None:
     embedded = None
     if settings.redis_url is None:
@@ -93,7 +119,11 @@ async def _serve(settings: Settings) -> None:
     api = uvicorn.Server(uvicorn.Config(create_app(platform), uds=str(settings.api_socket), log_level="warning",
                                         proxy_headers=True, forwarded_allow_ips="*", timeout_keep_alive=30))
     resolver = SpaceResolver(settings, platform.db, url)
-    proxy = ProxyServer(resolver, scheme=settings.spaces_scheme)
+
+    def new_proxy() -> ProxyServer:  # one per listening address, all alike
+        return ProxyServer(resolver, scheme=settings.spaces_scheme, platform_token_prefix=TOKEN_PREFIX)
+
+    proxy = new_proxy()
     children = _children(settings, url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -106,6 +136,7 @@ async def _serve(settings: Settings) -> None:
         await asyncio.sleep(0.02)
     await resolver.start()
     await proxy.start(settings.host, settings.port)
+    bridge_proxy = await _listen_on_docker_bridge(settings, new_proxy, proxy.port)
     for child in children:
         child.start()
     watcher = asyncio.create_task(_watch_children(children))
@@ -118,6 +149,8 @@ async def _serve(settings: Settings) -> None:
         for child in children:
             child.stop()
         await proxy.close()
+        if bridge_proxy is not None:
+            await bridge_proxy.close()
         await resolver.close()
         api.should_exit = True
         with contextlib.suppress(Exception):

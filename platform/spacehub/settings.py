@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     python_versions: CommaList = Field(default_factory=lambda: ["3.11"], description="Python versions offered")
     default_gradio_version: str = Field(default="6.31.0", description="Gradio used when sdk_version is unset")
     build_timeout_s: int = Field(default=1800, description="A build is failed after this long")
+    build_cancel_check_s: float = Field(default=1.0, description="How often a running build checks whether a "
+                                        "newer push superseded it (and then stops)")
     workers: int = Field(default=1, description="Build workers started by `spacehub serve`")
 
     # Uploads (every upload is hostile until checked)
@@ -63,12 +65,56 @@ class Settings(BaseSettings):
     reconcile_interval_s: float = Field(default=5.0, description="How often the supervisor repairs drift")
     log_stream_max: int = Field(default=5000, description="Lines kept per log stream")
     sse_keepalive_s: float = Field(default=15.0, description="Keep-alive interval of log streams")
+    token_cache_s: float = Field(default=5.0, description="How long the proxy trusts a checked token (or a "
+                                 "refusal) at a private space's host before checking it again")
+
+    # Web UI
+    signup: Literal["open", "admin"] = Field(
+        default="admin", description="Who creates accounts in the web UI: `open` (anyone; needs the docker "
+        "runtime) or `admin` (signed-in admins only)")
+    session_max_age_s: int = Field(default=14 * 24 * 3600, description="A browser sign-in lasts this long")
+    space_sign_ttl_s: float = Field(default=120.0, description="Lifetime of the signed token in a private "
+                                    "space's iframe URL (exchanged at once for a cookie)")
+    space_cookie_max_age_s: int = Field(default=12 * 3600, description="Lifetime of a private space's access "
+                                        "cookie on its own host")
+    ui_poll_s: float = Field(default=1.0, description="How often a space page's live stream checks the stage")
+    app_info_timeout_s: float = Field(default=5.0, description="Timeout of the app's /gradio_api/info fetch "
+                                      "for the \"Use via API\" snippets")
+
+    # Docker runtime and builder (read through spacehub_runner.dockeropts.DockerOptions)
+    docker_ping_timeout_s: float = Field(default=2.0, description="`auto` runtime: how long a Docker ping may take")
+    docker_base_image: str = Field(default="spacehub/base:py{python}",
+                                   description="Base image per Python version ({python}); e.g. python:{python}-slim")
+    docker_sdk_repo: str = Field(default="spacehub/sdk", description="Repository of SDK images (base + Gradio)")
+    docker_app_repo: str = Field(default="spacehub/app", description="Repository of space images (content-named)")
+    docker_cli: str = Field(default="/usr/bin/docker", description="Docker client that speaks BuildKit")
+    docker_debian_suite: str = Field(default="bookworm", description="Debian suite of the offline base bootstrap")
+    docker_debian_mirror: str = Field(default="http://deb.debian.org/debian", description="Debian mirror")
+    docker_debian_security_mirror: str = Field(default="http://deb.debian.org/debian-security",
+                                               description="Debian security mirror")
+    docker_uv_index_strategy: str = Field(default="unsafe-best-match", description="uv index strategy in builds")
+    docker_network: str = Field(default="bridge", description="Network of space containers (never `host`)")
+    docker_cpu_scale: float = Field(default=0.5, description="Flavor vCPUs x this = a container's CPU limit")
+    docker_memory_scale: float = Field(default=0.125, description="Flavor memory x this = a container's memory limit")
+    docker_pids_limit: int = Field(default=512, description="Most processes in one container")
+    docker_log_max_size: str = Field(default="10m", description="Size of one container log file")
+    docker_log_max_file: int = Field(default=3, description="Container log files kept")
+
+    # Hardware, GPUs and storage
+    hardware_table: Path | None = Field(default=None, description="YAML file: flavor -> cpus, memory_gb, gpus")
+    # NoDecode must wrap the whole Optional: outside it, "0" is JSON-decoded to the int 0 and refused.
+    gpus: Annotated[list[str] | None, NoDecode] = Field(default=None,
+                                                         description="GPU device ids to hand out; unset: ask NVML")
+    gpu_share: int = Field(default=1, ge=1, description="How many spaces may share one GPU device")
+    storage_small_gb: int = Field(default=20, description="Size of the `small` persistent storage tier")
+    storage_medium_gb: int = Field(default=150, description="Size of the `medium` persistent storage tier")
+    storage_large_gb: int = Field(default=1000, description="Size of the `large` persistent storage tier")
 
     # CLI
     url: str | None = Field(default=None, description="CLI: platform URL (default: the public URL)")
     token: SecretStr | None = Field(default=None, description="CLI: API token (default: saved by `login`)")
 
-    _split = field_validator("pip_extra_index_urls", "pip_find_links", "python_versions", mode="before")(
+    _split = field_validator("pip_extra_index_urls", "pip_find_links", "python_versions", "gpus", mode="before")(
         _split_commas
     )
 
@@ -80,7 +126,13 @@ class Settings(BaseSettings):
     def platform_hosts(self) -> frozenset[str]:
         """Host header values (without port) that reach the API and UI."""
         public = urlsplit(self.base_url).hostname or "localhost"
-        return frozenset({public.lower(), "localhost", "127.0.0.1", "[::1]", "::1"})
+        # host.docker.internal: how containers reach the public port (their HF_ENDPOINT), see serve.py.
+        return frozenset({public.lower(), "localhost", "127.0.0.1", "[::1]", "::1", "host.docker.internal"})
+
+    def storage_gb(self, tier: str) -> int:
+        """Size of a persistent storage tier (the Hub's small / medium / large)."""
+        sizes = {"small": self.storage_small_gb, "medium": self.storage_medium_gb, "large": self.storage_large_gb}
+        return sizes[tier]
 
     @cached_property
     def spaces_scheme(self) -> str:

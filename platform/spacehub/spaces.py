@@ -14,13 +14,21 @@ from sqlalchemy.orm import Session
 
 from spacehub import accounts
 from spacehub.context import Platform
-from spacehub.errors import Conflict, Forbidden, InvalidInput, RepoNotFound, RevisionNotFound, Unauthorized
+from spacehub.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    RepoNotFound,
+    RevisionNotFound,
+    Unauthorized,
+)
 from spacehub.logstream import LogWriter, delete_logs
 from spacehub.names import check_name, unique_label
 from spacehub.queue import BUILDS, OPS, enqueue
 from spacehub.repos import CommitResult
 from spacehub.routes import RedisRouteTable
-from spacehub.stages import SERVING, Stage, building_stage
+from spacehub.stages import SERVING, SHOULD_RUN, Stage, building_stage
 from spacehub.store.models import Build, BuildStatus, Space, SpaceVariable, User, utcnow
 
 SDKS = ("gradio", "docker", "static")
@@ -141,6 +149,49 @@ def set_variable(session: Session, space: Space, key: str, value: str, descripti
         existing.value, existing.description, existing.secret = value, description, secret
 
 
+def delete_variable(session: Session, space: Space, key: str, *, secret: bool) -> None:
+    row = session.scalar(select(SpaceVariable).where(SpaceVariable.space_id == space.id, SpaceVariable.key == key,
+                                                     SpaceVariable.secret.is_(secret)))
+    if row is None:
+        raise NotFound(f"{space.repo_id} has no {'secret' if secret else 'variable'} named {key!r}",
+                       code="VariableNotFound")
+    session.delete(row)
+
+
+def request_hardware(platform: Platform, session: Session, space: Space, flavor: str,
+                     sleep_time: int | None = None) -> None:
+    """New hardware for the space; a running app moves to it at once (restarted, as on the Hub)."""
+    if flavor not in HARDWARE:
+        raise InvalidInput(f"hardware must be one of {', '.join(HARDWARE)} (got {flavor!r})")
+    if sleep_time is not None:
+        set_sleep_time(session, space, sleep_time)
+    changed, space.hardware = flavor != space.hardware, flavor
+    if changed:
+        restart_if_running(platform, session, space)
+
+
+def set_sleep_time(session: Session, space: Space, seconds: int | None) -> None:
+    """Idle seconds before the space sleeps; -1 never; None the platform's default."""
+    if seconds is not None and seconds != -1 and seconds < 1:
+        raise InvalidInput(f"sleep time must be a number of seconds, or -1 to never sleep (got {seconds})")
+    space.sleep_time = seconds
+
+
+def set_visibility(session: Session, space: Space, *, private: bool) -> None:
+    space.private = private
+    space.updated_at = utcnow()
+
+
+def restart_if_running(platform: Platform, session: Session, space: Space) -> None:
+    """A running app sees a new environment (hardware, variables, secrets, name) only when it starts again.
+
+    A build in progress needs nothing: its revision starts with the environment as it is by then.
+    """
+    if (space.repo_type == "space" and space.stage in SHOULD_RUN and space.stage != Stage.RUNNING_BUILDING
+            and space.desired_sha):
+        restart(platform, session, space)
+
+
 def commit_upload(platform: Platform, session: Session, space: Space, tree: Path, message: str,
                   author: str) -> PushResult:
     """A whole new tree for the space (REST upload, CLI push): commit it, then build if anything changed."""
@@ -151,7 +202,8 @@ def commit_upload(platform: Platform, session: Session, space: Space, tree: Path
 def after_commit(platform: Platform, session: Session, space: Space, result: CommitResult) -> PushResult:
     """Every path that lands a commit ends here: record the revision and enqueue its build."""
     space.updated_at = utcnow()
-    if space.repo_type != "space":
+    if space.repo_type != "space" or space.stage == Stage.PAUSED:
+        # A model never builds; a paused space stays paused until restarted, which builds this revision.
         space.desired_sha = result.sha
         return PushResult(result.sha, result.changed, None)
     existing = session.scalar(select(Build).where(Build.space_id == space.id, Build.sha == result.sha))
@@ -221,9 +273,11 @@ def stop(platform: Platform, session: Session, space: Space, *, stage: Stage = S
 def delete(platform: Platform, session: Session, space: Space) -> None:
     """Gone at once for every client (404 on its host and API); the app is stopped by the worker."""
     RedisRouteTable(platform.redis).delete(space.label)
-    handle, space_id, key, repo_type = space.handle, space.id, _repo_key(space), space.repo_type
+    handle, space_id, key, repo_type, label = space.handle, space.id, _repo_key(space), space.repo_type, space.label
     session.delete(space)
     session.commit()
+    # Signalled again once the row is gone: the proxy reloads its space list on it (404, not "not running").
+    RedisRouteTable(platform.redis).delete(label)
     platform.repos.delete(key)
     if repo_type == "space":
         delete_logs(platform.redis, space_id)

@@ -11,14 +11,9 @@ Secrets never reach argv, a layer or the log: each is handed to the CLI in its e
 from __future__ import annotations
 
 import base64
-import fcntl
-import ipaddress
-import json
 import os
 import re
 import signal
-import socket
-import struct
 import subprocess
 import threading
 import time
@@ -26,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from spacehub import dockerhost
 from spacehub.errors import BuildFailed
 
 from .plugs import LogFn
@@ -45,6 +41,7 @@ class BuildRequest:
     labels: Mapping[str, str] = field(default_factory=dict)
     timeout_s: float = 1800.0
     no_cache: bool = False  # a "factory rebuild": BuildKit reuses no layer (secret values are not cache keys)
+    add_hosts: Mapping[str, str] = field(default_factory=dict)  # name -> address (or "host-gateway")
 
 
 def _masker(secrets: Sequence[str]) -> re.Pattern[str] | None:
@@ -70,6 +67,8 @@ def build_command(cli: str, req: BuildRequest) -> tuple[list[str], dict[str, str
         argv += ["--build-arg", f"{name}={value}"]
     for label, value in req.labels.items():
         argv += ["--label", f"{label}={value}"]
+    for name, address in req.add_hosts.items():
+        argv += ["--add-host", f"{name}:{address}"]
     for i, (sid, value) in enumerate(sorted(req.secrets.items())):
         if not SECRET_ID.match(sid):
             raise BuildFailed(f"invalid secret name {sid!r}")
@@ -150,34 +149,8 @@ def image_label(cli: str, ref: str, label: str) -> str | None:
 
 
 def bridge_gateway(cli: str, network: str = "bridge") -> str:
-    """The host's address on the docker bridge: where builds can reach a server the worker starts.
-
-    dockerd 20.10 leaves `Gateway` out of the default bridge's IPAM config, so the bridge interface's own
-    address is the next answer, and the subnet's first address (dockerd's choice) the last.
-    """
-    result = subprocess.run([cli, "network", "inspect", network], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise BuildFailed(f"cannot inspect docker network {network!r}: {result.stderr.strip()}")
-    info = json.loads(result.stdout)[0]
-    configs = [c for c in (info.get("IPAM") or {}).get("Config") or [] if ":" not in c.get("Subnet", ":")]
-    for config in configs:
-        if config.get("Gateway"):
-            return str(config["Gateway"]).split("/")[0]
-    bridge = (info.get("Options") or {}).get("com.docker.network.bridge.name", "docker0")
-    address = _interface_address(bridge)
-    if address:
-        return address
-    if configs:
-        return str(next(ipaddress.ip_network(configs[0]["Subnet"]).hosts()))
-    raise BuildFailed(f"cannot find the gateway address of docker network {network!r}")
-
-
-def _interface_address(name: str) -> str | None:
-    """IPv4 address of a local network interface (SIOCGIFADDR), None if there is no such interface."""
-    siocgifaddr = 0x8915
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        try:
-            packed = fcntl.ioctl(sock.fileno(), siocgifaddr, struct.pack("256s", name.encode()[:15]))
-        except OSError:
-            return None
-    return socket.inet_ntoa(packed[20:24])
+    """The host's address on the docker bridge: where builds can reach a server the worker starts."""
+    address = dockerhost.bridge_gateway(cli, network)
+    if address is None:
+        raise BuildFailed(f"cannot find the gateway address of docker network {network!r}")
+    return address

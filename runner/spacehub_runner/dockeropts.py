@@ -1,7 +1,7 @@
 """Docker-specific knobs for the images, the docker builder and the docker runtime, read from `Settings`.
 
-Each knob reads `settings.docker_<name>` when the settings object has it and falls back to the default
-here, so the docker code works before (and after) the fields are added to `spacehub.settings.Settings`.
+Each knob is the setting `SPACEHUB_DOCKER_<NAME>` (`Settings.docker_<name>`, documented in the README); the
+defaults here match the settings' and apply to any settings object that lacks a field.
 """
 
 from __future__ import annotations

@@ -6,35 +6,44 @@ gives up quietly when a newer push has superseded its work. Per-space work is se
 
 from __future__ import annotations
 
+import logging
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import replace
 from typing import Any
 
-from redis.exceptions import LockError
+from redis.exceptions import LockError, ResponseError
 from sqlalchemy import select
 
 from spacehub import spaces as space_ops
 from spacehub.context import Platform
-from spacehub.errors import BuildFailed, NoAppFile, SpaceConfigError, StartFailed
+from spacehub.errors import BuildFailed, NoAppFile, SpaceConfigError, StartFailed, Superseded
 from spacehub.logstream import LogWriter
 from spacehub.routes import RedisRouteTable
 from spacehub.settings import load_settings
 from spacehub.stages import SERVING, Stage, building_stage, starting_stage
-from spacehub.store.models import Build, BuildStatus, Space, utcnow
-from spacehub_runner import registry
+from spacehub.store.models import Build, BuildStatus, Space, SpaceVariable, utcnow
+from spacehub_runner import gpus, registry
 from spacehub_runner.appenv import app_env
 from spacehub_runner.plugs import Artifact, BuildPlan, Handle, RunSpec
 from spacehub_runner.recipes import plan_for
+
+logger = logging.getLogger("spacehub.jobs")
 
 
 def _platform() -> Platform:
     return Platform.open(load_settings(), migrate_schema=False)
 
 
+def space_lock_key(space_id: int) -> str:
+    return f"spacehub:lock:space:{space_id}"
+
+
 @contextmanager
 def space_lock(platform: Platform, space_id: int, timeout: float) -> Iterator[None]:
-    lock = platform.redis.lock(f"spacehub:lock:space:{space_id}", timeout=timeout, blocking_timeout=timeout)
+    lock = platform.redis.lock(space_lock_key(space_id), timeout=timeout, blocking_timeout=timeout)
     if not lock.acquire():
         raise StartFailed(f"space {space_id} is busy with other work")
     try:
@@ -66,6 +75,40 @@ def _finish_build(platform: Platform, build_id: int, status: str, error: str = "
             space.stage, space.message = Stage.RUNNING, f"revision {build.sha[:7]} failed: {error}"
         else:
             space.stage, space.message = stage, error
+
+
+class _CancellableLog:
+    """The build log, which also ends a build a newer push superseded: every SPACEHUB_BUILD_CANCEL_CHECK_S it
+    re-reads SQL and raises Superseded; builders kill what they run when their log raises.
+
+    Until then its lines must not land in the newer build's log: a newer push deletes the log stream
+    (`request_build`), and these writes never create it again (XADD NOMKSTREAM).
+    """
+
+    def __init__(self, platform: Platform, build_id: int, log: LogWriter) -> None:
+        self.platform, self.build_id, self.log = platform, build_id, log
+        self.checked = time.monotonic()
+
+    def __call__(self, line: str) -> None:
+        now = time.monotonic()
+        if now - self.checked >= self.platform.settings.build_cancel_check_s:
+            self.checked = now
+            if not _is_current(self.platform, self.build_id):
+                raise Superseded("a newer revision superseded this build")
+        try:
+            self.log.conn.xadd(self.log.key, {"line": line.rstrip("\n")}, maxlen=self.log.max_lines,
+                               approximate=True, nomkstream=True)
+        except ResponseError:  # a redis before 6.2: no NOMKSTREAM
+            self.log(line)
+
+
+def _build_inputs(platform: Platform, space_id: int) -> tuple[dict[str, str], dict[str, str]]:
+    """The space's variables and secrets, for a Docker space's build (build args and BuildKit secrets)."""
+    with platform.db.session() as session:
+        rows = session.scalars(select(SpaceVariable).where(SpaceVariable.space_id == space_id)).all()
+        variables = {row.key: row.value for row in rows if not row.secret}
+        secrets = {row.key: row.value for row in rows if row.secret}
+    return variables, secrets
 
 
 def build(build_id: int, factory: bool = False) -> str:
@@ -108,9 +151,13 @@ def build(build_id: int, factory: bool = False) -> str:
                 build_row.plan = recipe.plan.to_json()
         runtime_name = registry.runtime_name(platform.settings)
         builder = registry.builder_for(platform.settings, runtime_name)
-        log(f"==> Recipe {recipe.plan.recipe}, runtime {runtime_name}")
+        log(f"==> Recipe {recipe.plan.recipe}, runtime {runtime_name}" + (" (factory rebuild)" if factory else ""))
+        variables, secrets = _build_inputs(platform, space_id)
         try:
-            artifact = builder.build(recipe.plan, workdir, log)
+            artifact = registry.build(builder, recipe.plan, workdir, _CancellableLog(platform, build_id, log),
+                                      variables=variables, secrets=secrets, no_cache=factory)
+        except Superseded:
+            return "superseded"  # the builder killed its build on the way out; the newer one owns the log now
         except BuildFailed as exc:
             log(f"==> Build failed: {exc.message}")
             _finish_build(platform, build_id, BuildStatus.FAILED, exc.message, Stage.BUILD_ERROR)
@@ -145,17 +192,27 @@ def deploy(platform: Platform, space_id: int, build_id: int, log: LogWriter) -> 
             plan = BuildPlan.from_json(build_row.plan)
             spec = RunSpec(space_id=space.id, space_key=space.repo_id, revision=build_row.sha, plan=plan,
                            env=app_env(settings, session, space), hardware=space.hardware,
-                           log_dir=str(settings.logs_dir / str(space.id)))
+                           log_dir=str(settings.logs_dir / str(space.id)), storage=space.storage)
             label = space.label
             old = Handle.from_json(space.handle) if space.handle else None
             runtime_name = artifact.extra.get("runtime") or registry.runtime_name(settings)
         runtime = registry.runtime_for(settings, runtime_name)
-        log(f"==> Starting revision {spec.revision[:12]} ({runtime.name} runtime)")
-        handle = runtime.start(spec, artifact)
+        allocator = gpus.GpuAllocator(settings, platform.db)
+        claim = _claim_gpus(platform, allocator, build_id, spec, artifact, old, log)
+        if isinstance(claim, str):
+            return claim
+        lease, ids, old = claim
+        spec = replace(spec, gpu_ids=tuple(ids))
+        log(f"==> Starting revision {spec.revision[:12]} ({runtime.name} runtime"
+            + (f", GPU {','.join(ids)})" if ids else ")"))
+        handle: Handle | None = None
         try:
+            handle = runtime.start(spec, artifact)
             registry.wait_ready(runtime, handle, settings.ready_timeout_s, plan)
         except StartFailed as exc:
-            runtime.stop(handle)
+            if handle is not None:
+                runtime.stop(handle)
+            allocator.release(space_id, lease=lease)
             log(f"==> App failed to start: {exc.message}")
             _finish_build(platform, build_id, BuildStatus.FAILED, f"start failed: {exc.message}",
                           Stage.RUNTIME_ERROR)
@@ -166,6 +223,7 @@ def deploy(platform: Platform, space_id: int, build_id: int, log: LogWriter) -> 
             if space is None or build_row is None or space.desired_sha != build_row.sha or \
                     space.stage in (Stage.PAUSED, Stage.STOPPED, Stage.DELETING):
                 runtime.stop(handle)
+                allocator.release(space_id, lease=lease)
                 return "superseded"
             space.handle, space.running_sha = handle.to_json(), build_row.sha
             space.stage, space.message = Stage.RUNNING, ""
@@ -174,7 +232,55 @@ def deploy(platform: Platform, space_id: int, build_id: int, log: LogWriter) -> 
         log(f"==> Running at {settings.space_url(label)}")
         if old is not None and old != handle:
             registry.runtime_for(settings, old.runtime).stop(old)
+        allocator.release(space_id, keep=lease)  # the old revision's devices, if it had any
+        gpus.start_waiting_spaces(settings, platform.db, platform.redis)
         return "running"
+
+
+def _claim_gpus(platform: Platform, allocator: gpus.GpuAllocator, build_id: int, spec: RunSpec,
+                artifact: Artifact, old: Handle | None, log: LogWriter) -> str | tuple[str, list[str], Handle | None]:
+    """Hold the devices the space's flavor asks for: (lease, device ids, the old handle if it still runs), or
+    the job's outcome when it cannot start now ("waiting-for-gpu", "runtime-error").
+
+    The new revision starts beside the old one when a spare device exists; else the old one is stopped first.
+    """
+    settings = platform.settings
+    need = 0 if artifact.kind == "static" else gpus.gpus_needed(settings, spec.hardware)
+    lease = gpus.new_lease(spec.revision)
+    if need == 0:
+        return lease, [], old
+    total = len(allocator.devices)
+    if need > total:
+        error = f"hardware {spec.hardware} needs {need} GPU(s); this machine has {total} (SPACEHUB_GPUS)"
+        log(f"==> {error}")
+        _finish_build(platform, build_id, BuildStatus.FAILED, error, Stage.RUNTIME_ERROR)
+        return "runtime-error"
+    if old is None or registry.runtime_for(settings, old.runtime).poll(old) is not None:
+        allocator.release(spec.space_id)  # nothing of this space runs on what it holds
+    ids = allocator.acquire(spec.space_id, lease, need)
+    if ids is None and old is not None:
+        log("==> No spare GPU to start beside the running revision: stopping it first")
+        registry.runtime_for(settings, old.runtime).stop(old)
+        with platform.db.session() as session:
+            space = session.get(Space, spec.space_id)
+            if space is not None:
+                space.handle, space.stage = None, Stage.APP_STARTING
+                RedisRouteTable(platform.redis).delete(space.label)
+        allocator.release(spec.space_id)
+        old = None
+        ids = allocator.acquire(spec.space_id, lease, need)
+    if ids is None:
+        message = gpus.waiting_message(need, total)
+        with platform.db.session() as session:
+            space = session.get(Space, spec.space_id)
+            build_row = session.get(Build, build_id)
+            if build_row is not None:  # the build itself went fine; the start waits
+                build_row.status, build_row.finished_at, build_row.error = BuildStatus.SUCCEEDED, utcnow(), ""
+            if space is not None and space.handle is None:
+                space.stage, space.message = Stage.APP_STARTING, message
+        log(f"==> {message}")
+        return "waiting-for-gpu"
+    return lease, ids, old
 
 
 def start(space_id: int, force: bool = False) -> str:
@@ -189,6 +295,8 @@ def start(space_id: int, force: bool = False) -> str:
                 platform.settings, Artifact.from_json(build_row.artifact)):
             space_ops.request_build(platform, session, space, space.desired_sha, build_row)
             return "rebuilding"
+        if not force and space.stage in (Stage.STOPPED, Stage.PAUSED, Stage.DELETING):
+            return "not-wanted"  # e.g. a GPU waiter stopped by its owner before a device freed up
         if not force and space.handle:
             handle = Handle.from_json(space.handle)
             if registry.runtime_for(platform.settings, handle.runtime).poll(handle) is None:
@@ -200,23 +308,41 @@ def start(space_id: int, force: bool = False) -> str:
 
 def stop(space_id: int) -> str:
     platform = _platform()
-    with space_lock(platform, space_id, platform.settings.ready_timeout_s + 60), platform.db.session() as session:
-        space = session.get(Space, space_id)
-        if space is None:
-            return "gone"
-        if space.handle:
-            handle = Handle.from_json(space.handle)
-            registry.runtime_for(platform.settings, handle.runtime).stop(handle)
-        space.handle = None
-        RedisRouteTable(platform.redis).delete(space.label)
-        return "stopped"
+    with space_lock(platform, space_id, platform.settings.ready_timeout_s + 60):
+        with platform.db.session() as session:
+            space = session.get(Space, space_id)
+            if space is None:
+                return "gone"
+            if space.handle:
+                handle = Handle.from_json(space.handle)
+                registry.runtime_for(platform.settings, handle.runtime).stop(handle)
+            space.handle = None
+            RedisRouteTable(platform.redis).delete(space.label)
+        gpus.GpuAllocator(platform.settings, platform.db).release(space_id)
+    gpus.start_waiting_spaces(platform.settings, platform.db, platform.redis)
+    return "stopped"
 
 
 def teardown(space_id: int, handle: dict[str, Any] | None) -> str:
-    """After a delete: stop what ran. The row, repo, route and logs are already gone."""
+    """After a delete: stop what ran, free its GPUs, remove its storage. The row, repo, route and logs are
+    already gone."""
     platform = _platform()
-    if handle:
-        stopped = Handle.from_json(handle)
-        registry.runtime_for(platform.settings, stopped.runtime).stop(stopped)
-    shutil.rmtree(platform.settings.logs_dir / str(space_id), ignore_errors=True)
+    settings = platform.settings
+    stopped = Handle.from_json(handle) if handle else None
+    if stopped is not None:
+        registry.runtime_for(settings, stopped.runtime).stop(stopped)
+    gpus.GpuAllocator(settings, platform.db).release(space_id)  # (the rows also cascade with the space's)
+    if (stopped is not None and stopped.runtime == "docker") or registry.runtime_name(settings) == "docker":
+        from docker.errors import DockerException
+
+        from spacehub_runner.runtimes.docker import DockerRuntime
+
+        runtime = registry.runtime_for(settings, "docker")
+        assert isinstance(runtime, DockerRuntime)
+        try:
+            runtime.remove_volume(runtime.volume_name(space_id))
+        except DockerException as exc:  # e.g. still in use by a container on its way out
+            logger.warning("space %s: volume not removed yet (%s); the supervisor removes it later", space_id, exc)
+    shutil.rmtree(settings.logs_dir / str(space_id), ignore_errors=True)
+    gpus.start_waiting_spaces(settings, platform.db, platform.redis)
     return "deleted"

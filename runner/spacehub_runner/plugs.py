@@ -66,6 +66,7 @@ class RunSpec:
     hardware: str = "cpu-basic"
     gpu_ids: tuple[str, ...] = ()
     log_dir: str = ""  # where a runtime may keep log files
+    storage: str | None = None  # persistent storage tier ("small" | "medium" | "large"): a volume at /data
 
 
 @dataclass(frozen=True)

@@ -1,18 +1,18 @@
 """Builders and runtimes by name, and the few questions the jobs ask about them.
 
-To add a runtime (e.g. "docker"): add a factory to BUILDERS and RUNTIMES, and a check to ARTIFACT_CHECKS for
-the kind of artifact its builder makes. Factories import lazily: picking one runtime never imports the others.
+To add a runtime: add a factory to BUILDERS and RUNTIMES, and a check to ARTIFACT_CHECKS for the kind of
+artifact its builder makes. Factories import lazily: picking one runtime never imports the others.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
+from spacehub import dockerhost
 from spacehub.settings import Settings
-from spacehub_runner.plugs import Artifact, Builder, BuildPlan, Handle, Runtime
+from spacehub_runner.plugs import Artifact, Builder, BuildPlan, Handle, LogFn, Runtime
 from spacehub_runner.runtimes import readiness
 
 
@@ -38,19 +38,41 @@ def _static_exists(settings: Settings, artifact: Artifact) -> bool:
     return Path(artifact.ref).is_dir()
 
 
+def _docker_builder(settings: Settings) -> Builder:
+    from spacehub_runner.builders.docker import DockerBuilder
+
+    return DockerBuilder(settings)
+
+
+def _docker_runtime(settings: Settings) -> Runtime:
+    from spacehub_runner.runtimes.docker import DockerRuntime
+
+    return DockerRuntime(settings)
+
+
+def _docker_image_exists(settings: Settings, artifact: Artifact) -> bool:
+    from spacehub_runner.dockerbuild import image_id
+    from spacehub_runner.dockeropts import DockerOptions
+
+    return image_id(DockerOptions.from_settings(settings).cli, artifact.ref) is not None
+
+
 # Keyed by runtime name: each runtime has the builder that makes its artifacts.
 BUILDERS: dict[str, Callable[[Settings], Builder]] = {
     "process": _process_builder,
+    "docker": _docker_builder,
 }
 
 RUNTIMES: dict[str, Callable[[Settings], Runtime]] = {
     "process": _process_runtime,
+    "docker": _docker_runtime,
 }
 
 # Keyed by Artifact.kind: is this build output still there to start? (If not, the job rebuilds.)
 ARTIFACT_CHECKS: dict[str, Callable[[Settings, Artifact], bool]] = {
     "process-env": _process_env_exists,
     "static": _static_exists,
+    "docker-image": _docker_image_exists,
 }
 
 # The readiness probe per recipe. Gradio's /theme.css is always 200, even with `auth=` or `auth_dependency=`
@@ -63,17 +85,37 @@ def builder_for(settings: Settings, runtime_name: str) -> Builder:
     return _pick(BUILDERS, runtime_name, "builder")(settings)
 
 
+# The last runtime made per name, with the settings it was made for: a runtime keeps no state about apps
+# (handles are data), but the docker one holds an engine connection worth reusing across supervisor ticks.
+_RUNTIMES: dict[str, tuple[Settings, Runtime]] = {}
+
+
 def runtime_for(settings: Settings, name: str) -> Runtime:
-    return _pick(RUNTIMES, name, "runtime")(settings)
+    cached = _RUNTIMES.get(name)
+    if cached is not None and cached[0] is settings:
+        return cached[1]
+    runtime = _pick(RUNTIMES, name, "runtime")(settings)
+    _RUNTIMES[name] = (settings, runtime)
+    return runtime
 
 
 def runtime_name(settings: Settings) -> str:
-    """The runtime new builds target: settings.runtime, with "auto" = docker when it is registered and a
-    Docker engine looks reachable, else process."""
+    """The runtime new builds target: settings.runtime, with "auto" = docker when a Docker engine answers a
+    ping (within SPACEHUB_DOCKER_PING_TIMEOUT_S), else process."""
     if settings.runtime != "auto":
         return settings.runtime
-    docker_reachable = bool(os.environ.get("DOCKER_HOST")) or Path("/var/run/docker.sock").exists()
-    return "docker" if "docker" in RUNTIMES and docker_reachable else "process"
+    return "docker" if "docker" in RUNTIMES and dockerhost.uses_docker(settings) else "process"
+
+
+def build(builder: Builder, plan: BuildPlan, src: Path, log: LogFn, *, variables: Mapping[str, str],
+          secrets: Mapping[str, str], no_cache: bool) -> Artifact:
+    """Run a builder. Only the docker builder takes build args, BuildKit secrets and a cache bypass (the Hub
+    hands a Docker space's variables and secrets to its build); the others build from the plan alone."""
+    from spacehub_runner.builders.docker import DockerBuilder
+
+    if isinstance(builder, DockerBuilder):
+        return builder.build(plan, src, log, build_args=variables, build_secrets=secrets, no_cache=no_cache)
+    return builder.build(plan, src, log)
 
 
 def artifact_exists(settings: Settings, artifact: Artifact) -> bool:

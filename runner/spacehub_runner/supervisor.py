@@ -3,6 +3,11 @@
 Every few seconds it compares SQL (what should run), the runtime (what runs) and the route table (what gets
 traffic) and repairs the difference: re-adopts apps that survived a platform restart, restarts apps that died,
 removes stale routes, re-enqueues builds whose job was lost, and copies apps' output into the run-log streams.
+
+On the docker runtime it also reads the engine's own view (container labels): a running container of the
+space's current revision that SQL lost track of is adopted rather than started twice, and every other container
+of this platform (of a deleted space, of a superseded revision, a duplicate) is removed, as are the storage
+volumes of deleted spaces. Spaces waiting for a GPU are started when devices free up.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
@@ -21,8 +27,10 @@ from spacehub.queue import BUILDS, OPS, enqueue
 from spacehub.routes import RedisRouteTable
 from spacehub.stages import SERVING, SHOULD_RUN, Stage
 from spacehub.store.models import Build, BuildStatus, Space, utcnow
-from spacehub_runner import registry
-from spacehub_runner.plugs import Handle
+from spacehub_runner import gpus, registry
+from spacehub_runner.jobs import space_lock_key
+from spacehub_runner.plugs import BuildPlan, Handle, Runtime
+from spacehub_runner.runtimes import readiness
 
 log = logging.getLogger("spacehub.supervisor")
 
@@ -51,11 +59,14 @@ class Supervisor:
             stop.wait(self.settings.reconcile_interval_s)
 
     def tick(self) -> None:
+        self.reconcile_containers()  # first: an adopted container must not be restarted as "not running"
         self.reconcile_apps()
         self.reconcile_routes()
         self.recover_lost_builds()
+        gpus.start_waiting_spaces(self.settings, self.platform.db, self.platform.redis)
 
     def reconcile_apps(self) -> None:
+        idle: list[int] = []  # spaces whose GPUs are to be freed (after this session: one writer at a time)
         with self.platform.db.session() as session:
             rows = list(session.scalars(select(Space).where(Space.repo_type == "space")))
             for space in rows:
@@ -71,10 +82,16 @@ class Supervisor:
                     continue
                 self._pump_logs(space.id, handle)
                 self._pumped.pop(self._handle_key(handle), None)
+                runtime.stop(handle)  # an exited container stays until removed; a process is only reaped
                 space.handle = None
                 self.routes.delete(space.label)
                 if space.stage in SHOULD_RUN:
                     self._restart(space, f"the app exited with code {code}")
+                if space.stage not in SHOULD_RUN:
+                    idle.append(space.id)
+        allocator = gpus.GpuAllocator(self.settings, self.platform.db)
+        for space_id in idle:
+            allocator.release(space_id)
 
     def _restart(self, space: Space, reason: str) -> None:
         writer = LogWriter(self.platform.redis, space.id, "run", self.settings.log_stream_max)
@@ -86,6 +103,90 @@ class Supervisor:
         writer(f"==> {reason}; restarting (attempt {space.restarts})")
         space.stage, space.message = Stage.APP_STARTING, f"restarting: {reason}"
         enqueue(self.platform.redis, OPS, "spacehub_runner.jobs.start", space.id, True)
+
+    # -- docker: the engine's view -----------------------------------------------------------------------
+
+    def reconcile_containers(self) -> None:
+        """Adopt what SQL lost track of, remove every other container of this platform (never the current one
+        of a space, never one of a space some job is working on)."""
+        if registry.runtime_name(self.settings) != "docker":
+            return
+        from spacehub_runner.runtimes.docker import DockerRuntime
+
+        runtime = registry.runtime_for(self.settings, "docker")
+        assert isinstance(runtime, DockerRuntime)
+        by_space: dict[int, list[Handle]] = {}
+        for handle in runtime.list_managed():  # newest first
+            by_space.setdefault(int(handle.data["space_id"]), []).append(handle)
+        for space_id, handles in by_space.items():
+            # A deploy or stop holds this lock while it creates and removes containers: they are its business.
+            # (SQL is read only after this check, so a job that finished meanwhile is seen finished.)
+            if self.platform.redis.exists(space_lock_key(space_id)):
+                continue
+            keep = self._current_container(space_id, handles, runtime)
+            for handle in handles:
+                if handle.data["container_id"] not in keep:
+                    log.info("removing container %s (space %s, revision %s): not the space's current one",
+                             handle.data["name"], space_id, str(handle.data["revision"])[:12])
+                    runtime.stop(handle)
+        self._remove_orphan_volumes(runtime)
+
+    def _current_container(self, space_id: int, handles: list[Handle], runtime: Runtime) -> set[str]:
+        """Container ids to keep for this space; adopts a ready container of its revision when SQL has none."""
+        with self.platform.db.session() as session:
+            space = session.get(Space, space_id)
+            if space is None or space.repo_type != "space":
+                return set()  # a deleted space: everything goes
+            ids = {h.data["container_id"] for h in handles}
+            current = Handle.from_json(space.handle) if space.handle else None
+            if current is not None:
+                if current.runtime != "docker":
+                    return set()  # served another way now (e.g. a static space): containers are leftovers
+                if current.data.get("container_id") in ids:
+                    return {current.data["container_id"]}
+                # The container SQL names is gone; reconcile_apps restarts the space unless one is adopted here.
+            if space.stage not in SHOULD_RUN or not space.desired_sha:
+                return set()
+            build_row = session.scalar(select(Build).where(Build.space_id == space_id,
+                                                           Build.sha == space.desired_sha))
+            plan = BuildPlan.from_json(build_row.plan) if build_row is not None and build_row.plan else None
+            path = registry.READY_PATHS.get(plan.recipe, "/") if plan else "/"
+            for handle in handles:
+                if handle.data["revision"] != space.desired_sha or not handle.target:
+                    continue
+                if runtime.poll(handle) is not None:
+                    continue
+                status = readiness.probe(handle.target, path, timeout=2.0)
+                if status is None or not 200 <= status < 400:
+                    if _age_s(handle) < self.settings.ready_timeout_s:
+                        return {handle.data["container_id"]}  # maybe still starting: look again next tick
+                    continue
+                log.info("adopting container %s for %s (revision %s)", handle.data["name"], space.repo_id,
+                         space.desired_sha[:12])
+                space.handle, space.running_sha = handle.to_json(), space.desired_sha
+                space.stage, space.message, space.restarts = Stage.RUNNING, "", 0
+                if build_row is not None and build_row.status in BuildStatus.ACTIVE:
+                    build_row.status, build_row.finished_at = BuildStatus.SUCCEEDED, utcnow()
+                self.routes.set(space.label, handle.target)
+                return {handle.data["container_id"]}
+            return set()
+
+    def _remove_orphan_volumes(self, runtime: Runtime) -> None:
+        from spacehub_runner.runtimes.docker import DockerRuntime
+
+        assert isinstance(runtime, DockerRuntime)
+        volumes = runtime.list_volumes()
+        if not volumes:
+            return
+        with self.platform.db.session() as session:
+            existing = set(session.scalars(select(Space.id).where(Space.id.in_(set(volumes.values())))))
+        for name, space_id in volumes.items():
+            if space_id not in existing:
+                log.info("removing volume %s of deleted space %s", name, space_id)
+                try:
+                    runtime.remove_volume(name)
+                except Exception as exc:  # noqa: BLE001 - in use by a container on its way out: next tick
+                    log.info("volume %s not removed yet: %s", name, exc)
 
     def reconcile_routes(self) -> None:
         with self.platform.db.session() as session:
@@ -138,6 +239,16 @@ class Supervisor:
             if index >= state.lines:
                 writer(line)
                 state.lines = index + 1
+
+
+def _age_s(handle: Handle) -> float:
+    """Seconds since the handle's container was created (docker's RFC 3339 time; 0 when unknown)."""
+    created = str(handle.data.get("created") or "")
+    try:
+        when = datetime.fromisoformat(created[:26].rstrip("Z") if "." in created else created.rstrip("Z"))
+    except ValueError:
+        return 0.0
+    return (datetime.now(UTC).replace(tzinfo=None) - when.replace(tzinfo=None)).total_seconds()
 
 
 def run_supervisor(platform: Platform) -> None:

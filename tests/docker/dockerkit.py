@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import subprocess
 import zipfile
 from dataclasses import dataclass
@@ -111,3 +112,41 @@ def make_wheel(folder: Path) -> None:
     with zipfile.ZipFile(folder / f"{name}-{version}-py3-none-any.whl", "w") as whl:
         for path, data in files.items():
             whl.writestr(path, data)
+
+
+def instance_label(data_dir: Path) -> str:
+    """The `spacehub.instance` label of the containers and volumes of the platform living in `data_dir`."""
+    from spacehub.settings import Settings
+    from spacehub_runner.runtimes.docker import instance_id
+
+    return f"spacehub.instance={instance_id(Settings(data_dir=data_dir))}"
+
+
+def instance_containers(data_dir: Path, *, all_states: bool = True) -> list[str]:
+    """Ids of that platform's containers (running, or all)."""
+    args = ["ps", "-q", "--no-trunc", "--filter", f"label={instance_label(data_dir)}"]
+    return docker(*args, *(["-a"] if all_states else [])).stdout.split()
+
+
+def remove_instance(data_dir: Path) -> None:
+    """Remove whatever containers and volumes a platform under test left (they outlive it by design)."""
+    ids = instance_containers(data_dir)
+    if ids:
+        docker("rm", "-f", *ids, check=False)
+    volumes = docker("volume", "ls", "-q", "--filter", f"label={instance_label(data_dir)}").stdout.split()
+    if volumes:
+        docker("volume", "rm", "-f", *volumes, check=False)
+
+
+def inspect(container_id: str) -> dict[str, Any]:
+    return dict(json.loads(docker("inspect", container_id).stdout)[0])
+
+
+def inspect_existing(container_ids: list[str]) -> list[dict[str, Any]]:
+    """`docker inspect` of those containers that still exist (one may be removed between listing and now)."""
+    found = []
+    for container_id in container_ids:
+        result = docker("inspect", container_id, check=False)
+        if result.returncode == 0:
+            found.append(json.loads(result.stdout)[0])
+    return found

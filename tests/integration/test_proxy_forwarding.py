@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -324,6 +326,64 @@ def test_a_failing_resolver_is_answered_and_the_server_lives_on(env: Env) -> Non
         assert broken.status == 500 and broken.header("x-error-code") == "InternalError"
         assert "route table unreachable" not in broken.body.decode()  # internals stay in the log
         assert client.request("GET", "/echo", SPACE_HOST).status == 200
+        client.close()
+    finally:
+        env.loop.run(proxy.close())
+
+
+def test_idle_client_connections_are_closed_after_the_head_timeout(env: Env) -> None:
+    env.proxy.head_timeout_s = 0.3
+    idle = env.client()
+    assert idle.request("GET", "/echo", SPACE_HOST).status == 200
+    slow = env.client()
+    slow.send(f"GET /echo HTTP/1.1\r\nHost: {SPACE_HOST}\r\n".encode())  # a head that never ends
+    assert idle.closed_by_peer(timeout=5)
+    assert slow.closed_by_peer(timeout=5)
+    assert len(env.state.requests) == 1
+    idle.close()
+    slow.close()
+
+
+def test_a_head_sent_a_byte_at_a_time_does_not_move_its_deadline(env: Env) -> None:
+    env.proxy.head_timeout_s = 0.5
+    slow = env.client()
+    slow.send(f"GET /echo HTTP/1.1\r\nHost: {SPACE_HOST}\r\nX-Slow: ".encode())
+    slow.sock.settimeout(0)  # the checks below must not wait
+    slow.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # each byte goes out at once
+    closed_while_trickling = False
+    for _ in range(50):  # 5 s of trickle, each byte well within the timeout of the one before
+        try:
+            slow.send(b"a")
+            time.sleep(0.1)
+            if slow.sock.recv(1, socket.MSG_PEEK) == b"":
+                closed_while_trickling = True
+                break
+        except BlockingIOError:
+            continue
+        except OSError:
+            closed_while_trickling = True
+            break
+    assert closed_while_trickling
+    assert env.state.requests == []
+    slow.close()
+
+
+def test_a_resolver_that_accepts_the_target_gets_it(env: Env) -> None:
+    targets: list[bytes] = []
+
+    class TargetResolver:
+        accepts_target = True
+
+        async def __call__(self, host: str, headers: list[tuple[bytes, bytes]], target: bytes = b"/") -> Route:
+            targets.append(target)
+            return Route(None, status=303, body=b"{}", extra_headers=(("Location", "/clean"),))
+
+    proxy = env.loop.run(start_proxy(TargetResolver()))
+    try:
+        client = RawClient(proxy.port)
+        reply = client.request("GET", "/page?__sign=abc", SPACE_HOST)
+        assert reply.status == 303 and reply.header("location") == "/clean"
+        assert targets == [b"/page?__sign=abc"]
         client.close()
     finally:
         env.loop.run(proxy.close())

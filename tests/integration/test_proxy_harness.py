@@ -73,6 +73,7 @@ class AppState:
     sse_sent_at: list[float] = field(default_factory=list)
     upload_progress: int = 0
     upload_first_byte_at: float | None = None
+    download_produced: int = 0
     stream_closed: threading.Event = field(default_factory=threading.Event)
 
 
@@ -119,6 +120,17 @@ def make_app(state: AppState) -> Starlette:
 
         return StreamingResponse(events(), media_type="text/event-stream")
 
+    async def download(request: Request) -> Response:
+        size = int(request.query_params.get("mb", "1")) * 1024 * 1024
+        piece = b"d" * (1024 * 1024)
+
+        async def pieces() -> Any:
+            while state.download_produced < size:
+                state.download_produced += len(piece)
+                yield piece
+
+        return StreamingResponse(pieces(), media_type="application/octet-stream")
+
     async def cookies(request: Request) -> Response:
         response = JSONResponse({"ok": True})
         response.raw_headers.append((b"set-cookie", b"theme=dark; Domain=.space.localhost; Path=/; HttpOnly"))
@@ -144,6 +156,7 @@ def make_app(state: AppState) -> Starlette:
             HttpRoute("/echo", echo, methods=["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"]),
             HttpRoute("/upload", upload, methods=["POST", "PUT"]),
             HttpRoute("/sse", sse),
+            HttpRoute("/download", download),
             HttpRoute("/cookies", cookies),
             WebSocketRoute("/ws", ws_echo),
         ]

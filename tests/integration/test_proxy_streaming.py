@@ -157,6 +157,20 @@ def test_upload_backpressure_bounds_what_the_proxy_holds(env: Env) -> None:
         env.loop.run(raw.stop())
 
 
+def test_download_backpressure_holds_the_app_back_while_the_client_does_not_read(env: Env) -> None:
+    client = RawClient(env.proxy.port)
+    client.send(f"GET /download?mb=512 HTTP/1.1\r\nHost: {SPACE_HOST}\r\n\r\n".encode())
+    assert client.file.readline().startswith(b"HTTP/1.1 200")
+    time.sleep(1.5)  # the client reads nothing more
+    # Socket buffers hold some megabytes; a proxy that buffered responses would have drained all 512 MB.
+    assert env.state.download_produced < 128 * MB
+    client.sock.settimeout(30)
+    received = 0
+    while received < 8 * MB:  # and the stream flows again once the client reads
+        received += len(client.file.read1(MB))
+    client.close()
+
+
 def test_websocket_echo_through_the_proxy(env: Env) -> None:
     url = f"ws://127.0.0.1:{env.proxy.port}/ws"
     with websocket_connect(url, additional_headers={"X-Forwarded-For": "6.6.6.6"}, open_timeout=5) as ws:

@@ -23,6 +23,12 @@ from spacehub.proxy.http1 import RequestHead, ResponseHead
 RULES = CredentialRules(token_prefix=b"sh_", session_cookie=b"spacehub_session")
 
 
+def listed_in_connection(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
+    return frozenset(
+        token.strip().lower() for name, value in headers if name.lower() == b"connection" for token in value.split(b",")
+    )
+
+
 def request(headers: list[tuple[bytes, bytes]], **fields: object) -> RequestHead:
     values: dict[str, object] = {
         "method": b"GET",
@@ -34,6 +40,7 @@ def request(headers: list[tuple[bytes, bytes]], **fields: object) -> RequestHead
         "chunked": False,
         "keep_alive": True,
         "upgrade": False,
+        "connection_options": listed_in_connection(headers),
     }
     values.update(fields)
     return RequestHead(**values)  # type: ignore[arg-type]
@@ -196,6 +203,7 @@ def response(headers: list[tuple[bytes, bytes]], status: int = 200, length: int 
         content_length=length,
         chunked=False,
         keep_alive=True,
+        connection_options=listed_in_connection(headers),
     )
 
 

@@ -20,19 +20,19 @@ class Script:
     def __init__(self, *pieces: bytes, hang: bool = False) -> None:
         self.pieces = list(pieces)
         self.hang = hang
-        self.aborted = False
+        self.closed = False
         self._released: asyncio.Future[None] | None = None
 
     async def read(self) -> bytes:
         if self.pieces:
             return self.pieces.pop(0)
-        if self.hang and not self.aborted:
+        if self.hang and not self.closed:
             self._released = asyncio.get_running_loop().create_future()
             await self._released
         return b""
 
-    def abort(self) -> None:
-        self.aborted = True
+    def close(self) -> None:
+        self.closed = True
         if self._released is not None and not self._released.done():
             self._released.set_result(None)
 
@@ -178,12 +178,12 @@ def test_upgrade_request_keeps_the_bytes_after_its_head() -> None:
     run(scenario())
 
 
-def test_head_timeout_aborts_an_idle_connection() -> None:
+def test_head_timeout_closes_an_idle_connection() -> None:
     async def scenario() -> None:
         source = Script(b"GET / HTTP/1.1\r\n", hang=True)
         reader = RequestReader(source, max_header_bytes=65536, head_timeout_s=0.05)
         assert await asyncio.wait_for(reader.read_head(), 5) is None
-        assert source.aborted
+        assert source.closed
 
     run(scenario())
 

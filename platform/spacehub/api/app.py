@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from spacehub import __version__
-from spacehub.api import errors, identity, logs, spaces
+from spacehub import __version__, web
+from spacehub.api import errors, git, hub_commits, hub_files, hub_repos, hub_runtime, identity, logs, spaces
 from spacehub.context import Platform
 
 
@@ -16,11 +16,19 @@ def create_app(platform: Platform) -> FastAPI:
     errors.install(app)
     app.include_router(identity.router)
     app.include_router(spaces.router)
+    # The Hub API (issue 4): repos, runtime settings, uploads, files and downloads (`/{owner}/{name}/resolve/`).
+    app.include_router(hub_repos.router)
+    app.include_router(hub_runtime.router)
+    app.include_router(hub_commits.router)
+    app.include_router(hub_files.router)
     app.include_router(logs.router)
+    app.include_router(git.router)  # last: its model-repo paths (/{owner}/{name}/info/refs) are the widest
 
     @app.get("/health")
     def health() -> JSONResponse:
         platform.redis.ping()
         return JSONResponse({"status": "ok", "version": __version__})
 
+    # The web UI (issue 5) goes last: its owner pages (`/{owner}`) match any single-segment path.
+    web.install(app, platform)
     return app

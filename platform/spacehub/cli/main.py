@@ -180,6 +180,60 @@ def token_create(user_name: str | None, token_name: str) -> None:
         click.echo(accounts.create_token(session, user, token_name).secret)
 
 
+@cli.group()
+def images() -> None:
+    """Manage the Docker images spaces are built on (docker runtime)."""
+
+
+@images.command("bootstrap")
+@click.option("--gradio", "gradio_versions", multiple=True,
+              help="Gradio version(s) to prepare SDK images for (default: SPACEHUB_DEFAULT_GRADIO_VERSION).")
+@click.option("--no-sdk", is_flag=True, help="Only the base image.")
+def images_bootstrap(gradio_versions: tuple[str, ...], no_sdk: bool) -> None:
+    """Make the base image (offline: debootstrap + docker import) and the SDK images, once; reused after."""
+    import time
+
+    from spacehub_runner import images as image_ops  # the CLI is where both halves meet
+
+    settings = _settings()
+
+    def progress(line: str) -> None:
+        click.echo(f"  {line}")
+
+    started = time.monotonic()
+    click.echo("==> Base image")
+    base = image_ops.bootstrap_base(settings, progress)
+    click.echo(f"==> Base image ready: {base} ({time.monotonic() - started:.0f} s)")
+    if no_sdk:
+        return
+    for python in settings.python_versions:
+        for gradio in gradio_versions or (settings.default_gradio_version,):
+            step = time.monotonic()
+            click.echo(f"==> SDK image: Python {python}, Gradio {gradio}")
+            ref = image_ops.ensure_sdk_image(settings, python, gradio, progress)
+            click.echo(f"==> SDK image ready: {ref} ({time.monotonic() - step:.0f} s)")
+
+
+@cli.group()
+def models() -> None:
+    """Manage model repos (what apps load with from_pretrained through HF_ENDPOINT)."""
+
+
+@models.command("import")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("repo_id")
+@click.option("--private", is_flag=True, help="Create the model repo private.")
+@click.option("--revision", help="Branch to commit to (default: main).")
+@click.option("-m", "--message", default="Import with spacehub", show_default=True)
+def models_import(folder: Path, repo_id: str, private: bool, revision: str | None, message: str) -> None:
+    """Upload the model in FOLDER as the model repo REPO_ID (owner/name); the owner must exist already."""
+    from spacehub.cli.models import import_model
+
+    client = Client(_settings())
+    click.echo(import_model(client.url, client.token, folder, repo_id, private=private, message=message,
+                            revision=revision))
+
+
 def main() -> None:
     try:
         cli()

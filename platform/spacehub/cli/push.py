@@ -59,6 +59,11 @@ def ensure_space(client: Client, repo_id: str, sdk: str, private: bool, hardware
         body["hardware"] = hardware
     response = client.http.post("/api/repos/create", json=body)
     if response.status_code == 409:
+        if hardware:  # an existing space: --hardware changes its flavor (the Hub's request_space_hardware)
+            runtime = client.get(f"/api/spaces/{repo_id}/runtime")
+            if runtime["hardware"]["requested"] != hardware:
+                client.check(client.http.post(f"/api/spaces/{repo_id}/hardware", json={"flavor": hardware}))
+                click.echo(f"Hardware of {repo_id}: {hardware}")
         return
     client.check(response)
     click.echo(f"Created space {repo_id}")

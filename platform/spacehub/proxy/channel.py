@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from typing import cast
+from typing import Protocol, cast
 
 READ_HIGH_WATER = 256 * 1024
 READ_LOW_WATER = 64 * 1024
@@ -83,6 +83,11 @@ class Channel(asyncio.Protocol):
         return "unix" if isinstance(peer, str) else ""
 
     @property
+    def writing_paused(self) -> bool:
+        """The transport's write buffer is over its high-water mark (`drain()` would wait)."""
+        return self._writing_paused
+
+    @property
     def idle_and_open(self) -> bool:
         """True when a pooled connection may carry another request: open, no EOF, nothing unread."""
         return not self.at_eof and not self.closed and not self._chunks
@@ -143,3 +148,38 @@ class Channel(asyncio.Protocol):
         callback, self.on_disconnect = self.on_disconnect, None
         if callback is not None:
             callback()
+
+
+class Receiver(Protocol):
+    """Takes an upstream connection's bytes straight from its socket callbacks (the relay of one exchange)."""
+
+    def upstream_data(self, data: bytes) -> None: ...
+
+    def upstream_closed(self) -> None: ...
+
+
+class UpstreamChannel(Channel):
+    """A connection to an upstream. While a `receiver` is set, what arrives goes straight to it (the callback
+    path of `relay.Relay`); otherwise it is queued for `read()` (the coroutine path, and idle in the pool)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.receiver: Receiver | None = None
+
+    def data_received(self, data: bytes) -> None:
+        receiver = self.receiver
+        if receiver is not None:
+            receiver.upstream_data(data)
+        else:
+            super().data_received(data)
+
+    def eof_received(self) -> bool:
+        keep_open = super().eof_received()
+        if self.receiver is not None:
+            self.receiver.upstream_closed()
+        return keep_open
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.receiver is not None:
+            self.receiver.upstream_closed()

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
+from spacehub.errors import SpacehubError
 
-class ProxyError(Exception):
+
+class ProxyError(SpacehubError):
     """Answered to the client with `status` and `{"error": message}` (when no response has started yet)."""
 
     status = 500
     code = "InternalError"
-
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        if status is not None:
-            self.status = status
-        if code is not None:
-            self.code = code
 
 
 class BadRequest(ProxyError):

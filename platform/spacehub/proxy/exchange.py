@@ -1,4 +1,5 @@
-"""One request forwarded to an upstream, its response streamed back; or, after a 101, a raw two-way tunnel.
+"""One request with a body (or an upgrade) forwarded to an upstream, its response streamed back; or, after a
+101, a raw two-way tunnel. Requests without a body take the callback path instead (`relay.Relay`).
 
 Nothing is buffered beyond what one socket read holds: request body pieces go upstream as they are parsed
 (in a side task, so an upstream may answer before the body ends), response pieces go to the client as they
@@ -14,21 +15,12 @@ from dataclasses import dataclass
 
 from .channel import Channel
 from .errors import BadRequest, ClientGone, ProxyError, UpstreamFailed
-from .headers import (
-    BODY_CHUNKED,
-    BODY_LENGTH,
-    BODY_NONE,
-    BODY_UNTIL_CLOSE,
-    client_response_head,
-)
+from .headers import BODY_CHUNKED, BODY_NONE, BODY_UNTIL_CLOSE, LAST_CHUNK, client_response_head, response_framing
 from .http1 import RequestHead, RequestReader, ResponseHead, ResponseReader
 from .pool import UpstreamPool
 from .routing import Upstream
 
 logger = logging.getLogger(__name__)
-
-_LAST_CHUNK = b"0\r\n\r\n"
-
 
 @dataclass(slots=True)
 class Exchange:
@@ -76,7 +68,7 @@ class Exchange:
                 await self._tunnel(channel, responses, response)
                 return False
 
-            framing = self._framing(response)
+            framing = response_framing(response, self.head)
             request_done = body_task is None or body_task.done()
             close_client = (
                 not self.head.keep_alive
@@ -136,7 +128,7 @@ class Exchange:
                 channel.write(piece)
             await channel.drain()
         if chunked:
-            channel.write(_LAST_CHUNK)
+            channel.write(LAST_CHUNK)
 
     async def _pass_interim_responses(self, responses: ResponseReader, response: ResponseHead) -> ResponseHead:
         """Forward 1xx responses (100 Continue, 103 Early Hints) to HTTP/1.1 clients; return the final one."""
@@ -149,14 +141,6 @@ class Exchange:
                 )
             response = await responses.read_head()
         return response
-
-    def _framing(self, response: ResponseHead) -> int:
-        if response.bodyless or self.head.method == b"HEAD":
-            return BODY_NONE
-        if response.content_length is not None:
-            return BODY_LENGTH
-        # Chunked or close-delimited upstream: re-chunk for HTTP/1.1 clients, so their connection survives.
-        return BODY_UNTIL_CLOSE if self.head.http_version == "1.0" else BODY_CHUNKED
 
     async def _stream_response(self, response_head: bytes, responses: ResponseReader, framing: int) -> None:
         """Send the head and body to the client, each piece as soon as it has arrived from the upstream.
@@ -185,7 +169,7 @@ class Exchange:
             else:
                 pending.append(piece)
         if framing == BODY_CHUNKED:
-            pending.append(_LAST_CHUNK)
+            pending.append(LAST_CHUNK)
         client.writelines(pending)
 
     async def _tunnel(self, channel: Channel, responses: ResponseReader, response: ResponseHead) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from dataclasses import dataclass
 from http import HTTPStatus
 
@@ -41,6 +42,18 @@ BODY_LENGTH = 1  # Content-Length, passed through
 BODY_CHUNKED = 2  # re-chunked by the proxy (upstream chunked, or close-delimited to an HTTP/1.1 client)
 BODY_UNTIL_CLOSE = 3  # close-delimited, to an HTTP/1.0 client
 
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+def response_framing(response: ResponseHead, request: RequestHead) -> int:
+    """How the final response to `request` is framed towards the client (one of the BODY_* values)."""
+    if response.bodyless or request.method == b"HEAD":
+        return BODY_NONE
+    if response.content_length is not None:
+        return BODY_LENGTH
+    # Chunked or close-delimited upstream: re-chunk for HTTP/1.1 clients, so their connection survives.
+    return BODY_UNTIL_CLOSE if request.http_version == "1.0" else BODY_CHUNKED
+
 
 @dataclass(frozen=True)
 class CredentialRules:
@@ -55,15 +68,6 @@ _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 
 def reason_phrase(status: int) -> bytes:
     return _REASONS.get(status, b"Unknown")
-
-
-def connection_options(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
-    """Header names the sender listed in `Connection` (hop-by-hop by declaration, RFC 9110 §7.6.1)."""
-    options: set[bytes] = set()
-    for name, value in headers:
-        if name.lower() == b"connection":
-            options.update(token.strip().lower() for token in value.split(b",") if token.strip())
-    return frozenset(options)
 
 
 def _normalized(name: bytes) -> bytes:
@@ -110,6 +114,30 @@ def without_cookie_domain(set_cookie: bytes) -> bytes:
     return b";".join(kept)
 
 
+# What to do with a request header, by lower-case name (absent: pass it on as it is).
+_DROP = 0  # hop-by-hop, the client's forwarding claims, or written by the proxy itself
+_UPGRADE = 1  # hop-by-hop, but an upgrade request's protocol is passed on by the proxy
+_HF_AUTHORIZATION = 2  # the platform's own credentials header: never reaches an app
+_AUTHORIZATION = 3  # reaches an app unless it carries a platform token
+_COOKIE = 4  # reaches an app without the platform's session cookie
+_REQUEST_ACTIONS: dict[bytes, int] = {name: _DROP for name in _DROP_FROM_REQUEST}
+_REQUEST_ACTIONS[b"upgrade"] = _UPGRADE
+_REQUEST_ACTIONS[b"x-hf-authorization"] = _HF_AUTHORIZATION
+_REQUEST_ACTIONS[b"authorization"] = _AUTHORIZATION
+_REQUEST_ACTIONS[b"cookie"] = _COOKIE
+
+
+def _request_action(key: bytes, listed: frozenset[bytes]) -> int | None:
+    """The action for a lower-case name, all rules applied: `_` spellings, `proxy-*`, and the names the client
+    listed in its Connection header (hop-by-hop by declaration)."""
+    normalized = _normalized(key)
+    if normalized == b"upgrade":
+        return _UPGRADE
+    if key in listed or normalized in listed or normalized.startswith(b"proxy-"):
+        return _DROP
+    return _REQUEST_ACTIONS.get(normalized)
+
+
 def upstream_request_head(
     head: RequestHead,
     *,
@@ -118,37 +146,68 @@ def upstream_request_head(
     credential_rules: CredentialRules | None,
 ) -> bytes:
     """The request head to send upstream (HTTP/1.1), `credential_rules` set for space upstreams."""
-    listed = connection_options(head.headers)
+    listed = head.connection_options
     host = head.host if head.host is not None else b""
-    lines = [head.method, b" ", head.target, b" HTTP/1.1\r\nHost: ", host, b"\r\n"]
+    lines = [head.method + b" " + head.target + b" HTTP/1.1", b"Host: " + host]
+    keep = lines.append
+    actions = _REQUEST_ACTIONS
     upgrade_to: bytes | None = None
-    for name, value in head.headers:
-        key = _normalized(name)
-        if key in _DROP_FROM_REQUEST or key.startswith(b"proxy-") or key in listed:
-            if key == b"upgrade" and head.upgrade:
-                upgrade_to = value
+    for header in head.headers:
+        key = header[0].lower()
+        action = actions.get(key)
+        if listed or (action is None and (b"_" in key or key[:6] == b"proxy-")):
+            action = _request_action(key, listed)
+        if action is None:
+            keep(b": ".join(header))
+        elif action == _DROP:
             continue
-        if credential_rules is not None:
-            if key == b"x-hf-authorization":
-                continue
-            if key == b"authorization" and is_platform_credential(value, credential_rules.token_prefix):
-                continue
-            if key == b"cookie":
-                value = without_cookie(value, credential_rules.session_cookie)
-                if not value:
-                    continue
-        lines += (name, b": ", value, b"\r\n")
+        elif action == _UPGRADE:
+            if head.upgrade:
+                upgrade_to = header[1]
+        elif credential_rules is None:  # not a space: the API reads the platform's credentials itself
+            keep(b": ".join(header))
+        elif action == _AUTHORIZATION:
+            if not is_platform_credential(header[1], credential_rules.token_prefix):
+                keep(b": ".join(header))
+        elif action == _COOKIE:
+            value = without_cookie(header[1], credential_rules.session_cookie)
+            if value:
+                keep(header[0] + b": " + value)
+        # else _HF_AUTHORIZATION: dropped
     if head.chunked:
-        lines.append(b"Transfer-Encoding: chunked\r\n")
+        keep(b"Transfer-Encoding: chunked")
     elif head.content_length is not None:
-        lines += (b"Content-Length: ", str(head.content_length).encode(), b"\r\n")
+        keep(b"Content-Length: %d" % head.content_length)
     if upgrade_to is not None:
-        lines += (b"Connection: upgrade\r\nUpgrade: ", upgrade_to, b"\r\n")
-    lines += (b"X-Forwarded-For: ", client_address, b"\r\n")
+        keep(b"Connection: upgrade")
+        keep(b"Upgrade: " + upgrade_to)
+    keep(b"X-Forwarded-For: " + client_address)
     if head.host is not None:
-        lines += (b"X-Forwarded-Host: ", head.host, b"\r\n")
-    lines += (b"X-Forwarded-Proto: ", scheme, b"\r\n\r\n")
-    return b"".join(lines)
+        keep(b"X-Forwarded-Host: " + head.host)
+    keep(b"X-Forwarded-Proto: " + scheme + b"\r\n\r\n")
+    return b"\r\n".join(lines)
+
+
+# What to do with a response header, by lower-case name (absent: pass it on as it is).
+_RESPONSE_DROP = 0  # hop-by-hop, or framing the proxy writes itself
+_RESPONSE_UPGRADE = 1  # kept in a 101 answer only
+_RESPONSE_LENGTH = 2  # kept only where the response has no body (a HEAD/304 answer's length is information)
+_SET_COOKIE = 3  # made host-only for apps
+_RESPONSE_ACTIONS: dict[bytes, int] = {name: _RESPONSE_DROP for name in _DROP_FROM_RESPONSE}
+_RESPONSE_ACTIONS[b"upgrade"] = _RESPONSE_UPGRADE
+_RESPONSE_ACTIONS[b"content-length"] = _RESPONSE_LENGTH
+_RESPONSE_ACTIONS[b"set-cookie"] = _SET_COOKIE
+
+_STATUS_LINES: dict[tuple[int, bytes], bytes] = {}
+
+
+def _status_line(status: int, reason: bytes) -> bytes:
+    line = _STATUS_LINES.get((status, reason))
+    if line is None:
+        line = b"HTTP/1.1 %d %s" % (status, reason or reason_phrase(status))
+        if len(_STATUS_LINES) < 256:  # apps' own reason phrases: keep the table bounded
+            _STATUS_LINES[(status, reason)] = line
+    return line
 
 
 def client_response_head(
@@ -159,34 +218,33 @@ def client_response_head(
     host_only_cookies: bool,
 ) -> bytes:
     """The response head to send to the client. `connection`: b"close", b"keep-alive", b"upgrade" or None."""
-    listed = connection_options(head.headers)
+    listed = head.connection_options
     upgrading = connection == b"upgrade"
-    lines = [
-        b"HTTP/1.1 ",
-        str(head.status).encode(),
-        b" ",
-        head.reason or reason_phrase(head.status),
-        b"\r\n",
-    ]
-    for name, value in head.headers:
-        key = name.lower()
-        if key in _DROP_FROM_RESPONSE or key.startswith(b"proxy-") or key in listed:
-            if key == b"upgrade" and upgrading:
-                lines += (name, b": ", value, b"\r\n")
-            elif key == b"content-length" and framing == BODY_NONE:
-                lines += (name, b": ", value, b"\r\n")  # a HEAD/304 answer's length is information only
-            continue
-        if host_only_cookies and key == b"set-cookie":
-            value = without_cookie_domain(value)
-        lines += (name, b": ", value, b"\r\n")
+    lines = [_status_line(head.status, head.reason)]
+    keep = lines.append
+    actions = _RESPONSE_ACTIONS
+    for header in head.headers:
+        key = header[0].lower()
+        action = actions.get(key)
+        if action is None:
+            if key[:6] == b"proxy-" or (listed and key in listed):
+                continue
+            keep(b": ".join(header))
+        elif action == _SET_COOKIE:
+            if listed and key in listed:
+                continue
+            keep(header[0] + b": " + without_cookie_domain(header[1]) if host_only_cookies else b": ".join(header))
+        elif (action == _RESPONSE_UPGRADE and upgrading) or (action == _RESPONSE_LENGTH and framing == BODY_NONE):
+            keep(b": ".join(header))  # a 101's Upgrade; a HEAD/304 answer's length, as information only
+        # else dropped
     if framing == BODY_LENGTH:
-        lines += (b"Content-Length: ", str(head.content_length).encode(), b"\r\n")
+        keep(b"Content-Length: %d" % head.content_length)  # type: ignore[str-format]
     elif framing == BODY_CHUNKED:
-        lines.append(b"Transfer-Encoding: chunked\r\n")
+        keep(b"Transfer-Encoding: chunked")
     if connection is not None:
-        lines += (b"Connection: ", connection, b"\r\n")
-    lines.append(b"\r\n")
-    return b"".join(lines)
+        keep(b"Connection: " + connection)
+    keep(b"\r\n")
+    return b"\r\n".join(lines)
 
 
 def simple_response(
@@ -212,3 +270,18 @@ def simple_response(
     if not head_request:
         lines.append(body)
     return b"".join(lines)
+
+
+def error_response(
+    status: int, message: str, code: str, *, close: bool, keep_alive_10: bool = False, head: bool = False
+) -> bytes:
+    """The proxy's own error answer: `{"error": message}` with `X-Error-Code`, the platform's error shape."""
+    connection = b"close" if close else (b"keep-alive" if keep_alive_10 else None)
+    return simple_response(
+        status,
+        json.dumps({"error": message}).encode(),
+        content_type=b"application/json",
+        extra_headers=(("X-Error-Code", code),),
+        connection=connection,
+        head_request=head,
+    )

@@ -2,11 +2,14 @@
 push parser.
 
 httptools calls back while it parses whatever bytes it is fed; the readers turn those callbacks into a queue
-of events (head, body piece, end, error) that the server pulls one at a time, so a pipelined second request
-waits in the queue while the first is served. llhttp is strict by default (no leniency flags are set here);
-on top of it the request reader rejects anything a downstream server could read differently: CL+TE, repeated
-framing headers, a Transfer-Encoding other than `chunked`, several Host headers, non-origin-form targets,
-oversized heads.
+of events (head, body piece, end, error) that the server takes one at a time, so a pipelined second request
+waits in the queue while the first is served. A reader either pulls its bytes from a `ByteSource`, or (the
+request reader with `source=None`, as the server runs it) is fed by its owner's `data_received` through
+`feed()`, which parses at once: the server then takes a head the moment it is complete, with no task waiting.
+
+llhttp is strict by default (no leniency flags are set here); on top of it the request reader rejects anything
+a downstream server could read differently: CL+TE, repeated framing headers, a Transfer-Encoding other than
+`chunked`, several Host headers, non-origin-form targets, oversized heads.
 
 A head is only released to the server once llhttp has accepted it completely (llhttp runs some checks after
 `on_headers_complete`), so a request that turns out to be invalid is never forwarded, not even partially.
@@ -17,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -33,9 +37,13 @@ IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b
 # A Host value: reg-name or IPv4 (RFC 3986 unreserved, sub-delims, pct-encoded) or IPv6 literal; a port.
 _HOST_VALUE = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?")
 
-_FRAMING_HEADERS = frozenset({b"host", b"content-length", b"transfer-encoding"})
+# Headers the readers interpret themselves; gathered in one pass over the head.
+_NOTABLE_HEADERS = frozenset({b"host", b"content-length", b"transfer-encoding", b"connection"})
 
 _HEAD, _BODY, _END, _ERROR = range(4)
+HEAD, BODY, END, ERROR = _HEAD, _BODY, _END, _ERROR  # the event kinds, for owners of push-mode readers
+_END_EVENT = (_END, None)
+_FED = b"(fed)"  # push mode: "new bytes were parsed by the owner's feed"
 _IDLE, _IN_HEAD, _IN_BODY = range(3)
 
 
@@ -44,7 +52,7 @@ class ByteSource(Protocol):
 
     async def read(self) -> bytes: ...
 
-    def abort(self) -> None: ...
+    def close(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -58,6 +66,7 @@ class RequestHead:
     chunked: bool
     keep_alive: bool
     upgrade: bool  # Connection: upgrade + Upgrade: ... (llhttp's definition)
+    connection_options: frozenset[bytes]  # lower-case names listed in Connection (hop-by-hop by declaration)
 
     @property
     def has_body(self) -> bool:
@@ -77,6 +86,7 @@ class ResponseHead:
     content_length: int | None
     chunked: bool
     keep_alive: bool
+    connection_options: frozenset[bytes]
 
     @property
     def informational(self) -> bool:
@@ -88,6 +98,75 @@ class ResponseHead:
         return self.informational or self.status in (204, 304)
 
 
+_NO_OPTIONS: frozenset[bytes] = frozenset()
+
+
+def _connection_options(notable: dict[bytes, list[bytes]]) -> frozenset[bytes]:
+    """Header names listed in `Connection` (RFC 9110 §7.6.1), lower-cased."""
+    values = notable.get(b"connection")
+    if not values:
+        return _NO_OPTIONS
+    return frozenset(token.strip().lower() for value in values for token in value.split(b",") if token.strip())
+
+
+_NO_NOTABLE: dict[bytes, list[bytes]] = {}
+
+
+def notable_headers(headers: list[tuple[bytes, bytes]]) -> dict[bytes, list[bytes]]:
+    """The values of the `_NOTABLE_HEADERS` by lower-case name, in one pass (the result must not be changed)."""
+    found = _NO_NOTABLE
+    for name, value in headers:
+        key = name.lower()
+        if key in _NOTABLE_HEADERS:
+            if found is _NO_NOTABLE:
+                found = {key: [value]}
+            elif key in found:
+                found[key].append(value)
+            else:
+                found[key] = [value]
+    return found
+
+
+def head_size(first_line: bytes, headers: list[tuple[bytes, bytes]]) -> int:
+    """A head's size on the wire."""
+    size = len(first_line) + _REQUEST_LINE_OVERHEAD + _HEADER_LINE_OVERHEAD * len(headers)
+    for name, value in headers:
+        size += len(name) + len(value)
+    return size
+
+
+def response_head(
+    parser: httptools.HttpResponseParser,
+    headers: list[tuple[bytes, bytes]],
+    reason: bytes,
+    max_header_bytes: int | None,
+) -> ResponseHead:
+    """The head of the response `parser` has just parsed (its `on_headers_complete`). Raises `UpstreamFailed`.
+
+    `max_header_bytes`: the size to check the head against; None when the bytes received so far are fewer.
+    """
+    if max_header_bytes is not None and head_size(reason, headers) > max_header_bytes:
+        raise UpstreamFailed("upstream response headers too large")
+    notable = notable_headers(headers)
+    lengths = notable.get(b"content-length")
+    encodings = notable.get(b"transfer-encoding")
+    encoding = encodings[0] if encodings else None
+    if encoding is not None and encoding.strip().lower() != b"chunked":
+        # Anything else would have to be decoded or passed on verbatim; no app server sends it.
+        raise UpstreamFailed("unsupported Transfer-Encoding in upstream response")
+    chunked = encoding is not None
+    return ResponseHead(
+        status=parser.get_status_code(),
+        reason=reason,
+        http_version=parser.get_http_version(),
+        headers=headers,
+        content_length=int(lengths[0]) if lengths and not chunked else None,
+        chunked=chunked,
+        keep_alive=parser.should_keep_alive(),
+        connection_options=_connection_options(notable) if b"connection" in notable else _NO_OPTIONS,
+    )
+
+
 class _MessageReader:
     """The event queue and head-size guard shared by the request and response readers."""
 
@@ -97,42 +176,39 @@ class _MessageReader:
         self._events: deque[tuple[int, object]] = deque()
         self._state = _IDLE
         self._headers: list[tuple[bytes, bytes]] = []
-        self._head_bytes = 0
         self._unfinished_head_bytes = 0  # bytes fed while a head was incomplete: bounds a never-ending head
+        # What was fed while the head now parsed was incomplete is at most this much: only a head that may be
+        # oversized has its size counted (most heads arrive whole in a read far smaller than the limit).
+        self._head_bound = 0
         self._pending_head: object | None = None  # parsed, but llhttp has not finished checking it yet
         self.upgrade_leftover: bytes | None = None  # bytes after an upgrade message, not HTTP any more
+        self.queued_body_bytes = 0  # body bytes parsed and not yet taken (the owner's backpressure signal)
 
     # httptools callbacks (names fixed by httptools)
 
     def on_message_begin(self) -> None:
         self._state = _IN_HEAD
         self._headers = []
-        self._head_bytes = 0
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self._state != _IN_HEAD:
-            return  # a chunked trailer: dropped (the proxy forwards no trailers)
-        self._head_bytes += len(name) + len(value) + _HEADER_LINE_OVERHEAD
-        if self._head_bytes > self._max_header_bytes:
-            raise self._head_too_large()
-        self._headers.append((name, value))
+        # A head's size is checked once it is complete (and, while it is not, by the bytes fed: see `_feed`).
+        if self._state == _IN_HEAD:  # else a chunked trailer: dropped (the proxy forwards no trailers)
+            self._headers.append((name, value))
 
     def on_body(self, body: bytes) -> None:
-        self._release_pending_head()
+        if self._pending_head is not None:
+            self._release_pending_head()
         self._events.append((_BODY, body))
+        self.queued_body_bytes += len(body)
 
     def on_message_complete(self) -> None:
-        self._release_pending_head()
-        self._events.append((_END, None))
+        if self._pending_head is not None:
+            self._release_pending_head()
+        self._events.append(_END_EVENT)
         self._state = _IDLE
         self._unfinished_head_bytes = 0
 
     # Shared machinery
-
-    def _count_head_bytes(self, size: int) -> None:
-        self._head_bytes += size
-        if self._head_bytes > self._max_header_bytes:
-            raise self._head_too_large()
 
     def _head_too_large(self) -> Exception:
         return HeadersTooLarge("request headers too large")
@@ -151,6 +227,7 @@ class _MessageReader:
             self._pending_head = None
 
     def _feed(self, parser: httptools.HttpRequestParser | httptools.HttpResponseParser, data: bytes) -> None:
+        self._head_bound = self._unfinished_head_bytes + len(data)
         if self._state != _IN_BODY:
             self._unfinished_head_bytes += len(data)
         try:
@@ -166,59 +243,108 @@ class _MessageReader:
             self._events.append((_ERROR, error))
             self._state = _IDLE
             return
-        self._release_pending_head()
+        if self._pending_head is not None:
+            self._release_pending_head()
         if self._state != _IN_BODY and self._unfinished_head_bytes > self._max_header_bytes:
             self._events.append((_ERROR, self._head_too_large()))
 
     def _pop_event(self) -> tuple[int, object] | None:
-        return self._events.popleft() if self._events else None
+        if not self._events:
+            return None
+        event = self._events.popleft()
+        if event[0] == _BODY:
+            self.queued_body_bytes -= len(event[1])  # type: ignore[arg-type]
+        return event
 
     @property
     def event_ready(self) -> bool:
         """Something already parsed waits to be read: the next read returns without touching the network."""
         return bool(self._events)
 
-    def _framing_headers(self) -> dict[bytes, list[bytes]]:
-        """The values of Host, Content-Length and Transfer-Encoding, by lower-case name, in one pass."""
-        found: dict[bytes, list[bytes]] = {}
-        for name, value in self._headers:
-            key = name.lower()
-            if key in _FRAMING_HEADERS:
-                found.setdefault(key, []).append(value)
-        return found
-
 
 class RequestReader(_MessageReader):
-    """Reads requests from a client, one after another on the same connection."""
+    """Reads requests from a client, one after another on the same connection.
 
-    def __init__(self, source: ByteSource, *, max_header_bytes: int, head_timeout_s: float) -> None:
-        super().__init__(source, max_header_bytes)
+    With a `source` it pulls bytes itself. With `source=None` its owner feeds it (`feed`, `feed_eof`) and takes
+    events with `next_event()`; `read_body()` then waits for the owner's next feed.
+    """
+
+    def __init__(self, source: ByteSource | None, *, max_header_bytes: int, head_timeout_s: float) -> None:
+        super().__init__(source, max_header_bytes)  # type: ignore[arg-type]
         self._parser = httptools.HttpRequestParser(self)
         self._head_timeout_s = head_timeout_s
         self._url = b""
         self._body_consumed = False  # read_body() has returned the current request's end
+        self._fed_eof = False  # push mode: the owner has seen the client's EOF
+        self.on_body_taken: Callable[[], None] | None = None  # push mode: the owner may read on (backpressure)
+        self._feed_waiter: asyncio.Future[None] | None = None  # push mode: a read waiting for the next feed
+
+    # Push mode
+
+    def feed(self, data: bytes) -> None:
+        """Parse bytes the owner received; what they complete waits in the queue (see `next_event`)."""
+        self._feed(self._parser, data)
+        if self._feed_waiter is not None:
+            self._wake()
+
+    def feed_eof(self) -> None:
+        self._fed_eof = True
+        self._wake()
+
+    def next_event(self) -> tuple[int, object] | None:
+        """The next parsed event (`HEAD`, `BODY`, `END`, `ERROR` with its payload), or None."""
+        event = self._pop_event()
+        if event is not None and event[0] == _HEAD:
+            self._body_consumed = False
+        return event
+
+    @property
+    def queued_events(self) -> int:
+        return len(self._events)
+
+    def _wake(self) -> None:
+        waiter = self._feed_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _next_bytes(self) -> bytes:
+        """Pull mode: the source's next bytes. Push mode: parse nothing here, wait for the owner's next feed
+        (returns b"" once the owner has seen EOF, else a non-empty placeholder, already parsed)."""
+        if self._source is not None:
+            return await self._source.read()
+        if self._fed_eof:
+            return b""
+        self._feed_waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._feed_waiter
+        finally:
+            self._feed_waiter = None
+        return b"" if self._fed_eof and not self._events else _FED
 
     def on_message_begin(self) -> None:
-        super().on_message_begin()
+        self._state = _IN_HEAD
+        self._headers = []
         self._url = b""
 
     def on_url(self, url: bytes) -> None:
-        first_piece = not self._url
-        self._count_head_bytes(len(url) + (_REQUEST_LINE_OVERHEAD if first_piece else 0))
         self._url += url
 
     def on_headers_complete(self) -> None:
+        if self._head_bound > self._max_header_bytes and head_size(self._url, self._headers) > self._max_header_bytes:
+            raise self._head_too_large()
+        notable = notable_headers(self._headers)
         parser = self._parser
         method = parser.get_method()
         version = parser.get_http_version()
+        if version not in ("1.1", "1.0"):
+            raise BadRequest(f"HTTP/{version} is not supported", status=505, code="HTTPVersionNotSupported")
         if method == b"CONNECT":
             raise BadRequest("CONNECT is not supported", status=405, code="MethodNotAllowed")
         target = self._url
         if not (target.startswith(b"/") or (target == b"*" and method == b"OPTIONS")):
             raise BadRequest("only origin-form request targets are accepted")
 
-        framing = self._framing_headers()
-        hosts = framing.get(b"host", ())
+        hosts = notable.get(b"host", ())
         host = hosts[0] if hosts else None
         if len(hosts) > 1:
             raise BadRequest("more than one Host header")
@@ -227,8 +353,8 @@ class RequestReader(_MessageReader):
         if host is not None and not _HOST_VALUE.fullmatch(host):
             raise BadRequest("invalid Host header")
 
-        lengths = framing.get(b"content-length", ())
-        encodings = framing.get(b"transfer-encoding", ())
+        lengths = notable.get(b"content-length", ())
+        encodings = notable.get(b"transfer-encoding", ())
         if len(lengths) > 1:
             raise BadRequest("more than one Content-Length header")
         if len(encodings) > 1:
@@ -258,6 +384,7 @@ class RequestReader(_MessageReader):
                 chunked=encoding is not None,
                 keep_alive=parser.should_keep_alive(),
                 upgrade=upgrade,
+                connection_options=_connection_options(notable) if b"connection" in notable else _NO_OPTIONS,
             )
         )
 
@@ -273,13 +400,14 @@ class RequestReader(_MessageReader):
                 if event is None:
                     if self.upgrade_leftover is not None:
                         return None  # nothing after an upgrade is HTTP; the server never gets here
-                    if timer is None:
+                    if timer is None and self._source is not None:
                         # One deadline per head, covering idle keep-alive time and slow head bytes alike.
-                        timer = asyncio.get_running_loop().call_later(self._head_timeout_s, self._source.abort)
-                    data = await self._source.read()
+                        timer = asyncio.get_running_loop().call_later(self._head_timeout_s, self._source.close)
+                    data = await self._next_bytes()
                     if not data:
                         return None
-                    self._feed(self._parser, data)
+                    if data is not _FED:
+                        self._feed(self._parser, data)
                     continue
                 kind, payload = event
                 if kind == _HEAD:
@@ -301,14 +429,17 @@ class RequestReader(_MessageReader):
             if event is None:
                 if self.upgrade_leftover is not None:
                     return None
-                data = await self._source.read()
+                data = await self._next_bytes()
                 if not data:
                     raise ClientGone("client closed the connection in the middle of the request body")
-                self._feed(self._parser, data)
+                if data is not _FED:
+                    self._feed(self._parser, data)
                 continue
             kind, payload = event
             if kind == _BODY:
                 assert isinstance(payload, bytes)
+                if self.on_body_taken is not None:
+                    self.on_body_taken()
                 return payload
             if kind == _END:
                 self._body_consumed = True
@@ -343,28 +474,11 @@ class ResponseReader(_MessageReader):
         self._reason = b""
 
     def on_status(self, reason: bytes) -> None:
-        first_piece = not self._reason
-        self._count_head_bytes(len(reason) + (_REQUEST_LINE_OVERHEAD if first_piece else 0))
         self._reason += reason
 
     def on_headers_complete(self) -> None:
-        parser = self._parser
-        framing = self._framing_headers()
-        length_value = framing[b"content-length"][0] if b"content-length" in framing else None
-        encoding = framing[b"transfer-encoding"][0] if b"transfer-encoding" in framing else None
-        if encoding is not None and encoding.strip().lower() != b"chunked":
-            # Anything else would have to be decoded or passed on verbatim; no app server sends it.
-            raise UpstreamFailed("unsupported Transfer-Encoding in upstream response")
-        chunked = encoding is not None
-        head = ResponseHead(
-            status=parser.get_status_code(),
-            reason=self._reason,
-            http_version=parser.get_http_version(),
-            headers=self._headers,
-            content_length=int(length_value) if length_value is not None and not chunked else None,
-            chunked=chunked,
-            keep_alive=parser.should_keep_alive(),
-        )
+        limit = self._max_header_bytes
+        head = response_head(self._parser, self._headers, self._reason, limit if self._head_bound > limit else None)
         self._current = head
         self._head_parsed(head)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-from .channel import Channel
+from .channel import UpstreamChannel
 from .errors import UpstreamFailed
 from .routing import Upstream
 
@@ -20,31 +20,40 @@ class UpstreamPool:
         self._idle_s = idle_s
         self._connect_timeout_s = connect_timeout_s
         self._max_idle_per_upstream = max_idle_per_upstream
-        self._idle: dict[Upstream, deque[tuple[float, Channel]]] = {}
+        self._idle: dict[Upstream, deque[tuple[float, UpstreamChannel]]] = {}
         self._sweep_timer: asyncio.TimerHandle | None = None
         self._closed = False
+        # Looked up once: asyncio.get_running_loop() costs a getpid() system call on every call.
+        self._loop = asyncio.get_running_loop()
 
-    async def acquire(self, upstream: Upstream) -> tuple[Channel, bool]:
+    async def acquire(self, upstream: Upstream) -> tuple[UpstreamChannel, bool]:
         """A connection to `upstream` and whether it was reused (only a reused one may fail stale)."""
+        channel = self.take_idle(upstream)
+        if channel is not None:
+            return channel, True
+        return await self.connect(upstream), False
+
+    def take_idle(self, upstream: Upstream) -> UpstreamChannel | None:
+        """A pooled connection to `upstream`, fit for another request, or None (then `connect`)."""
         idle = self._idle.get(upstream)
         if idle:
-            now = asyncio.get_running_loop().time()
+            now = self._loop.time()
             while idle:
                 since, channel = idle.pop()
                 if now - since < self._idle_s and channel.idle_and_open:
-                    return channel, True
+                    return channel
                 channel.close()
-        return await self.connect(upstream), False
+        return None
 
-    async def connect(self, upstream: Upstream) -> Channel:
+    async def connect(self, upstream: Upstream) -> UpstreamChannel:
         """A fresh connection. Raises `UpstreamFailed` if it cannot be made in time."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         try:
             async with asyncio.timeout(self._connect_timeout_s):
                 if upstream.unix_path:
-                    _, channel = await loop.create_unix_connection(Channel, upstream.unix_path)
+                    _, channel = await loop.create_unix_connection(UpstreamChannel, upstream.unix_path)
                 elif upstream.host is not None and upstream.port is not None:
-                    _, channel = await loop.create_connection(Channel, upstream.host, upstream.port)
+                    _, channel = await loop.create_connection(UpstreamChannel, upstream.host, upstream.port)
                 else:
                     raise UpstreamFailed(f"incomplete upstream address {upstream!r}")
         except (OSError, TimeoutError) as exc:
@@ -52,7 +61,7 @@ class UpstreamPool:
             raise UpstreamFailed(f"cannot connect to upstream {upstream.describe()}: {reason}") from exc
         return channel
 
-    def release(self, upstream: Upstream, channel: Channel) -> None:
+    def release(self, upstream: Upstream, channel: UpstreamChannel) -> None:
         """Return a connection whose last exchange finished cleanly."""
         if self._closed or not channel.idle_and_open:
             channel.close()
@@ -61,10 +70,9 @@ class UpstreamPool:
         if len(idle) >= self._max_idle_per_upstream:
             channel.close()
             return
-        loop = asyncio.get_running_loop()
-        idle.append((loop.time(), channel))
+        idle.append((self._loop.time(), channel))
         if self._sweep_timer is None:
-            self._sweep_timer = loop.call_later(self._idle_s, self._sweep)
+            self._sweep_timer = self._loop.call_later(self._idle_s, self._sweep)
 
     def idle_count(self, upstream: Upstream) -> int:
         return len(self._idle.get(upstream, ()))
@@ -82,10 +90,10 @@ class UpstreamPool:
     def _sweep(self) -> None:
         """Close connections idle for `idle_s` or closed by the upstream; runs while any are pooled."""
         self._sweep_timer = None
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         now = loop.time()
         for upstream in list(self._idle):
-            fresh: deque[tuple[float, Channel]] = deque()
+            fresh: deque[tuple[float, UpstreamChannel]] = deque()
             for since, channel in self._idle[upstream]:
                 if now - since < self._idle_s and channel.idle_and_open:
                     fresh.append((since, channel))

@@ -5,12 +5,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
-@dataclass(frozen=True)
-class Upstream:
-    """Where to send a request: a TCP `host`/`port` or a unix socket at `unix_path`."""
+class Upstream(NamedTuple):
+    """Where to send a request: a TCP `host`/`port` or a unix socket at `unix_path`.
+
+    A named tuple rather than a dataclass: it keys the connection pool, and a tuple hashes in C.
+    """
 
     host: str | None = None
     port: int | None = None
@@ -39,5 +41,15 @@ class Route:
 
 class Resolver(Protocol):
     async def __call__(self, host: str, headers: list[tuple[bytes, bytes]]) -> Route:
-        """`host`: the lower-cased Host header value without its port. `headers`: the client's raw headers."""
+        """`host`: the lower-cased Host header value without its port. `headers`: the client's raw headers.
+
+        A resolver with a true `accepts_target` attribute is called with the request target too, as the
+        keyword `target` (bytes, e.g. b"/path?query"): e.g. to exchange a signed query token for a cookie.
+
+        Optional fast path: a resolver may also have a synchronous
+        `resolve_cached(host, headers) -> Route | None`, which the proxy calls first for every request; it
+        answers from memory what it can (e.g. a public space's route) and returns None for anything that needs
+        more (a database lookup, a credential check, the request target), and the proxy then awaits the call
+        above. A route known at once lets a request without a body be served with no task at all.
+        """
         ...

@@ -1,8 +1,20 @@
 """The public listener: accepts client connections and serves each request on them in turn.
 
 Per request: parse (strictly), ask the resolver where it goes, rewrite the headers, and either answer
-locally or forward it (`Exchange`). Every request on a keep-alive connection goes through all of that, not
-just the first.
+locally or forward it. Every request on a keep-alive connection goes through all of that, not just the first.
+
+A client connection is an `asyncio.Protocol` (`connection.ClientConnection`) that parses what it receives at
+once, in `data_received`, and hands each head to `ProxyServer.begin` the moment it is complete:
+  - a request without a body (almost all of them) is relayed inside the socket callbacks (`relay.Relay`): no
+    task and no event-loop round trip, as long as the route is known at once (the resolver's optional
+    synchronous `resolve_cached`, see `routing.Resolver`) and a pooled upstream connection is free; otherwise
+    a short task awaits the resolver or opens the connection, then the relay takes over;
+  - a request with a body, or an upgrade, is served by a task (`exchange.Exchange`), which streams the body
+    upstream as it arrives and tunnels an upgraded connection.
+Pipelined requests wait, parsed, until the response before them has been sent.
+
+Activity hooks: see `activity` (`on_request_start(space_id)` / `on_request_end(space_id)`, or with the request
+target as a second argument when the hook takes one).
 """
 
 from __future__ import annotations
@@ -14,17 +26,17 @@ from collections.abc import Callable
 
 from spacehub.errors import SpacehubError
 
-from .channel import Channel
+from .activity import takes_target
+from .connection import ClientConnection
 from .errors import BadRequest, ClientGone, ProxyError
 from .exchange import Exchange
-from .headers import CredentialRules, reason_phrase, simple_response, upstream_request_head
+from .headers import CredentialRules, error_response, reason_phrase, simple_response, upstream_request_head
 from .http1 import RequestHead, RequestReader
 from .pool import UpstreamPool
+from .relay import Relay
 from .routing import Resolver, Route
 
 logger = logging.getLogger(__name__)
-
-_JSON = b"application/json"
 
 
 class ProxyServer:
@@ -40,30 +52,36 @@ class ProxyServer:
         scheme: str = "http",
         platform_token_prefix: str = "sh_",
         session_cookie: str = "spacehub_session",
-        on_request_start: Callable[[int], None] | None = None,
-        on_request_end: Callable[[int], None] | None = None,
+        on_request_start: Callable[..., object] | None = None,
+        on_request_end: Callable[..., object] | None = None,
         upstream_idle_s: float = 3.0,
         max_header_bytes: int = 65536,
     ) -> None:
         self._resolver = resolver
+        self._pass_target = bool(getattr(resolver, "accepts_target", False))  # see routing.Resolver
+        self._resolve_cached: Callable[[str, list[tuple[bytes, bytes]]], Route | None] | None = getattr(
+            resolver, "resolve_cached", None
+        )
         self._scheme = scheme.encode("ascii")
         self._credential_rules = CredentialRules(
             token_prefix=platform_token_prefix.encode(), session_cookie=session_cookie.encode()
         )
         self._on_request_start = on_request_start
         self._on_request_end = on_request_end
+        self._start_takes_target = on_request_start is not None and takes_target(on_request_start)
+        self._end_takes_target = on_request_end is not None and takes_target(on_request_end)
         self._upstream_idle_s = upstream_idle_s
-        self._max_header_bytes = max_header_bytes
+        self.max_header_bytes = max_header_bytes
         self._pool: UpstreamPool | None = None
         self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[None]] = set()
+        self.connections: set[ClientConnection] = set()  # kept by the connections themselves
 
     async def start(self, host: str, port: int) -> None:
         """Bind and start accepting (`port=0`: any free port, see `.port`)."""
         loop = asyncio.get_running_loop()
         self._pool = UpstreamPool(idle_s=self._upstream_idle_s, connect_timeout_s=self.connect_timeout_s)
         self._server = await loop.create_server(
-            lambda: Channel(self._accept), host, port, reuse_address=True, backlog=self.backlog
+            lambda: ClientConnection(self), host, port, reuse_address=True, backlog=self.backlog
         )
 
     @property
@@ -81,104 +99,163 @@ class ProxyServer:
     @property
     def open_connections(self) -> int:
         """Client connections being served right now (for metrics and tests)."""
-        return len(self._connections)
+        return len(self.connections)
 
     async def close(self) -> None:
         """Stop accepting, end every client connection and close pooled upstream connections."""
         if self._server is not None:
             self._server.close()
-        connections = list(self._connections)
-        for task in connections:
-            task.cancel()
-        await asyncio.gather(*connections, return_exceptions=True)
+        connections = list(self.connections)
+        tasks = [task for conn in connections if (task := conn.shut_down()) is not None]
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for conn in connections:
+            conn.close()
+        self.connections.clear()
         if self._pool is not None:
             self._pool.close()
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
 
-    # One client connection
+    # One request (ClientConnection calls `begin` with each complete head, one at a time)
 
-    def _accept(self, client: Channel) -> None:
-        task = asyncio.get_running_loop().create_task(self._serve_connection(client))
-        self._connections.add(task)
-        task.add_done_callback(self._connections.discard)
+    def begin(self, conn: ClientConnection, head: RequestHead) -> None:
+        """Start serving `head`; the connection hears of the end through `conn.exchange_done(keep_alive)`."""
+        if head.chunked or head.content_length or head.upgrade:  # has_body, inlined: the hot path
+            conn.task = asyncio.get_running_loop().create_task(self._serve_with_body(conn, head))
+            return
+        resolve_cached = self._resolve_cached
+        if resolve_cached is not None:
+            try:
+                route = resolve_cached(_routing_host(head.host), head.headers)
+                if route is not None and not isinstance(route, Route):
+                    raise TypeError(f"the resolver returned {route!r}, not a Route")
+            except SpacehubError as exc:
+                conn.exchange_done(self.answer_error(conn, head, exc.status, exc.message, exc.code))
+                return
+            except Exception:
+                logger.exception("proxy: resolver failed for host %r", head.host)
+                conn.exchange_done(self.answer_error(conn, head, 500, "route lookup failed", "InternalError"))
+                return
+            if route is not None:
+                self._relay(conn, head, route)
+                return
+        conn.task = asyncio.get_running_loop().create_task(self._resolve_then_relay(conn, head))
 
-    async def _serve_connection(self, client: Channel) -> None:
-        requests = RequestReader(client, max_header_bytes=self._max_header_bytes, head_timeout_s=self.head_timeout_s)
-        client_address = client.peer_address.encode()
+    async def _resolve_then_relay(self, conn: ClientConnection, head: RequestHead) -> None:
         try:
-            while not client.closed:
-                try:
-                    head = await requests.read_head()
-                except BadRequest as exc:
-                    client.write(_error_response(exc.status, exc.message, exc.code, close=True))
-                    break
-                if head is None or not await self._serve_request(client, requests, head, client_address):
-                    break
+            route = await self._resolve(head)
         except asyncio.CancelledError:
-            if not client.at_eof:
+            conn.exchange_done(False)
+            raise
+        except SpacehubError as exc:
+            conn.exchange_done(self.answer_error(conn, head, exc.status, exc.message, exc.code))
+            return
+        except Exception:
+            logger.exception("proxy: resolver failed for host %r", head.host)
+            conn.exchange_done(self.answer_error(conn, head, 500, "route lookup failed", "InternalError"))
+            return
+        conn.task = None
+        self._relay(conn, head, route)
+
+    def _relay(self, conn: ClientConnection, head: RequestHead, route: Route) -> None:
+        if route.upstream is None:
+            conn.exchange_done(self._answer_locally(conn, head, route))
+            return
+        request_bytes = upstream_request_head(
+            head,
+            client_address=conn.address,
+            scheme=self._scheme,
+            credential_rules=self._credential_rules if route.is_space else None,
+        )
+        relay = conn.relay = Relay(conn, head, route, request_bytes)
+        if route.space_id is not None and self._on_request_start is not None:
+            self._notify_start(route.space_id, head.target)
+        relay.start()
+
+    def relay_ended(self, relay: Relay) -> None:
+        space_id = relay.route.space_id
+        if space_id is not None and self._on_request_end is not None:
+            self._notify_end(space_id, relay.head.target)
+
+    async def _resolve(self, head: RequestHead) -> Route:
+        host = _routing_host(head.host)
+        resolve_cached = self._resolve_cached
+        route = resolve_cached(host, head.headers) if resolve_cached is not None else None
+        if route is None:
+            if self._pass_target:
+                route = await self._resolver(host, head.headers, target=head.target)  # type: ignore[call-arg]
+            else:
+                route = await self._resolver(host, head.headers)
+        if not isinstance(route, Route):
+            raise TypeError(f"the resolver returned {route!r}, not a Route")
+        return route
+
+    async def _serve_with_body(self, conn: ClientConnection, head: RequestHead) -> None:
+        """A request with a body, or an upgrade: served by a task that streams it (`Exchange`)."""
+        keep_alive = False
+        try:
+            keep_alive = await self._exchange(conn, head)
+        except asyncio.CancelledError:
+            if not conn.at_eof:
                 raise  # the server is closing
-            # else: the client went away mid-exchange and `on_disconnect` stopped the work; nothing to answer.
+            # else: the client went away mid-exchange, which cancelled it; nothing to answer.
         except ClientGone:
             pass
         except Exception:
-            logger.exception("proxy: connection from %s failed", client_address.decode())
+            logger.exception("proxy: connection from %s failed", conn.address.decode())
         finally:
-            client.close()
+            conn.exchange_done(keep_alive)
 
-    async def _serve_request(
-        self, client: Channel, requests: RequestReader, head: RequestHead, client_address: bytes
-    ) -> bool:
-        """Serve one request. True when the connection can carry the next one."""
+    async def _exchange(self, conn: ClientConnection, head: RequestHead) -> bool:
+        """Serve one request with a body (or an upgrade). True when the connection can carry the next one."""
+        requests = conn.requests
         try:
-            route = await self._resolver(_routing_host(head.host), head.headers)
+            route = await self._resolve(head)
         except SpacehubError as exc:
-            return self._answer(client, requests, head, exc.status, exc.message, exc.code)
+            return self.answer_error(conn, head, exc.status, exc.message, exc.code)
         except Exception:
             logger.exception("proxy: resolver failed for host %r", head.host)
-            return self._answer(client, requests, head, 500, "route lookup failed", "InternalError")
+            return self.answer_error(conn, head, 500, "route lookup failed", "InternalError")
 
         if route.upstream is None:
-            return self._answer_locally(client, requests, head, route)
+            return self._answer_locally(conn, head, route)
 
         request_head_bytes = upstream_request_head(
             head,
-            client_address=client_address,
+            client_address=conn.address,
             scheme=self._scheme,
             credential_rules=self._credential_rules if route.is_space else None,
         )
         exchange = Exchange(
-            client=client,
+            client=conn,
             requests=requests,
             head=head,
             request_head_bytes=request_head_bytes,
             upstream=route.upstream,
             pool=self.pool,
-            max_header_bytes=self._max_header_bytes,
+            max_header_bytes=self.max_header_bytes,
             host_only_cookies=route.is_space,
         )
         space_id = route.space_id
         if space_id is not None:
-            self._notify(self._on_request_start, space_id)
-        # A client that vanishes mid-exchange cancels it at once (an SSE stream could idle on for long).
-        task = asyncio.current_task()
-        client.on_disconnect = task.cancel if task is not None else None
+            self._notify_start(space_id, head.target)
         try:
             return await exchange.run()
         except ProxyError as exc:
             logger.info("proxy: %s %s -> %s: %s", head.method.decode(), head.host, exc.status, exc.message)
-            return self._answer(
-                client, requests, head, exc.status, exc.message, exc.code, close=isinstance(exc, BadRequest)
+            return self.answer_error(
+                conn, head, exc.status, exc.message, exc.code, close=isinstance(exc, BadRequest)
             )
         finally:
-            client.on_disconnect = None
             if space_id is not None:
-                self._notify(self._on_request_end, space_id)
+                self._notify_end(space_id, head.target)
 
-    def _answer_locally(self, client: Channel, requests: RequestReader, head: RequestHead, route: Route) -> bool:
+    # Answers of the proxy's own
+
+    def _answer_locally(self, conn: ClientConnection, head: RequestHead, route: Route) -> bool:
         body = route.body or json.dumps({"error": reason_phrase(route.status).decode()}).encode()
-        close = _must_close(requests, head)
+        close = _must_close(conn.requests, head)
         try:
             response = simple_response(
                 route.status,
@@ -190,14 +267,13 @@ class ProxyServer:
             )
         except (ValueError, UnicodeEncodeError):
             logger.exception("proxy: the resolver's local route cannot be sent")
-            return self._answer(client, requests, head, 500, "invalid local route", "InternalError")
-        client.write(response)
+            return self.answer_error(conn, head, 500, "invalid local route", "InternalError")
+        conn.write(response)
         return not close
 
-    def _answer(
+    def answer_error(
         self,
-        client: Channel,
-        requests: RequestReader,
+        conn: ClientConnection,
         head: RequestHead,
         status: int,
         message: str,
@@ -205,9 +281,10 @@ class ProxyServer:
         *,
         close: bool = False,
     ) -> bool:
-        close = close or _must_close(requests, head)
-        client.write(
-            _error_response(
+        """Answer `{"error": message}`; True when the connection can carry the next request."""
+        close = close or _must_close(conn.requests, head)
+        conn.write(
+            error_response(
                 status,
                 message,
                 code,
@@ -218,11 +295,29 @@ class ProxyServer:
         )
         return not close
 
-    def _notify(self, hook: Callable[[int], None] | None, space_id: int) -> None:
+    # Activity hooks
+
+    def _notify_start(self, space_id: int, target: bytes) -> None:
+        hook = self._on_request_start
         if hook is None:
             return
         try:
-            hook(space_id)
+            if self._start_takes_target:
+                hook(space_id, target)
+            else:
+                hook(space_id)
+        except Exception:
+            logger.exception("proxy: activity hook failed for space %s", space_id)
+
+    def _notify_end(self, space_id: int, target: bytes) -> None:
+        hook = self._on_request_end
+        if hook is None:
+            return
+        try:
+            if self._end_takes_target:
+                hook(space_id, target)
+            else:
+                hook(space_id)
         except Exception:
             logger.exception("proxy: activity hook failed for space %s", space_id)
 
@@ -246,17 +341,3 @@ def _connection_header(head: RequestHead, close: bool) -> bytes | None:
     if close:
         return b"close"
     return b"keep-alive" if head.http_version == "1.0" else None
-
-
-def _error_response(
-    status: int, message: str, code: str, *, close: bool, keep_alive_10: bool = False, head: bool = False
-) -> bytes:
-    connection = b"close" if close else (b"keep-alive" if keep_alive_10 else None)
-    return simple_response(
-        status,
-        json.dumps({"error": message}).encode(),
-        content_type=_JSON,
-        extra_headers=(("X-Error-Code", code),),
-        connection=connection,
-        head_request=head,
-    )

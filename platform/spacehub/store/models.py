@@ -141,3 +141,20 @@ class BuildStatus:
     FAILED = "failed"
     SUPERSEDED = "superseded"
     ACTIVE = (QUEUED, RUNNING)
+
+
+class GpuAllocation(Base):
+    """One space's hold on one slot of one GPU device (`SPACEHUB_GPU_SHARE` slots per device).
+
+    The unique (device, slot) pair is what keeps two spaces off one card, whichever worker allocates. A `lease`
+    groups the devices of one start of one space, so a redeploy can hold its new devices beside the old ones.
+    """
+
+    __tablename__ = "gpu_allocations"
+    __table_args__ = (UniqueConstraint("device", "slot"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    space_id: Mapped[int] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"), index=True)
+    lease: Mapped[str] = mapped_column(String(64))
+    device: Mapped[str] = mapped_column(String(64))
+    slot: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -10,7 +10,13 @@ change from rarely to often, so a code-only change rebuilds only the last one:
     COPY --chown=1000:1000 app/ /home/user/app/
 
 docker recipe: the space's own Dockerfile, with its variables as `--build-arg` and its secrets as BuildKit
-secrets (`RUN --mount=type=secret,id=NAME`), which never enter a layer, the image config or the log.
+secrets (`RUN --mount=type=secret,id=NAME`), which never enter a layer, the image config or the log. The
+platform adds one build arg of its own, `SPACEHUB_BASE_IMAGE` (the configured base for the space's Python), so
+a Dockerfile can say `ARG SPACEHUB_BASE_IMAGE=python:3.11-slim` + `FROM $SPACEHUB_BASE_IMAGE` and build both on
+the Hub and on a host without an image registry.
+
+Every build step reaches the platform's public port as `host.docker.internal` (as running spaces do), and
+nothing else of it.
 
 static recipe: no image; the platform serves the files itself (same artifact as the process builder's).
 
@@ -30,6 +36,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
+from spacehub.dockerhost import HOST_ALIAS
 from spacehub.errors import BuildFailed
 from spacehub.settings import Settings
 
@@ -45,6 +52,7 @@ APP_DIR = "/home/user/app"
 APT_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]*$")
 APP_FILE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*\.py$")
 BUILD_ARG = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+BASE_IMAGE_ARG = "SPACEHUB_BASE_IMAGE"
 
 
 class DockerBuilder:
@@ -80,6 +88,8 @@ class DockerBuilder:
         deadline = time.monotonic() + self.settings.build_timeout_s
         args = dict(build_args or {}) if plan.recipe == "docker" else {}
         secrets = dict(build_secrets or {}) if plan.recipe == "docker" else {}
+        if plan.recipe == "docker":
+            args[BASE_IMAGE_ARG] = self.opts.base_image_for(plan.python_version)
         for name in [*args, *secrets]:
             if not BUILD_ARG.match(name) or not SECRET_ID.match(name):
                 raise BuildFailed(f"invalid build argument or secret name {name!r}")
@@ -125,6 +135,7 @@ class DockerBuilder:
             labels={"spacehub.key": key, "spacehub.recipe": plan.recipe},
             timeout_s=remaining,
             no_cache=no_cache,
+            add_hosts={HOST_ALIAS: "host-gateway"},
         )
         if plan.recipe == "docker":
             self._build_docker_recipe(request, log)

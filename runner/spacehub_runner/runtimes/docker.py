@@ -11,12 +11,15 @@ Every container:
   - sees exactly the GPUs it was allocated (DeviceRequest with device ids), or none
     (NVIDIA_VISIBLE_DEVICES=void);
   - carries labels (`spacehub.managed=1`, `spacehub.space`, `spacehub.revision`) from which handles are
-    rebuilt after a restart (`adopt`, `list_managed`): the handle is only ever data, never state on `self`.
+    rebuilt after a restart (`adopt`, `list_managed`): the handle is only ever data, never state on `self`;
+  - and `spacehub.instance`, a hash of the data dir: platforms sharing one engine (test runs, several installs)
+    only ever see, adopt and remove their own containers and volumes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import secrets
 import time
 from collections.abc import Iterator
@@ -31,6 +34,7 @@ from docker.types import DeviceRequest, LogConfig
 from spacehub.errors import StartFailed
 from spacehub.settings import Settings
 
+from .. import hardware
 from ..dockeropts import DockerOptions
 from ..plugs import Artifact, Handle, RunSpec
 from . import readiness
@@ -40,32 +44,26 @@ SPACE = "spacehub.space"
 REVISION = "spacehub.revision"
 SPACE_KEY = "spacehub.space-key"
 APP_PORT = "spacehub.app-port"
+INSTANCE = "spacehub.instance"
+STORAGE_GB = "spacehub.storage-gb"
 DATA_DIR = "/data"
 HOST_ALIAS = "host.docker.internal"
 _LOOPBACK = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
-# The Hub's flavors: (vCPUs, memory GB). Scaled down here by settings (DockerOptions.cpu_scale/memory_scale).
+# The Hub's flavors: (vCPUs, memory GB), from the hardware table (which also has GPU counts).
 HUB_FLAVORS: dict[str, tuple[float, float]] = {
-    "cpu-basic": (2, 16),
-    "cpu-upgrade": (8, 32),
-    "t4-small": (4, 15),
-    "t4-medium": (8, 30),
-    "l4x1": (8, 30),
-    "l4x4": (48, 186),
-    "l40sx1": (8, 62),
-    "l40sx4": (48, 382),
-    "a10g-small": (4, 15),
-    "a10g-large": (12, 46),
-    "a10g-largex2": (24, 92),
-    "a10g-largex4": (48, 184),
-    "a100-large": (12, 142),
-    "h100": (23, 240),
+    name: (size.cpus, size.memory_gb) for name, size in hardware.HUB_FLAVORS.items()
 }
 
 
-def data_volume_name(space_id: int) -> str:
+def instance_id(settings: Settings) -> str:
+    """This platform's mark on its containers and volumes: a hash of its data dir."""
+    return hashlib.sha256(str(settings.data_dir.resolve()).encode()).hexdigest()[:12]
+
+
+def data_volume_name(space_id: int, instance: str = "") -> str:
     """The named volume holding a space's persistent storage, mounted at /data."""
-    return f"spacehub-data-{int(space_id)}"
+    return f"spacehub-data-{instance}-{int(space_id)}" if instance else f"spacehub-data-{int(space_id)}"
 
 
 class DockerRuntime:
@@ -78,6 +76,7 @@ class DockerRuntime:
             raise ValueError("spaces must never run on the host network")
         self._client = client
         self._host_cpus: float | None = None
+        self.instance = instance_id(settings)
 
     @property
     def client(self) -> docker.DockerClient:
@@ -90,8 +89,11 @@ class DockerRuntime:
     def start(self, spec: RunSpec, artifact: Artifact, *, volume: str | None = None) -> Handle:
         """Create and start the container; return at once (readiness is the caller's `wait_ready`).
 
-        `volume`: a named volume (see `data_volume_name`) mounted at /data for spaces with persistent storage.
+        `volume`: a named volume (see `data_volume_name`) mounted at /data; by default the space's own
+        (`volume_name`) when its spec asks for persistent storage.
         """
+        if volume is None and spec.storage:
+            volume = self.volume_name(spec.space_id)
         container = self.create(spec, artifact, volume=volume)
         try:
             container.start()
@@ -159,11 +161,11 @@ class DockerRuntime:
 
     def adopt(self, space_id: int) -> list[Handle]:
         """Handles of every container of this space (running or not), newest first."""
-        return self._handles([f"{MANAGED}=1", f"{SPACE}={int(space_id)}"])
+        return self._handles([f"{MANAGED}=1", f"{INSTANCE}={self.instance}", f"{SPACE}={int(space_id)}"])
 
     def list_managed(self) -> list[Handle]:
-        """Handles of every spacehub container on this engine, so orphans can be found and removed."""
-        return self._handles([f"{MANAGED}=1"])
+        """Handles of every container of this platform on this engine, so orphans can be found and removed."""
+        return self._handles([f"{MANAGED}=1", f"{INSTANCE}={self.instance}"])
 
     def _handles(self, labels: list[str]) -> list[Handle]:
         found = self.client.containers.list(all=True, filters={"label": labels})
@@ -194,6 +196,7 @@ class DockerRuntime:
             "name": f"spacehub-{int(spec.space_id)}-{spec.revision[:12]}-{secrets.token_hex(3)}",
             "labels": {
                 MANAGED: "1",
+                INSTANCE: self.instance,
                 SPACE: str(int(spec.space_id)),
                 REVISION: spec.revision,
                 SPACE_KEY: spec.space_key,
@@ -243,11 +246,12 @@ class DockerRuntime:
             env["HF_ENDPOINT"] = container_reachable_url(env["HF_ENDPOINT"])
         return env
 
-    def limits(self, hardware: str) -> tuple[float, int]:
-        """(cpus, memory bytes) for a flavor: the Hub's size scaled by settings, cpus capped at the host's."""
-        hub_cpus, hub_gb = HUB_FLAVORS.get(hardware, HUB_FLAVORS["cpu-basic"])
-        cpus = min(max(0.1, hub_cpus * self.opts.cpu_scale), self.host_cpus())
-        memory = int(hub_gb * self.opts.memory_scale * 1024**3)
+    def limits(self, flavor_name: str) -> tuple[float, int]:
+        """(cpus, memory bytes) for a flavor: its size in the hardware table scaled by settings, cpus capped
+        at the host's."""
+        size = hardware.flavor(self.settings, flavor_name)
+        cpus = min(max(0.1, size.cpus * self.opts.cpu_scale), self.host_cpus())
+        memory = int(size.memory_gb * self.opts.memory_scale * 1024**3)
         return round(cpus, 2), memory
 
     def host_cpus(self) -> float:
@@ -257,13 +261,25 @@ class DockerRuntime:
 
     # -- persistent storage -----------------------------------------------------------------------------
 
+    def volume_name(self, space_id: int) -> str:
+        return data_volume_name(space_id, self.instance)
+
+    def list_volumes(self) -> dict[str, int]:
+        """This platform's space volumes: name -> space id (so volumes of deleted spaces can be removed)."""
+        found = self.client.volumes.list(filters={"label": [f"{MANAGED}=1", f"{INSTANCE}={self.instance}"]})
+        return {v.name: int((v.attrs.get("Labels") or {}).get(SPACE, "0")) for v in found}
+
     def _ensure_volume(self, name: str, spec: RunSpec, artifact: Artifact) -> None:
         try:
             self.client.volumes.get(name)
             return
         except NotFound:
             pass
-        self.client.volumes.create(name, labels={MANAGED: "1", SPACE: str(int(spec.space_id))})
+        labels = {MANAGED: "1", INSTANCE: self.instance, SPACE: str(int(spec.space_id))}
+        if spec.storage:
+            # The local driver cannot cap a volume's size on most filesystems: the tier's size is recorded.
+            labels[STORAGE_GB] = str(self.settings.storage_gb(spec.storage))
+        self.client.volumes.create(name, labels=labels)
         # A fresh volume is root-owned unless the image has /data owned by 1000 (ours do); make it the app's.
         # A throwaway container with only CHOWN, no network, from the space's own image.
         try:
@@ -326,6 +342,7 @@ def _handle(container: Container) -> Handle:
             "revision": labels.get(REVISION, ""),
             "image": container.attrs.get("Config", {}).get("Image", ""),
             "app_port": int(port),
+            "created": container.attrs.get("Created", ""),
         },
     )
 

@@ -1,0 +1,132 @@
+"""A space's runtime settings as the Hub exposes them: hardware, sleep time, secrets and variables.
+
+Each answers what `huggingface_hub` parses: a SpaceRuntime for hardware and sleep time, the full variables dict
+for variable changes. Secret values are write-only: no endpoint ever returns one.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy.orm import Session
+
+from spacehub import management, spaces
+from spacehub.api.deps import get_platform, get_session, require_user
+from spacehub.api.serialize import hub_time, runtime_json
+from spacehub.context import Platform
+from spacehub.store.models import Space, User
+
+router = APIRouter()
+
+# Every write commits before it answers: the session dependency's own commit runs after the response is sent,
+# and the client's next call must see the change.
+
+
+class Hardware(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    flavor: str
+    sleepTimeSeconds: int | None = None  # noqa: N815 - the Hub's key
+
+
+class SleepTime(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    seconds: int
+
+
+class Variable(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    key: str
+    value: str = ""
+    description: str | None = None
+
+
+class VariableKey(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    key: str
+
+
+@router.post("/api/spaces/{owner}/{name}/hardware")
+def request_hardware(owner: str, name: str, body: Hardware, platform: Platform = Depends(get_platform),
+                     session: Session = Depends(get_session), user: User = Depends(require_user)) -> JSONResponse:
+    space = spaces.get_writable(session, user, owner, name)
+    spaces.request_hardware(platform, session, space, body.flavor, body.sleepTimeSeconds)
+    session.commit()
+    return JSONResponse(runtime_json(platform.settings, space))
+
+
+@router.post("/api/spaces/{owner}/{name}/sleeptime")
+def set_sleep_time(owner: str, name: str, body: SleepTime, platform: Platform = Depends(get_platform),
+                   session: Session = Depends(get_session), user: User = Depends(require_user)) -> JSONResponse:
+    space = spaces.get_writable(session, user, owner, name)
+    spaces.set_sleep_time(session, space, body.seconds)
+    session.commit()
+    return JSONResponse(runtime_json(platform.settings, space))
+
+
+# Secrets ----------------------------------------------------------------------------------------------------
+
+
+def _secrets_json(session: Session, space: Space) -> dict[str, dict[str, str | None]]:
+    return {row.key: {"description": row.description or None, "updatedAt": hub_time(row.updated_at)}
+            for row in management.variable_rows(session, space, secret=True)}
+
+
+@router.get("/api/spaces/{owner}/{name}/secrets")
+def get_secrets(owner: str, name: str, session: Session = Depends(get_session),
+                user: User = Depends(require_user)) -> JSONResponse:
+    space = spaces.get_writable(session, user, owner, name)
+    return JSONResponse(_secrets_json(session, space))
+
+
+@router.post("/api/spaces/{owner}/{name}/secrets")
+def add_secret(owner: str, name: str, body: Variable, platform: Platform = Depends(get_platform),
+               session: Session = Depends(get_session), user: User = Depends(require_user)) -> JSONResponse:
+    space = spaces.get_writable(session, user, owner, name)
+    management.put_variable(platform, session, space, body.key, body.value, body.description or "", secret=True)
+    session.commit()
+    return JSONResponse({})
+
+
+@router.delete("/api/spaces/{owner}/{name}/secrets")
+def delete_secret(owner: str, name: str, body: VariableKey, platform: Platform = Depends(get_platform),
+                  session: Session = Depends(get_session), user: User = Depends(require_user)) -> JSONResponse:
+    space = spaces.get_writable(session, user, owner, name)
+    management.delete_variable(platform, session, space, body.key, secret=True)
+    session.commit()
+    return JSONResponse({})
+
+
+# Variables --------------------------------------------------------------------------------------------------
+
+
+def _variables_json(session: Session, space: Space) -> dict[str, dict[str, str | None]]:
+    return {row.key: {"value": row.value, "description": row.description or None,
+                      "updatedAt": hub_time(row.updated_at)}
+            for row in management.variable_rows(session, space, secret=False)}
+
+
+@router.get("/api/spaces/{owner}/{name}/variables")
+def get_variables(owner: str, name: str, session: Session = Depends(get_session),
+                  user: User = Depends(require_user)) -> JSONResponse:
+    # Variables are the owner's settings, not part of the public repo: read like secrets' names.
+    space = spaces.get_writable(session, user, owner, name)
+    return JSONResponse(_variables_json(session, space))
+
+
+@router.post("/api/spaces/{owner}/{name}/variables")
+def add_variable(owner: str, name: str, body: Variable, platform: Platform = Depends(get_platform),
+                 session: Session = Depends(get_session), user: User = Depends(require_user)) -> JSONResponse:
+    space = spaces.get_writable(session, user, owner, name)
+    management.put_variable(platform, session, space, body.key, body.value, body.description or "", secret=False)
+    session.commit()
+    return JSONResponse(_variables_json(session, space))
+
+
+@router.delete("/api/spaces/{owner}/{name}/variables")
+def delete_variable(owner: str, name: str, body: VariableKey, platform: Platform = Depends(get_platform),
+                    session: Session = Depends(get_session), user: User = Depends(require_user)) -> JSONResponse:
+    space = spaces.get_writable(session, user, owner, name)
+    management.delete_variable(platform, session, space, body.key, secret=False)
+    session.commit()
+    return JSONResponse(_variables_json(session, space))

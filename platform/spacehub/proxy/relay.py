@@ -1,0 +1,318 @@
+"""The callback path: a request without a body forwarded, and its response relayed, inside the socket callbacks.
+
+Most requests (page loads, API GETs, SSE streams, HEAD, DELETE) carry no body. For them there is nothing to
+stream upstream after the head, so the whole exchange runs as a state machine driven by the two connections'
+`data_received` callbacks: the rewritten head is written to a pooled upstream connection, each piece of the
+response is parsed (llhttp) as it arrives and what it completes goes to the client in one write per arrival,
+and the upstream connection returns to the pool when the response ends. No task, no future, no event-loop
+round trip per request; a task runs only when a new upstream connection must be opened.
+
+The contract is that of `exchange.Exchange`, which serves requests with bodies and upgrades: the response is
+re-framed for the client, interim 1xx responses are passed on, a pooled connection closed under us before it
+answered is retried once on a fresh one (idempotent requests), an error before the client got any of the
+final response is answered (502), one after it cuts the client connection so a part is never taken for a
+whole, and backpressure holds: while the client's write buffer is full the upstream is not read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+import httptools
+
+from .channel import UpstreamChannel
+from .errors import ProxyError, UpstreamFailed
+from .headers import BODY_CHUNKED, BODY_NONE, BODY_UNTIL_CLOSE, LAST_CHUNK, client_response_head, response_framing
+from .http1 import RequestHead, ResponseHead, response_head
+from .routing import Route
+
+if TYPE_CHECKING:
+    from .connection import ClientConnection
+
+logger = logging.getLogger(__name__)
+
+
+class Relay:
+    __slots__ = (
+        "conn",
+        "head",
+        "route",
+        "request_bytes",
+        "channel",
+        "task",
+        "parser",
+        "reused",
+        "retried",
+        "received_any",
+        "headers",
+        "reason",
+        "unfinished_head_bytes",
+        "response",
+        "framing",
+        "close_client",
+        "out",
+        "head_sent",
+        "done",
+        "unexpected",
+        "finished",
+        "upstream_paused",
+    )
+
+    def __init__(self, conn: ClientConnection, head: RequestHead, route: Route, request_bytes: bytes) -> None:
+        self.conn = conn
+        self.head = head
+        self.route = route
+        self.request_bytes = request_bytes
+        self.channel: UpstreamChannel | None = None
+        self.task: asyncio.Task[None] | None = None  # opening a fresh upstream connection
+        self.parser = httptools.HttpResponseParser(self)
+        self.reused = False
+        self.retried = False
+        self.received_any = False
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.reason = b""
+        self.unfinished_head_bytes = 0  # bytes received before the final head: bounds a never-ending one
+        self.response: ResponseHead | None = None  # the final response's head, once parsed
+        self.framing = BODY_NONE
+        self.close_client = False
+        self.out: list[bytes] = []  # parsed, for the client, written once the current arrival is parsed
+        self.head_sent = False  # the client has (part of) the final response: errors now cut the connection
+        self.done = False  # the final response is complete
+        self.unexpected = False  # bytes beyond the final response: the upstream connection is out of step
+        self.finished = False  # the relay is over (completed, failed or abandoned); later callbacks are ignored
+        self.upstream_paused = False
+
+    # Starting
+
+    def start(self) -> None:
+        """Send the request on a pooled connection, or on a fresh one (opened by a short task)."""
+        channel = self.conn.server.pool.take_idle(self.route.upstream)  # type: ignore[arg-type]
+        if channel is not None:
+            self._attach(channel, reused=True)
+        else:
+            self._open_fresh()
+
+    def _open_fresh(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._connect())
+
+    async def _connect(self) -> None:
+        try:
+            channel = await self.conn.server.pool.connect(self.route.upstream)  # type: ignore[arg-type]
+        except UpstreamFailed as exc:
+            self.task = None
+            self._fail(exc)
+            return
+        self.task = None
+        if self.finished:  # the client went away meanwhile
+            channel.close()
+            return
+        self._attach(channel, reused=False)
+
+    def _attach(self, channel: UpstreamChannel, *, reused: bool) -> None:
+        self.channel = channel
+        self.reused = reused
+        channel.receiver = self
+        channel.write(self.request_bytes)
+        if self.conn.writing_paused:
+            self.client_paused()
+
+    # httptools callbacks (names fixed by httptools)
+
+    def on_message_begin(self) -> None:
+        if self.done:
+            self.unexpected = True  # a second response to one request
+        self.headers = []
+        self.reason = b""
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # The head's size is checked once it is complete (and, while it is not, in `upstream_data`).
+        if self.response is None:  # else a chunked trailer: dropped (the proxy forwards no trailers)
+            self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        if self.done:
+            return
+        limit = self.conn.server.max_header_bytes
+        # `unfinished_head_bytes` (all received before the final head) bounds the head's size: count it only
+        # when it may be over the limit.
+        response = response_head(
+            self.parser, self.headers, self.reason, limit if self.unfinished_head_bytes > limit else None
+        )
+        head = self.head
+        if response.informational:
+            if response.status == 101:
+                raise UpstreamFailed("upstream switched protocols without being asked to")
+            if head.http_version != "1.0":  # 100 Continue, 103 Early Hints: HTTP/1.0 clients know none
+                self.out.append(
+                    client_response_head(
+                        response, framing=BODY_NONE, connection=None, host_only_cookies=self.route.is_space
+                    )
+                )
+            return
+        self.response = response
+        framing = self.framing = response_framing(response, head)
+        self.close_client = close = not head.keep_alive or framing == BODY_UNTIL_CLOSE
+        if close:
+            connection: bytes | None = b"close"
+        else:
+            connection = b"keep-alive" if head.http_version == "1.0" else None
+        self.out.append(
+            client_response_head(
+                response, framing=framing, connection=connection, host_only_cookies=self.route.is_space
+            )
+        )
+        if framing == BODY_NONE:
+            self.done = True  # HEAD, 204, 304: over at the head, whatever llhttp still expects
+
+    def on_body(self, body: bytes) -> None:
+        if self.done:
+            self.unexpected = True  # a body after a HEAD answer
+        elif self.framing == BODY_CHUNKED:
+            self.out += (b"%x\r\n" % len(body), body, b"\r\n")
+        else:
+            self.out.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.response is None or self.done:
+            return  # the end of an interim response (the final one follows), or of a HEAD/204/304 answer
+        if self.framing == BODY_CHUNKED:
+            self.out.append(LAST_CHUNK)
+        self.done = True
+
+    # The upstream connection (called by UpstreamChannel)
+
+    def upstream_data(self, data: bytes) -> None:
+        self.received_any = True
+        if self.response is None:
+            self.unfinished_head_bytes += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            if self.done:  # garbage after a complete response: it stands, the connection is not reused
+                self.unexpected = True
+            else:
+                cause = exc.__context__
+                if isinstance(cause, UpstreamFailed):
+                    self._fail(cause)
+                    return
+                if cause is not None and not isinstance(cause, ProxyError):  # a bug in a callback, not the app
+                    logger.error("proxy: relaying a response failed", exc_info=cause)
+                self._fail(UpstreamFailed(f"malformed upstream response: {exc}"))
+                return
+        if self.response is None and self.unfinished_head_bytes > self.conn.server.max_header_bytes:
+            self._fail(UpstreamFailed("upstream response headers too large"))  # a head that never ends
+            return
+        self._flush()
+        if self.done:
+            self._finish()
+
+    def upstream_closed(self) -> None:
+        """The upstream sent EOF or the connection was lost."""
+        if self.finished:
+            return
+        response = self.response
+        if response is not None and self._close_delimited(response):
+            if self.framing == BODY_CHUNKED:
+                self.out.append(LAST_CHUNK)
+            self.done = self.unexpected = True  # complete, and the connection is spent
+            self._flush()
+            self._finish()
+            return
+        if not self.received_any and self.reused and self.head.idempotent and not self.retried:
+            # The pooled connection was closed under us before it answered: one fresh try.
+            self.retried = True
+            self._drop_channel()
+            self._open_fresh()
+            return
+        if response is None:
+            self._fail(UpstreamFailed("upstream closed the connection before responding"))
+        else:
+            self._fail(UpstreamFailed("upstream closed the connection in the middle of the response"))
+
+    def _close_delimited(self, response: ResponseHead) -> bool:
+        return not response.chunked and response.content_length is None and self.framing != BODY_NONE
+
+    # The client connection (called by ClientConnection)
+
+    def client_paused(self) -> None:
+        channel = self.channel
+        if channel is not None and not self.upstream_paused and channel.transport is not None:
+            self.upstream_paused = True
+            channel.transport.pause_reading()
+
+    def client_resumed(self) -> None:
+        channel = self.channel
+        if channel is not None and self.upstream_paused and channel.transport is not None:
+            self.upstream_paused = False
+            channel.transport.resume_reading()
+
+    def abandon(self) -> None:
+        """The client went away (or the server is closing): stop the upstream's work at once."""
+        if self.finished:
+            return
+        self.finished = True
+        self.parser = None  # type: ignore[assignment]
+        if self.task is not None:
+            self.task.cancel()
+            self.task = None
+        self._drop_channel()
+        self.conn.relay_done(self, keep_alive=False)
+
+    # Endings
+
+    def _flush(self) -> None:
+        out = self.out
+        if out:
+            # One buffer: uvloop writes a single bytes object on its fastest path (a list takes a slower
+            # scatter-gather setup); the copy is of one read's worth at most.
+            self.conn.write(out[0] if len(out) == 1 else b"".join(out))
+            out.clear()
+            if self.response is not None:
+                self.head_sent = True
+
+    def _finish(self) -> None:
+        self.finished = True
+        self.parser = None  # type: ignore[assignment]  # the parser refers back to us: free both at once
+        channel = self.channel
+        response = self.response
+        assert channel is not None and response is not None
+        channel.receiver = None
+        self.channel = None
+        if self.upstream_paused and channel.transport is not None:
+            channel.transport.resume_reading()
+        if response.keep_alive and not self.unexpected and not channel.at_eof:
+            self.conn.server.pool.release(self.route.upstream, channel)  # type: ignore[arg-type]
+        else:
+            channel.close()
+        self.conn.relay_done(self, keep_alive=not self.close_client)
+
+    def _fail(self, error: ProxyError) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        self.parser = None  # type: ignore[assignment]
+        self._drop_channel()
+        self.out.clear()
+        conn = self.conn
+        head = self.head
+        if not self.head_sent:
+            logger.info("proxy: %s %s -> %s: %s", head.method.decode(), head.host, error.status, error.message)
+            keep = conn.server.answer_error(conn, head, error.status, error.message, error.code)
+            conn.relay_done(self, keep_alive=keep)
+        else:
+            # The client has part of a response: cut the connection so it cannot mistake it for a whole one.
+            logger.info("proxy: exchange with %s cut short: %s", self.route.upstream.describe(), error)  # type: ignore[union-attr]
+            conn.abort()
+            conn.relay_done(self, keep_alive=False)
+
+    def _drop_channel(self) -> None:
+        channel = self.channel
+        if channel is not None:
+            channel.receiver = None
+            channel.abort()
+            self.channel = None

@@ -1,0 +1,1 @@
+document.getElementById("clock").textContent = "it is " + new Date().toLocaleTimeString();

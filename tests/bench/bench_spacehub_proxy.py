@@ -1,0 +1,79 @@
+"""spacehub's proxy as the bench runs it: the production resolver, a space route, credential stripping and
+activity hooks on, under uvloop as `spacehub serve` runs it.
+
+The resolver is the real `gateway.SpaceResolver`, its route and space tables filled in memory the way its Redis
+watcher fills them (no Redis or worker is needed for a route that already exists). The hooks count requests in
+flight per space and stamp their end, the bookkeeping the idle reaper needs.
+
+Run as `python tests/bench/bench_spacehub_proxy.py PORT UPSTREAM_PORT DATA_DIR`; prints `ready` when serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from pathlib import Path
+
+import uvloop
+
+from spacehub.gateway import SpaceEntry, SpaceResolver
+from spacehub.proxy import ProxyServer, is_activity
+from spacehub.settings import Settings
+from spacehub.stages import Stage
+from spacehub.store.db import Database
+
+SPACE_LABEL = "alice-demo"
+SPACE_ID = 7
+
+
+class Activity:
+    """Requests in flight and the last end per space (Gradio's heartbeat stream does not count)."""
+
+    def __init__(self) -> None:
+        self.in_flight: dict[int, int] = {}
+        self.last_end: dict[int, float] = {}
+
+    def start(self, space_id: int, path: bytes) -> None:
+        if is_activity(path):
+            self.in_flight[space_id] = self.in_flight.get(space_id, 0) + 1
+
+    def end(self, space_id: int, path: bytes) -> None:
+        if is_activity(path):
+            self.in_flight[space_id] -= 1
+            self.last_end[space_id] = time.monotonic()
+
+
+def make_resolver(upstream_port: int, data_dir: Path) -> SpaceResolver:
+    settings = Settings(data_dir=data_dir)
+    db = Database(settings.effective_database_url)
+    resolver = SpaceResolver(settings, db, redis_url="redis://unused")
+    resolver.routes = {SPACE_LABEL: f"127.0.0.1:{upstream_port}"}
+    entry = SpaceEntry(SPACE_ID, "alice/demo", str(Stage.RUNNING), False, "", "alice")
+    resolver.spaces = {SPACE_LABEL: entry}
+    return resolver
+
+
+async def serve(port: int, upstream_port: int, data_dir: Path) -> None:
+    activity = Activity()
+    proxy = ProxyServer(
+        make_resolver(upstream_port, data_dir), on_request_start=activity.start, on_request_end=activity.end
+    )
+    await proxy.start("127.0.0.1", port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print("ready", flush=True)
+    await stop.wait()
+    await proxy.close()
+
+
+def main() -> None:
+    port, upstream_port, data_dir = int(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
+    uvloop.run(serve(port, upstream_port, data_dir))
+
+
+if __name__ == "__main__":
+    main()

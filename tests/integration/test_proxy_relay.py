@@ -1,0 +1,278 @@
+"""The callback path (`relay.Relay`) for requests without a body: the resolver's synchronous `resolve_cached`,
+activity hooks that take the request target, pipelining, and the response shapes a relay must re-frame."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+from test_proxy_harness import (
+    SPACE_HOST,
+    AppState,
+    LoopThread,
+    RawClient,
+    RawUpstream,
+    make_app,
+    space_route,
+    start_proxy,
+    start_uvicorn,
+    stop_uvicorn,
+    uvicorn_port,
+    wait_for,
+)
+
+from spacehub.proxy import ProxyServer, Route, Upstream, is_activity
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@dataclass
+class CachedResolver:
+    """Knows `SPACE_HOST` at once (`resolve_cached`); anything else takes the async call."""
+
+    route: Route
+    cached_calls: int = 0
+    async_calls: list[str] = field(default_factory=list)
+
+    def resolve_cached(self, host: str, headers: list[tuple[bytes, bytes]]) -> Route | None:
+        self.cached_calls += 1
+        return self.route if host == SPACE_HOST else None
+
+    async def __call__(self, host: str, headers: list[tuple[bytes, bytes]]) -> Route:
+        self.async_calls.append(host)
+        await asyncio.sleep(0)
+        return self.route if host.endswith(".space.localhost") else Route(None, status=421)
+
+
+@dataclass
+class TargetHooks:
+    started: list[tuple[int, bytes]] = field(default_factory=list)
+    ended: list[tuple[int, bytes]] = field(default_factory=list)
+
+    def start(self, space_id: int, target: bytes) -> None:
+        self.started.append((space_id, target))
+
+    def end(self, space_id: int, target: bytes) -> None:
+        self.ended.append((space_id, target))
+
+
+@dataclass
+class Env:
+    loop: LoopThread
+    state: AppState
+    resolver: CachedResolver
+    hooks: TargetHooks
+    proxy: ProxyServer
+
+    def client(self) -> RawClient:
+        return RawClient(self.proxy.port)
+
+
+@pytest.fixture(params=["uvloop", "asyncio"])
+def env(request: pytest.FixtureRequest) -> Iterator[Env]:
+    loop = LoopThread(request.param)
+    state = AppState()
+    server, task = loop.run(start_uvicorn(make_app(state)))
+    resolver = CachedResolver(space_route(Upstream("127.0.0.1", uvicorn_port(server)), space_id=5))
+    hooks = TargetHooks()
+    proxy = loop.run(start_proxy(resolver, on_request_start=hooks.start, on_request_end=hooks.end))
+    yield Env(loop, state, resolver, hooks, proxy)
+    loop.run(proxy.close())
+    loop.run(stop_uvicorn(server, task))
+    loop.close()
+
+
+def headers_seen(reply_json: dict[str, object]) -> dict[str, list[str]]:
+    seen: dict[str, list[str]] = {}
+    for name, value in reply_json["headers"]:  # type: ignore[attr-defined]
+        seen.setdefault(name.lower(), []).append(value)
+    return seen
+
+
+CREDENTIALS = [
+    ("Authorization", "Bearer sh_secret"),
+    ("X-HF-Authorization", "Bearer sh_secret"),
+    ("Cookie", "spacehub_session=abc; theme=dark"),
+    ("X-Forwarded-For", "6.6.6.6"),
+]
+
+
+def test_a_cached_route_serves_every_request_without_the_async_resolver(env: Env) -> None:
+    client = env.client()
+    for query in ("a", "b", "c"):
+        reply = client.request("GET", f"/echo?{query}", SPACE_HOST, CREDENTIALS)
+        assert reply.status == 200 and not reply.will_close
+        seen = headers_seen(reply.json())
+        assert "authorization" not in seen and "x-hf-authorization" not in seen
+        assert seen["cookie"] == ["theme=dark"]
+        assert seen["x-forwarded-for"] == ["127.0.0.1"]
+    client.close()
+    assert env.resolver.cached_calls == 3
+    assert env.resolver.async_calls == []
+    assert [r["query"] for r in env.state.requests] == ["a", "b", "c"]
+
+
+def test_a_host_the_cache_does_not_know_is_resolved_by_the_async_call(env: Env) -> None:
+    client = env.client()
+    reply = client.request("GET", "/echo", "other.space.localhost", CREDENTIALS)
+    assert reply.status == 200
+    assert "authorization" not in headers_seen(reply.json())
+    assert client.request("GET", "/echo", "elsewhere.example").status == 421
+    client.close()
+    assert env.resolver.async_calls == ["other.space.localhost", "elsewhere.example"]
+
+
+def test_hooks_that_take_the_target_see_it_and_can_leave_heartbeats_out(env: Env) -> None:
+    client = env.client()
+    client.request("GET", "/echo?x=1", SPACE_HOST)
+    client.request("GET", "/gradio_api/heartbeat/abc123", SPACE_HOST)  # the app has no such route: a 404
+    client.close()
+    expected = [(5, b"/echo?x=1"), (5, b"/gradio_api/heartbeat/abc123")]
+    assert wait_for(lambda: env.hooks.ended == expected)
+    assert env.hooks.started == expected
+    assert [is_activity(target) for _, target in env.hooks.started] == [True, False]
+
+
+def test_pipelined_requests_are_answered_in_order(env: Env) -> None:
+    client = env.client()
+    client.send(b"".join(f"GET /echo?{n} HTTP/1.1\r\nHost: {SPACE_HOST}\r\n\r\n".encode() for n in range(5)))
+    queries = [client.response().json()["query"] for _ in range(5)]
+    assert queries == ["0", "1", "2", "3", "4"]
+    client.close()
+
+
+def test_a_request_with_a_body_after_relayed_ones_on_the_same_connection(env: Env) -> None:
+    client = env.client()
+    assert client.request("GET", "/echo", SPACE_HOST).status == 200
+    reply = client.request("POST", "/echo", SPACE_HOST, body=b"hello")
+    assert reply.status == 200 and reply.json()["body_size"] == 5
+    assert client.request("GET", "/echo?after", SPACE_HOST).json()["query"] == "after"
+    client.close()
+
+
+# Upstreams that answer in shapes uvicorn rarely produces
+
+
+def _serve_raw(loop: LoopThread, answer: bytes, **options: object) -> tuple[RawUpstream, ProxyServer]:
+    async def handler(upstream: RawUpstream, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await upstream.read_head(reader)
+            writer.write(answer)
+            await writer.drain()
+
+    upstream = RawUpstream(handler)
+    port = loop.run(upstream.start())
+    resolver = CachedResolver(space_route(Upstream("127.0.0.1", port)))
+    return upstream, loop.run(start_proxy(resolver, **options))
+
+
+@pytest.fixture
+def loop() -> Iterator[LoopThread]:
+    thread = LoopThread("uvloop")
+    yield thread
+    thread.close()
+
+
+def test_a_head_answer_keeps_its_length_and_the_upstream_connection(loop: LoopThread) -> None:
+    upstream, proxy = _serve_raw(loop, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
+    try:
+        client = RawClient(proxy.port)
+        for _ in range(3):
+            reply = client.request("HEAD", "/", SPACE_HOST)
+            assert reply.status == 200 and reply.header("content-length") == "10" and reply.body == b""
+        client.close()
+        assert upstream.connections == 1
+    finally:
+        loop.run(proxy.close())
+        loop.run(upstream.stop())
+
+
+@pytest.mark.parametrize("status", [204, 304])
+def test_bodyless_statuses_end_at_their_head(loop: LoopThread, status: int) -> None:
+    upstream, proxy = _serve_raw(loop, f"HTTP/1.1 {status} X\r\nETag: \"v1\"\r\n\r\n".encode())
+    try:
+        client = RawClient(proxy.port)
+        for _ in range(2):
+            reply = client.request("GET", "/", SPACE_HOST)
+            assert reply.status == status and reply.body == b"" and reply.header("etag") == '"v1"'
+            assert reply.header("transfer-encoding") is None
+        client.close()
+        assert upstream.connections == 1
+    finally:
+        loop.run(proxy.close())
+        loop.run(upstream.stop())
+
+
+def test_early_hints_are_passed_on_before_the_final_response(loop: LoopThread) -> None:
+    answer = (
+        b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    )
+    upstream, proxy = _serve_raw(loop, answer)
+    try:
+        client = RawClient(proxy.port)
+        client.send(f"GET / HTTP/1.1\r\nHost: {SPACE_HOST}\r\n\r\n".encode())
+        assert client.file.readline() == b"HTTP/1.1 103 Early Hints\r\n"
+        assert client.file.readline() == b"Link: </style.css>; rel=preload\r\n"
+        assert client.file.readline() == b"\r\n"
+        assert client.response().body == b"ok"
+        client.close()
+    finally:
+        loop.run(proxy.close())
+        loop.run(upstream.stop())
+
+
+def test_switching_protocols_that_nobody_asked_for_is_a_502(loop: LoopThread) -> None:
+    upstream, proxy = _serve_raw(loop, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n")
+    try:
+        client = RawClient(proxy.port)
+        reply = client.request("GET", "/", SPACE_HOST)
+        assert reply.status == 502 and reply.header("x-error-code") == "BadGateway"
+        client.close()
+    finally:
+        loop.run(proxy.close())
+        loop.run(upstream.stop())
+
+
+def test_an_oversized_response_head_is_a_502(loop: LoopThread) -> None:
+    answer = b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 5000 + b"\r\nContent-Length: 2\r\n\r\nok"
+    upstream, proxy = _serve_raw(loop, answer, max_header_bytes=4096)
+    try:
+        client = RawClient(proxy.port)
+        reply = client.request("GET", "/", SPACE_HOST)
+        assert reply.status == 502 and b"too large" in reply.body
+        client.close()
+    finally:
+        loop.run(proxy.close())
+        loop.run(upstream.stop())
+
+
+def test_bytes_after_a_complete_response_keep_that_connection_out_of_the_pool(loop: LoopThread) -> None:
+    upstream, proxy = _serve_raw(loop, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n\r\n")
+    try:
+        client = RawClient(proxy.port)
+        assert client.request("GET", "/", SPACE_HOST).body == b"ok"
+        assert client.request("GET", "/", SPACE_HOST).body == b"ok"
+        client.close()
+        assert upstream.connections == 2  # the out-of-step connection was not used again
+    finally:
+        loop.run(proxy.close())
+        loop.run(upstream.stop())
+
+
+def test_a_chunked_response_to_an_http10_client_runs_until_close(loop: LoopThread) -> None:
+    upstream, proxy = _serve_raw(loop, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+    try:
+        client = RawClient(proxy.port)
+        client.send(f"GET / HTTP/1.0\r\nHost: {SPACE_HOST}\r\nConnection: keep-alive\r\n\r\n".encode())
+        reply = client.response()
+        assert reply.body == b"hello" and reply.header("transfer-encoding") is None
+        assert reply.header("connection") == "close"
+        assert client.closed_by_peer()
+        client.close()
+        assert upstream.connections == 1
+    finally:
+        loop.run(proxy.close())
+        loop.run(upstream.stop())
