@@ -87,5 +87,7 @@ PY
 fi
 echo "  importable"
 
-PYTHONPATH="$pythonpath" "$PYTHON" "$here/check.py" --work "$work" --app-python "$(command -v "$APP_PYTHON")" \
+# The interpreter itself, not a launcher such as a pyenv shim (which would change the space's environment).
+app_python="$("$APP_PYTHON" -c 'import sys; print(sys.executable)')"
+PYTHONPATH="$pythonpath" "$PYTHON" "$here/check.py" --work "$work" --app-python "$app_python" \
     ${check_args[@]+"${check_args[@]}"}

@@ -106,7 +106,8 @@ def add_space(db: Database, name: str) -> int:
 
 
 def run_space(settings: Settings, space_id: int, ids: list[str], work: Path, app_python: str, size: int,
-              timeout: float) -> dict[str, Any]:
+              timeout: float) -> tuple[dict[str, Any], str]:
+    """Start the app as a space with the allocated devices; (its report, how the runtime started it)."""
     runtime = ProcessRuntime(settings)
     app_dir = work / "app"
     app_dir.mkdir(parents=True, exist_ok=True)
@@ -118,11 +119,12 @@ def run_space(settings: Settings, space_id: int, ids: list[str], work: Path, app
                    env={"SYSTEM": "spaces", "SPACE_ID": "gpu-check/torch"}, hardware=HARDWARE,
                    gpu_ids=tuple(ids), log_dir=str(work / "logs"))
     handle = runtime.start(spec, artifact)
+    started_by = "forked by the environment's fork-server" if handle.data.get("forked") else "plain `python app.py`"
     try:
         runtime.wait_ready(handle, timeout, path="/health")
         with urllib.request.urlopen(f"http://{handle.target}/?n={size}", timeout=timeout) as response:
             report: dict[str, Any] = json.loads(response.read())
-        return report
+        return report, started_by
     finally:
         runtime.stop(handle)
         log = Path(handle.data["log_file"])
@@ -130,6 +132,19 @@ def run_space(settings: Settings, space_id: int, ids: list[str], work: Path, app
             say("  space log:")
             for line in log.read_text(errors="replace").splitlines()[-8:]:
                 say(f"    {line}")
+        if settings.fork_server:
+            runtime.fork_server(artifact).shutdown()  # long-lived by design; the check leaves nothing behind
+
+
+def show(report: dict[str, Any], started_by: str) -> None:
+    say(f"  started: {started_by}")
+    for key in ("python", "torch", "torch_cuda_build", "CUDA_VISIBLE_DEVICES", "cuda_available", "device_count",
+                "device_name", "device_uuid", "total_memory_gb"):
+        if key in report:
+            say(f"  {key}: {report[key]}")
+    product = report["matmul"]
+    say(f"  matmul: {product['n']}x{product['n']} float32 on {product['device']} in {product['seconds']} s "
+        f"({product['tflops']} TFLOP/s), max error {product['max_abs_error']:.2e}")
 
 
 def verdict(report: dict[str, Any], ids: list[str], names: dict[str, tuple[str, str]], dry_run: bool) -> list[str]:
@@ -206,25 +221,26 @@ def main() -> int:
             return 1
         allocator.release(second)
 
-    say("==> Space (process runtime)")
+    # Both ways the process runtime starts a Gradio-recipe app: forked from its environment's fork-server (the
+    # default; it has imported torch already, so CUDA must still be untouched there), and plainly.
+    problems: list[str] = []
     try:
-        report = run_space(settings, first, ids, args.work, args.app_python, size, args.timeout)
+        for fork in (True, False):
+            mode = "fork-server" if fork else "plain start"
+            say(f"==> Space (process runtime, {mode})")
+            mode_settings = settings.model_copy(update={"fork_server": fork})
+            report, started_by = run_space(mode_settings, first, ids, args.work / mode.replace(" ", "-"),
+                                           args.app_python, size, args.timeout)
+            show(report, started_by)
+            problems += [f"{mode}: {problem}" for problem in verdict(report, ids, names, args.dry_run)]
     finally:
         allocator.release(first)
-    for key in ("python", "torch", "torch_cuda_build", "CUDA_VISIBLE_DEVICES", "cuda_available", "device_count",
-                "device_name", "device_uuid", "total_memory_gb"):
-        if key in report:
-            say(f"  {key}: {report[key]}")
-    product = report["matmul"]
-    say(f"  matmul: {product['n']}x{product['n']} float32 on {product['device']} in {product['seconds']} s "
-        f"({product['tflops']} TFLOP/s), max error {product['max_abs_error']:.2e}")
 
-    problems = verdict(report, ids, names, args.dry_run)
     for problem in problems:
         say(f"FAILED: {problem}")
     if not problems:
         say("DRY RUN PASSED (no GPU expected)" if args.dry_run else
-            f"PASSED: the space ran on CUDA device {ids[0]} ({report.get('device_name')})")
+            f"PASSED: the space ran on CUDA device {ids[0]} ({names.get(ids[0], ('', ''))[0] or 'see above'})")
     return 1 if problems else 0
 
 

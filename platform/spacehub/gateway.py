@@ -23,6 +23,7 @@ from spacehub.spacegate import SpaceGate
 from spacehub.stages import Stage
 from spacehub.store.db import Database
 from spacehub.store.models import Space
+from spacehub.wake import Waker
 from spacehub.web.secret import load_secret
 from spacehub.web.spaceauth import SIGN_PARAM, SpaceAccess
 
@@ -69,6 +70,7 @@ class SpaceResolver:
         self._spaces_loaded = 0.0
         self.space_cache_s = space_cache_s
         self._tasks: list[asyncio.Task[None]] = []
+        self.waker: Waker | None = None
         self._redis: aioredis.Redis | None = None
         # The web UI lets a private space's readers in from its page: a signed `?__sign=` in the iframe's URL,
         # swapped here for a cookie scoped to that one space's host, which the gate then accepts.
@@ -80,8 +82,14 @@ class SpaceResolver:
         await self._load_routes()
         await self._load_spaces()
         self._tasks = [asyncio.create_task(self._watch_routes()), asyncio.create_task(self._refresh_loop())]
+        # A space with no route that should serve (frozen, sleeping, starting) is woken and waited for: wake.py.
+        # (Through methods: both tables are replaced, not updated, on each reload.)
+        self.waker = Waker(self.settings, self._redis, route_of=self.routes_get, entry_of=self.space_entry,
+                           refresh=self._load_spaces, space_route=self._space_route)
 
     async def close(self) -> None:
+        if self.waker is not None:
+            await self.waker.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -152,7 +160,18 @@ class SpaceResolver:
         upstream = self.routes.get(label)
         if upstream is not None:
             return self._space_route(entry.id, upstream)
+        if self.waker is not None:
+            woken = await self.waker.route(entry, label, headers, target)
+            if woken is not None:
+                return woken
+            entry = self.spaces.get(label, entry)  # as fresh as the wait left it
         return self._not_serving(entry)
+
+    def routes_get(self, label: str) -> str | None:
+        return self.routes.get(label)
+
+    def space_entry(self, label: str) -> SpaceEntry | None:
+        return self.spaces.get(label)
 
     def resolve_cached(self, host: str, headers: list[tuple[bytes, bytes]]) -> Route | None:
         """The proxy's synchronous fast path: the route when the in-memory tables alone decide it (the API's

@@ -21,6 +21,7 @@ import uvicorn
 
 from spacehub import dockerhost
 from spacehub.accounts import TOKEN_PREFIX
+from spacehub.activity import ActivityTracker
 from spacehub.api import create_app
 from spacehub.context import Platform
 from spacehub.gateway import SpaceResolver
@@ -119,9 +120,12 @@ async def _serve(settings: Settings) -> None:
     api = uvicorn.Server(uvicorn.Config(create_app(platform), uds=str(settings.api_socket), log_level="warning",
                                         proxy_headers=True, forwarded_allow_ips="*", timeout_keep_alive=30))
     resolver = SpaceResolver(settings, platform.db, url)
+    # Requests per space, for sleep, freeze and drains (spacehub.activity): one tracker for every listener.
+    activity = ActivityTracker(url, settings.activity_flush_s)
 
     def new_proxy() -> ProxyServer:  # one per listening address, all alike
-        return ProxyServer(resolver, scheme=settings.spaces_scheme, platform_token_prefix=TOKEN_PREFIX)
+        return ProxyServer(resolver, scheme=settings.spaces_scheme, platform_token_prefix=TOKEN_PREFIX,
+                           on_request_start=activity.request_start, on_request_end=activity.request_end)
 
     proxy = new_proxy()
     children = _children(settings, url)
@@ -135,6 +139,7 @@ async def _serve(settings: Settings) -> None:
             api_task.result()
         await asyncio.sleep(0.02)
     await resolver.start()
+    await activity.start()
     await proxy.start(settings.host, settings.port)
     bridge_proxy = await _listen_on_docker_bridge(settings, new_proxy, proxy.port)
     for child in children:
@@ -152,6 +157,7 @@ async def _serve(settings: Settings) -> None:
         if bridge_proxy is not None:
             await bridge_proxy.close()
         await resolver.close()
+        await activity.close()
         api.should_exit = True
         with contextlib.suppress(Exception):
             await api_task

@@ -62,11 +62,48 @@ class Settings(BaseSettings):
     # Running
     ready_timeout_s: float = Field(default=180.0, description="Time an app gets to answer its readiness probe")
     stop_grace_s: float = Field(default=5.0, description="SIGTERM to SIGKILL grace when stopping an app")
+    fork_server: bool = Field(default=True, description="Process runtime: start Gradio apps by forking a "
+                              "per-environment server that has already imported the heavy modules (false: "
+                              "always a plain `python app.py`)")
+    fork_server_preload: CommaList = Field(
+        default_factory=lambda: ["gradio", "gradio.http_server", "torch", "transformers",
+                                 "transformers.modeling_utils"],
+        description="Modules a fork-server imports before forking, each only if its environment has it")
+    fork_server_start_timeout_s: float = Field(default=180.0, description="Time a new fork-server gets to import "
+                                               "its modules; past it the app is started plainly")
+    fork_server_idle_s: float = Field(default=600.0, description="A fork-server whose environment no space uses "
+                                      "(running, starting or sleeping) is stopped after this long without a start")
     reconcile_interval_s: float = Field(default=5.0, description="How often the supervisor repairs drift")
     log_stream_max: int = Field(default=5000, description="Lines kept per log stream")
     sse_keepalive_s: float = Field(default=15.0, description="Keep-alive interval of log streams")
     token_cache_s: float = Field(default=5.0, description="How long the proxy trusts a checked token (or a "
                                  "refusal) at a private space's host before checking it again")
+
+    # Sleep, wake, redeploys, crashes and disk (spacehub_runner.lifecycle)
+    freeze_after_s: float = Field(default=60.0, description="Idle seconds before a running space is frozen "
+                                  "(SIGSTOP / docker pause: no CPU, memory kept, still RUNNING); 0: never")
+    default_sleep_time_s: int = Field(default=48 * 3600, description="Idle seconds before a space that sets no "
+                                      "sleep time of its own is stopped (SLEEPING); -1: never")
+    activity_flush_s: float = Field(default=1.0, description="How often the proxy publishes per-space activity "
+                                    "(last request, requests in flight) to Redis")
+    wake_timeout_s: float = Field(default=60.0, description="How long an API request to a frozen, sleeping or "
+                                  "starting space is held while it wakes; then 503 with Retry-After")
+    wake_page_after_s: float = Field(default=1.0, description="How long a browser asking for HTML waits for a "
+                                     "waking space before it gets the waiting page (which reloads once ready)")
+    drain_timeout_s: float = Field(default=60.0, description="After a redeploy, the old revision finishes its "
+                                   "open requests and streams for at most this long before it is stopped")
+    restart_backoff_s: float = Field(default=10.0, description="Delay before the first restart of a crashed app; "
+                                     "doubles with each crash in a row")
+    restart_backoff_max_s: float = Field(default=300.0, description="Longest delay between restarts of a "
+                                         "crashing app")
+    max_restarts: int = Field(default=5, description="Crashes in a row restarted before the space is marked "
+                              "RUNTIME_ERROR")
+    gc_interval_s: float = Field(default=3600.0, description="How often unused environments, app copies, "
+                                 "images, build caches and stale checkouts are collected")
+    gc_keep_s: float = Field(default=7 * 24 * 3600.0, description="How long an environment, app copy or image "
+                             "that no space needs is kept before it is collected")
+    min_free_disk_mb: int = Field(default=1024, description="Builds and starts are refused while less than this "
+                                  "many MB are free under the data dir")
 
     # Web UI
     signup: Literal["open", "admin"] = Field(
@@ -114,9 +151,8 @@ class Settings(BaseSettings):
     url: str | None = Field(default=None, description="CLI: platform URL (default: the public URL)")
     token: SecretStr | None = Field(default=None, description="CLI: API token (default: saved by `login`)")
 
-    _split = field_validator("pip_extra_index_urls", "pip_find_links", "python_versions", "gpus", mode="before")(
-        _split_commas
-    )
+    _split = field_validator("pip_extra_index_urls", "pip_find_links", "python_versions", "gpus",
+                             "fork_server_preload", mode="before")(_split_commas)
 
     @cached_property
     def base_url(self) -> str:

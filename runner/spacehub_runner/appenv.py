@@ -12,15 +12,10 @@ from spacehub.settings import Settings
 from spacehub.store.models import Space, SpaceVariable
 
 
-def app_env(settings: Settings, session: Session, space: Space, *, hf_endpoint: str | None = None) -> dict[str, str]:
-    env = {
+def platform_env(settings: Settings, *, hf_endpoint: str | None = None) -> dict[str, str]:
+    """The part of every app's environment that is the same for all spaces (a fork-server starts with it)."""
+    return {
         "SYSTEM": "spaces",
-        "SPACE_ID": space.repo_id,
-        "SPACE_AUTHOR_NAME": space.owner,
-        "SPACE_REPO_NAME": space.name,
-        "SPACE_TITLE": str((space.card_data or {}).get("title") or space.name),
-        "SPACE_HOST": f"{space.label}.{settings.spaces_domain}",
-        "SPACE_CREATOR_USER_ID": str(space.created_by or ""),
         "ACCELERATOR": "none",
         "HF_ENDPOINT": hf_endpoint or settings.base_url,
         "HF_HUB_DISABLE_TELEMETRY": "1",
@@ -29,6 +24,18 @@ def app_env(settings: Settings, session: Session, space: Space, *, hf_endpoint: 
         "GRADIO_NUM_PORTS": "1",
         "PYTHONUNBUFFERED": "1",
     }
+
+
+def app_env(settings: Settings, session: Session, space: Space, *, hf_endpoint: str | None = None) -> dict[str, str]:
+    env = platform_env(settings, hf_endpoint=hf_endpoint)
+    env.update({
+        "SPACE_ID": space.repo_id,
+        "SPACE_AUTHOR_NAME": space.owner,
+        "SPACE_REPO_NAME": space.name,
+        "SPACE_TITLE": str((space.card_data or {}).get("title") or space.name),
+        "SPACE_HOST": f"{space.label}.{settings.spaces_domain}",
+        "SPACE_CREATOR_USER_ID": str(space.created_by or ""),
+    })
     # Variables first, then secrets, so a secret wins over a variable of the same name.
     rows = session.scalars(select(SpaceVariable).where(SpaceVariable.space_id == space.id)
                            .order_by(SpaceVariable.secret, SpaceVariable.key))

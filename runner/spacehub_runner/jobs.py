@@ -17,6 +17,7 @@ from typing import Any
 from redis.exceptions import LockError, ResponseError
 from sqlalchemy import select
 
+from spacehub import activity
 from spacehub import spaces as space_ops
 from spacehub.context import Platform
 from spacehub.errors import BuildFailed, NoAppFile, SpaceConfigError, StartFailed, Superseded
@@ -25,7 +26,7 @@ from spacehub.routes import RedisRouteTable
 from spacehub.settings import load_settings
 from spacehub.stages import SERVING, Stage, building_stage, starting_stage
 from spacehub.store.models import Build, BuildStatus, Space, SpaceVariable, utcnow
-from spacehub_runner import gpus, registry
+from spacehub_runner import backoff, diskguard, drain, gpus, registry
 from spacehub_runner.appenv import app_env
 from spacehub_runner.plugs import Artifact, BuildPlan, Handle, RunSpec
 from spacehub_runner.recipes import plan_for
@@ -126,6 +127,11 @@ def build(build_id: int, factory: bool = False) -> str:
         space_id, sha, sdk, repo = space.id, build_row.sha, space.sdk, space_ops.repo_key(space)
     log = LogWriter(platform.redis, space_id, "build", platform.settings.log_stream_max)
     log(f"==> Building {repo} at revision {sha[:12]}")
+    refusal = diskguard.refusal(platform.settings, "build")
+    if refusal is not None:
+        log(f"==> {refusal}")
+        _finish_build(platform, build_id, BuildStatus.FAILED, refusal, Stage.BUILD_ERROR)
+        return "no-disk"
     workdir = platform.settings.data_dir / "builds" / str(build_id)
     shutil.rmtree(workdir, ignore_errors=True)
     try:
@@ -207,6 +213,9 @@ def deploy(platform: Platform, space_id: int, build_id: int, log: LogWriter) -> 
             + (f", GPU {','.join(ids)})" if ids else ")"))
         handle: Handle | None = None
         try:
+            refusal = diskguard.refusal(settings, "start")
+            if refusal is not None:
+                raise StartFailed(refusal)
             handle = runtime.start(spec, artifact)
             registry.wait_ready(runtime, handle, settings.ready_timeout_s, plan)
         except StartFailed as exc:
@@ -228,10 +237,16 @@ def deploy(platform: Platform, space_id: int, build_id: int, log: LogWriter) -> 
             space.handle, space.running_sha = handle.to_json(), build_row.sha
             space.stage, space.message = Stage.RUNNING, ""
             build_row.status, build_row.finished_at, build_row.error = BuildStatus.SUCCEEDED, utcnow(), ""
+            activity.touch(platform.redis, space_id)  # a fresh app is idle from now, not since its last sleep
             RedisRouteTable(platform.redis).set(label, handle.target)
         log(f"==> Running at {settings.space_url(label)}")
         if old is not None and old != handle:
-            registry.runtime_for(settings, old.runtime).stop(old)
+            if len(allocator.held(space_id)) > len(ids):
+                # The old revision holds GPUs of its own: stopped now, so they are free for whoever waits.
+                registry.runtime_for(settings, old.runtime).stop(old)
+            else:
+                # It finishes its open requests first; the supervisor stops it then (drain.py).
+                drain.retire(platform, space_id, old)
         allocator.release(space_id, keep=lease)  # the old revision's devices, if it had any
         gpus.start_waiting_spaces(settings, platform.db, platform.redis)
         return "running"
@@ -283,8 +298,12 @@ def _claim_gpus(platform: Platform, allocator: gpus.GpuAllocator, build_id: int,
     return lease, ids, old
 
 
-def start(space_id: int, force: bool = False) -> str:
-    """(Re)start the space's current revision from its built artifact; rebuild if the artifact is gone."""
+def start(space_id: int, force: bool = False, crash_restart: bool = False) -> str:
+    """(Re)start the space's current revision from its built artifact; rebuild if the artifact is gone.
+
+    `crash_restart`: the supervisor restarting a crashed app; a failed start then counts as one more crash in a
+    row (backoff.py) instead of ending in RUNTIME_ERROR at once.
+    """
     platform = _platform()
     with platform.db.session() as session:
         space = session.get(Space, space_id)
@@ -303,7 +322,15 @@ def start(space_id: int, force: bool = False) -> str:
                 return "already-running"
         build_row.status = BuildStatus.RUNNING
         build_id = build_row.id
-    return deploy(platform, space_id, build_id, LogWriter(platform.redis, space_id, "run"))
+    run_log = LogWriter(platform.redis, space_id, "run", platform.settings.log_stream_max)
+    outcome = deploy(platform, space_id, build_id, run_log)
+    if crash_restart and outcome == "runtime-error":
+        with platform.db.session() as session:
+            space = session.get(Space, space_id)
+            if space is not None and space.stage == Stage.RUNTIME_ERROR:
+                backoff.record_crash(platform.settings, space, space.message or "the app failed to start", utcnow())
+                run_log(f"==> {space.message.splitlines()[0]}")
+    return outcome
 
 
 def stop(space_id: int) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -102,3 +102,15 @@ class Runtime(Protocol):
     def poll(self, handle: Handle) -> int | None: ...  # None = running, else exit code
 
     def logs(self, handle: Handle) -> Iterator[str]: ...
+
+
+@runtime_checkable
+class Freezable(Protocol):
+    """A runtime that can freeze an idle app in place: no CPU, memory kept, resumed in milliseconds (the first
+    tier of sleep). Optional: the lifecycle freezes only apps whose runtime has it."""
+
+    def freeze(self, handle: Handle) -> None: ...  # idempotent
+
+    def thaw(self, handle: Handle) -> None: ...  # idempotent
+
+    def is_frozen(self, handle: Handle) -> bool: ...

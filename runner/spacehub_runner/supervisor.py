@@ -23,18 +23,18 @@ from sqlalchemy import select
 
 from spacehub.context import Platform
 from spacehub.logstream import LogWriter
-from spacehub.queue import BUILDS, OPS, enqueue
+from spacehub.queue import BUILDS, enqueue
 from spacehub.routes import RedisRouteTable
 from spacehub.stages import SERVING, SHOULD_RUN, Stage
 from spacehub.store.models import Build, BuildStatus, Space, utcnow
-from spacehub_runner import gpus, registry
+from spacehub_runner import backoff, forkserver_upkeep, gpus, registry
 from spacehub_runner.jobs import space_lock_key
+from spacehub_runner.lifecycle import Lifecycle
 from spacehub_runner.plugs import BuildPlan, Handle, Runtime
 from spacehub_runner.runtimes import readiness
 
 log = logging.getLogger("spacehub.supervisor")
 
-MAX_QUICK_RESTARTS = 3
 LOST_JOB_GRACE_S = 30.0
 
 
@@ -49,8 +49,10 @@ class Supervisor:
         self.settings = platform.settings
         self.routes = RedisRouteTable(platform.redis)
         self._pumped: dict[str, _Pumped] = {}
+        self.lifecycle = Lifecycle(platform, self.routes)  # sleep, wake, drains, crash restarts, GC
 
     def run(self, stop: threading.Event) -> None:
+        self.lifecycle.start(stop)
         while not stop.is_set():
             try:
                 self.tick()
@@ -61,9 +63,12 @@ class Supervisor:
     def tick(self) -> None:
         self.reconcile_containers()  # first: an adopted container must not be restarted as "not running"
         self.reconcile_apps()
-        self.reconcile_routes()
+        self.lifecycle.tick()
+        with self.lifecycle.lock:  # a wake between reading SQL and writing routes would be undone
+            self.reconcile_routes()
         self.recover_lost_builds()
         gpus.start_waiting_spaces(self.settings, self.platform.db, self.platform.redis)
+        forkserver_upkeep.tend(self.platform)  # a fork-server per environment in use, none for the others
 
     def reconcile_apps(self) -> None:
         idle: list[int] = []  # spaces whose GPUs are to be freed (after this session: one writer at a time)
@@ -82,27 +87,23 @@ class Supervisor:
                     continue
                 self._pump_logs(space.id, handle)
                 self._pumped.pop(self._handle_key(handle), None)
+                tail = readiness.tail(runtime.logs(handle))  # before the stop: a container's logs go with it
                 runtime.stop(handle)  # an exited container stays until removed; a process is only reaped
                 space.handle = None
                 self.routes.delete(space.label)
                 if space.stage in SHOULD_RUN:
-                    self._restart(space, f"the app exited with code {code}")
+                    self._restart(space, f"the app exited with code {code}", tail)
                 if space.stage not in SHOULD_RUN:
                     idle.append(space.id)
         allocator = gpus.GpuAllocator(self.settings, self.platform.db)
         for space_id in idle:
             allocator.release(space_id)
 
-    def _restart(self, space: Space, reason: str) -> None:
+    def _restart(self, space: Space, reason: str, log_tail: list[str] | None = None) -> None:
+        """A crash: restart after the backoff delay (`lifecycle.restart_due` enqueues it), or give up."""
+        backoff.record_crash(self.settings, space, reason, utcnow(), log_tail or [])
         writer = LogWriter(self.platform.redis, space.id, "run", self.settings.log_stream_max)
-        space.restarts += 1
-        if space.restarts > MAX_QUICK_RESTARTS:
-            space.stage, space.message = Stage.RUNTIME_ERROR, f"{reason}; gave up after {space.restarts - 1} restarts"
-            writer(f"==> {space.message}")
-            return
-        writer(f"==> {reason}; restarting (attempt {space.restarts})")
-        space.stage, space.message = Stage.APP_STARTING, f"restarting: {reason}"
-        enqueue(self.platform.redis, OPS, "spacehub_runner.jobs.start", space.id, True)
+        writer(f"==> {space.message.splitlines()[0]}")
 
     # -- docker: the engine's view -----------------------------------------------------------------------
 
@@ -124,6 +125,8 @@ class Supervisor:
             if self.platform.redis.exists(space_lock_key(space_id)):
                 continue
             keep = self._current_container(space_id, handles, runtime)
+            # An old revision finishing its requests after a redeploy is stopped when drained (lifecycle).
+            keep |= {str(h.data.get("container_id")) for h in self.lifecycle.draining(space_id)}
             for handle in handles:
                 if handle.data["container_id"] not in keep:
                     log.info("removing container %s (space %s, revision %s): not the space's current one",
@@ -193,7 +196,9 @@ class Supervisor:
             wanted = {}
             for space in session.scalars(select(Space).where(Space.handle.is_not(None))):
                 if space.stage in SERVING and space.handle:
-                    wanted[space.label] = Handle.from_json(space.handle).target
+                    handle = Handle.from_json(space.handle)
+                    if not self.lifecycle.keeps_unrouted(space.id, handle):  # frozen: woken by a request
+                        wanted[space.label] = handle.target
         current = self.routes.all()
         for label, target in wanted.items():
             if current.get(label) != target:

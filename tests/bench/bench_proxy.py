@@ -191,8 +191,8 @@ class WrkResult:
     errors: int
 
 
-def wrk(port: int, connections: int, duration_s: float) -> WrkResult:
-    args = ["wrk", "-t1", f"-c{connections}", f"-d{duration_s:g}s", "--latency", "--timeout", "5s"]
+def wrk(port: int, connections: int, duration_s: int) -> WrkResult:
+    args = ["wrk", "-t1", f"-c{connections}", f"-d{duration_s}s", "--latency", "--timeout", "5s"]
     for header in REQUEST_HEADERS:
         args += ["-H", header]
     args.append(f"http://127.0.0.1:{port}/")
@@ -317,9 +317,9 @@ def table(samples: dict[str, Samples], args: argparse.Namespace, load: str) -> s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--duration", type=float, default=4.0, help="seconds per wrk run at 50 connections")
-    parser.add_argument("--duration-one", type=float, default=2.0, help="seconds per wrk run at 1 connection")
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds (medians are reported)")
+    parser.add_argument("--duration", type=int, default=3, help="seconds per wrk run at 50 connections")
+    parser.add_argument("--duration-one", type=int, default=2, help="seconds per wrk run at 1 connection")
     parser.add_argument("--sse-events", type=int, default=20)
     parser.add_argument("--sse-gap", type=float, default=0.05)
     parser.add_argument("--out", type=Path, help="also write the table to this file")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 from playwright.sync_api import Page
@@ -33,18 +34,21 @@ def shot(page: Page, name: str, *, full_page: bool = False) -> Path:
     return path
 
 
-def app_files(folder: Path) -> list[tuple[str, str]]:
-    return [(path.name, path.read_text()) for path in sorted(folder.iterdir()) if path.is_file()]
+def app_files(folder: Path) -> list[tuple[str, bytes]]:
+    return [(path.name, path.read_bytes()) for path in sorted(folder.iterdir()) if path.is_file()]
 
 
-def drop_files(page: Page, files: list[tuple[str, str]], target: str = "[data-dropzone]") -> None:
+def drop_files(page: Page, files: list[tuple[str, bytes]], target: str = "[data-dropzone]") -> None:
     """Drop files on the drop zone, as a drag-and-drop from the desktop delivers them."""
     transfer = page.evaluate_handle(
         """(files) => {
             const transfer = new DataTransfer();
-            for (const [name, text] of files) transfer.items.add(new File([text], name, {type: "text/plain"}));
+            for (const [name, data] of files) {
+                const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+                transfer.items.add(new File([bytes], name));
+            }
             return transfer;
-        }""", files)
+        }""", [[name, base64.b64encode(data).decode()] for name, data in files])
     page.dispatch_event(target, "dragover", {"dataTransfer": transfer})
     page.dispatch_event(target, "drop", {"dataTransfer": transfer})
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import zipfile
 
 import pytest
 from browserkit import NARROW, RECORD_BADGES, app_files, drop_files, shot, static_space
@@ -28,6 +29,8 @@ def test_create_by_drop_watch_the_build_and_use_the_app(server, open_context):
     live_log = page.locator("#build-live [data-log=build]")
     expect(live_log).to_contain_text("==> Building alice/hello", timeout=60_000)
     expect(page.locator("[data-stage-badge]")).to_have_text(re.compile("Building|Starting"))
+    expect(page.locator("[data-progress] .steps li.current")).to_have_text(re.compile("Building|Starting"))
+    expect(live_log.locator("span").nth(3)).to_be_attached()  # a few lines in, for the screenshot
     shot(page, "build-in-progress")
 
     frame = page.frame_locator("iframe[data-app-frame]")
@@ -90,3 +93,23 @@ def test_create_by_drop_watch_the_build_and_use_the_app(server, open_context):
     narrow.goto("/spaces/alice/hello")
     expect(narrow.frame_locator("iframe[data-app-frame]").get_by_label("Name")).to_be_visible(timeout=60_000)
     shot(narrow, "space-running-narrow")
+
+
+def test_create_from_a_dropped_archive(server, open_context, tmp_path):
+    # A zip of a folder, as people make them: its top folder is left out.
+    archive = tmp_path / "site.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted((EXAMPLES / "static").iterdir()):
+            zf.write(path, f"static-site/{path.name}")
+    page = open_context("alice").new_page()
+    page.goto("/new-space")
+    page.fill("#space-name", "from-a-zip")
+    page.check("input[name=sdk][value=static]")
+    drop_files(page, [("site.zip", archive.read_bytes())])
+    expect(page.locator("[data-file-list] li")).to_have_count(1)
+    page.click("[data-upload-submit]")
+    page.wait_for_url("**/spaces/alice/from-a-zip")
+    expect(page.locator("[data-stage-badge]")).to_have_text("Running", timeout=120_000)
+    page.goto("/spaces/alice/from-a-zip/tree/main")
+    expect(page.locator("tr[data-entry='index.html']")).to_be_visible()
+    expect(page.locator("tr[data-entry='README.md']")).to_be_visible()

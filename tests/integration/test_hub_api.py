@@ -490,6 +490,20 @@ def test_branches_and_tags_with_slashes(server: Server, api: HfApi, files_repo: 
         api.repo_info(files_repo, revision="feature/x")
 
 
+def test_commits_come_in_pages_the_client_follows(server: Server, api: HfApi) -> None:
+    repo_id = "admin/history"
+    api.create_repo(repo_id)
+    for index in range(55):  # more than one page of 50
+        api.create_commit(repo_id, [CommitOperationAdd("counter.txt", str(index).encode())],
+                          commit_message=f"count {index}")
+    api.create_branch(repo_id, branch="team/dev")
+    first = server.api.get(f"/api/models/{repo_id}/commits/team%2Fdev")
+    assert len(first.json()) == 50
+    assert first.headers["Link"] == f'<{server.url}/api/models/{repo_id}/commits/team%2Fdev?p=1>; rel="next"'
+    titles = [commit.title for commit in api.list_repo_commits(repo_id, revision="team/dev")]
+    assert titles == [f"count {index}" for index in reversed(range(55))]
+
+
 def test_gitignore_is_applied_at_preupload(api: HfApi, tmp_path: Path) -> None:
     folder = tmp_path / "ignoring"
     (folder / "logs").mkdir(parents=True)

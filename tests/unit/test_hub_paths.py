@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 import pytest
 from starlette.requests import Request
 
 from spacehub.api.hub_files import _byte_range, _content_type
-from spacehub.api.hubpaths import base_url, revision_after, revision_and_path
+from spacehub.api.hubpaths import base_url, next_page_link, revision_after, revision_and_path
 from spacehub.errors import NotFound
 from spacehub.settings import Settings
 
 
-def request(raw_path: str, host: str = "localhost:8000") -> Request:
-    return Request({"type": "http", "method": "GET", "path": raw_path, "raw_path": raw_path.encode(),
-                    "query_string": b"", "headers": [(b"host", host.encode())], "scheme": "http",
+def request(raw_path: str, host: str = "localhost:8000", query: str = "") -> Request:
+    return Request({"type": "http", "method": "GET", "path": unquote(raw_path), "raw_path": raw_path.encode(),
+                    "query_string": query.encode(), "headers": [(b"host", host.encode())], "scheme": "http",
                     "server": ("localhost", 8000)})
 
 
@@ -42,6 +44,14 @@ def test_urls_in_answers_use_the_host_the_client_used() -> None:
     settings = Settings(public_url="https://hub.example.com")
     assert base_url(request("/", "hub.example.com"), settings) == "https://hub.example.com"
     assert base_url(request("/", "127.0.0.1:8000"), settings) == "http://127.0.0.1:8000"
+
+
+def test_the_next_page_keeps_the_path_as_it_was_sent() -> None:
+    settings = Settings(port=8000)
+    link = next_page_link(request("/api/models/a/b/tree/refs%2Fpr%2F1/a%20b", query="recursive=true"), settings,
+                          cursor=1000)
+    assert link == {"Link": '<http://localhost:8000/api/models/a/b/tree/refs%2Fpr%2F1/a%20b'
+                            '?recursive=true&cursor=1000>; rel="next"'}
 
 
 @pytest.mark.parametrize(("header", "size", "expected"), [

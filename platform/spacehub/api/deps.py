@@ -19,6 +19,9 @@ def get_platform(request: Request) -> Platform:
 
 
 def get_session(platform: Platform = Depends(get_platform)) -> Iterator[Session]:
+    """One session per request, committed when the handler returns. Always depend on it with
+    `scope="function"`: the default ("request") commits only after the response is sent, so a client that
+    reads right after a write could see the old state."""
     with platform.db.session() as session:
         yield session
 
@@ -31,7 +34,7 @@ def bearer_token(request: Request) -> str | None:
     return None
 
 
-def optional_user(request: Request, session: Session = Depends(get_session)) -> User | None:
+def optional_user(request: Request, session: Session = Depends(get_session, scope="function")) -> User | None:
     token = bearer_token(request)
     if token is None:
         session_user = getattr(request.state, "session_user_id", None)

@@ -91,5 +91,13 @@ def base_url(request: Request, settings: Settings) -> str:
     return f"{request.url.scheme}://{host}"
 
 
+def next_page_link(request: Request, settings: Settings, **params: int) -> dict[str, str]:
+    """A `Link` header to the next page: absolute (the client follows it verbatim) and on the raw path, so a
+    revision or folder sent as `refs%2Fpr%2F1` or `a%20b` comes back exactly as it was sent."""
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    query = request.url.include_query_params(**params).query
+    return {"Link": f'<{base_url(request, settings)}{raw.decode("latin-1")}?{query}>; rel="next"'}
+
+
 def repo_url(base: str, repo_type: str, repo_id: str) -> str:
     return f"{base}/{URL_PREFIXES[repo_type]}{repo_id}"

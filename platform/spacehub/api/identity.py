@@ -14,7 +14,7 @@ router = APIRouter()
 
 
 @router.get("/api/whoami-v2")
-def whoami(request: Request, session: Session = Depends(get_session),
+def whoami(request: Request, session: Session = Depends(get_session, scope="function"),
            user: User = Depends(require_user)) -> JSONResponse:
     token_name = "session"
     role = "write"

@@ -151,15 +151,15 @@ class ClientConnection(Channel):
         if self.relay is relay:
             self.exchange_done(keep_alive)
 
-    def shut_down(self) -> asyncio.Task[None] | None:
-        """The server is closing: end what is in flight (the task to wait for, if any) and the connection."""
-        task = self.task
-        if task is not None:
+    def shut_down(self) -> list[asyncio.Task[None]]:
+        """The server is closing: end what is in flight and the connection. Returns the tasks to wait for."""
+        tasks = [task for task in (self.task, self.relay.task if self.relay else None) if task is not None]
+        for task in tasks:
             task.cancel()
         if self.relay is not None:
             self.relay.abandon()
         self.close()
-        return task
+        return tasks
 
     def _abandon_exchange(self) -> None:
         if self.relay is not None:

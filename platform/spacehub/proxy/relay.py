@@ -104,6 +104,11 @@ class Relay:
             self.task = None
             self._fail(exc)
             return
+        except Exception:
+            logger.exception("proxy: connecting to %s failed", self.route.upstream)
+            self.task = None
+            self._fail(UpstreamFailed("cannot connect to the upstream"))
+            return
         self.task = None
         if self.finished:  # the client went away meanwhile
             channel.close()

@@ -106,7 +106,7 @@ class ProxyServer:
         if self._server is not None:
             self._server.close()
         connections = list(self.connections)
-        tasks = [task for conn in connections if (task := conn.shut_down()) is not None]
+        tasks = [task for conn in connections for task in conn.shut_down()]
         await asyncio.gather(*tasks, return_exceptions=True)
         for conn in connections:
             conn.close()
@@ -144,7 +144,7 @@ class ProxyServer:
 
     async def _resolve_then_relay(self, conn: ClientConnection, head: RequestHead) -> None:
         try:
-            route = await self._resolve(head)
+            route = await self._resolve(head, cached_tried=self._resolve_cached is not None)
         except asyncio.CancelledError:
             conn.exchange_done(False)
             raise
@@ -156,7 +156,15 @@ class ProxyServer:
             conn.exchange_done(self.answer_error(conn, head, 500, "route lookup failed", "InternalError"))
             return
         conn.task = None
-        self._relay(conn, head, route)
+        try:
+            self._relay(conn, head, route)
+        except Exception:  # a bug: the callback path would log it and drop the connection, so do the same here
+            logger.exception("proxy: connection from %s failed", conn.address.decode())
+            conn.abort()
+            if conn.relay is not None:
+                conn.relay.abandon()
+            else:
+                conn.exchange_done(False)
 
     def _relay(self, conn: ClientConnection, head: RequestHead, route: Route) -> None:
         if route.upstream is None:
@@ -178,9 +186,9 @@ class ProxyServer:
         if space_id is not None and self._on_request_end is not None:
             self._notify_end(space_id, relay.head.target)
 
-    async def _resolve(self, head: RequestHead) -> Route:
+    async def _resolve(self, head: RequestHead, *, cached_tried: bool = False) -> Route:
         host = _routing_host(head.host)
-        resolve_cached = self._resolve_cached
+        resolve_cached = None if cached_tried else self._resolve_cached
         route = resolve_cached(host, head.headers) if resolve_cached is not None else None
         if route is None:
             if self._pass_target:

@@ -93,6 +93,9 @@ class Space(Base):
     handle: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # runtime handle of running app
     card_data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     restarts: Mapped[int] = mapped_column(Integer, default=0)
+    # Crash backoff (spacehub_runner.backoff): when the pending automatic restart is due, and the last crash.
+    restart_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    crashed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
@@ -158,3 +161,17 @@ class GpuAllocation(Base):
     device: Mapped[str] = mapped_column(String(64))
     slot: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class RetiredApp(Base):
+    """An old revision's app after a redeploy: it finishes its open requests (or the drain timeout passes),
+    then the supervisor stops it. Kept in SQL so that no crash or restart ever forgets a running app.
+
+    No foreign key: a space deleted meanwhile still has its old app stopped.
+    """
+
+    __tablename__ = "retired_apps"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    space_id: Mapped[int] = mapped_column(Integer, index=True)
+    handle: Mapped[dict[str, Any]] = mapped_column(JSON)
+    retired_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -25,7 +25,7 @@ STORAGE_CHOICES = [("", "None (ephemeral)"), ("small", "Small"), ("medium", "Med
 
 
 @router.get("/new-space")
-def new_space(request: Request, platform: Platform = Depends(get_platform), session: Session = Depends(get_session),
+def new_space(request: Request, platform: Platform = Depends(get_platform), session: Session = Depends(get_session, scope="function"),
               user: User = Depends(signed_in_user)) -> Response:
     owners = [user.name] + [org.name for org in accounts.user_orgs(session, user)]
     return page(request, "new_space.html", user=user, owners=owners, sdk_choices=SDK_CHOICES,

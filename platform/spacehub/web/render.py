@@ -127,16 +127,21 @@ env.filters.update(timeago=timeago, iso=iso, human_size=human_size, from_epoch=f
 env.globals.update(stage_look=stage_look, card_of=card_of, SERVING=SERVING, version=__version__)
 
 
+# The platform's pages are never framed (an app on another host cannot overlay them to steal clicks).
+PAGE_HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY",
+                "Content-Security-Policy": "frame-ancestors 'none'", "X-Content-Type-Options": "nosniff"}
+
+
 def page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
     session = getattr(request.state, "web_session", None)
     user: User | None = context.pop("user", None)
     html = env.get_template(template).render(request=request, user=user, session=session,
                                              settings=request.app.state.platform.settings, **context)
-    return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+    return HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
 
 
 def fragment(template: str, **context: Any) -> HTMLResponse:
-    return HTMLResponse(env.get_template(template).render(**context), headers={"Cache-Control": "no-store"})
+    return HTMLResponse(env.get_template(template).render(**context), headers=PAGE_HEADERS)
 
 
 def error_page_bytes(status: int, title: str, message: str) -> bytes:

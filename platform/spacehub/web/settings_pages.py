@@ -30,7 +30,7 @@ SLEEP_CHOICES = [("", "Platform default"), ("-1", "Never"), ("300", "After 5 min
                  ("36000", "After 10 hours"), ("86400", "After 24 hours"), ("172800", "After 48 hours"),
                  ("604800", "After 1 week")]
 NOTICES = {
-    "hardware": "Hardware saved. The app restarts on it.",
+    "hardware": "Hardware saved. A running app restarts on it.",
     "sleep": "Sleep time saved.",
     "visibility": "Visibility saved.",
     "variable": "Variable saved. A running app restarts to read it.",
@@ -53,12 +53,20 @@ def _settings_page(request: Request, platform: Platform, session: Session, web: 
                 space_url=web.settings.space_url(space.label), app_url=app_url(web, space, user),
                 base=f"/spaces/{space.owner}/{space.name}", problem=problem_of(platform, space),
                 variables=[v for v in rows if not v.secret], secrets=[v for v in rows if v.secret],
-                hardware_choices=spaces.HARDWARE, sleep_choices=SLEEP_CHOICES, notice=notice, error=error)
+                hardware_choices=spaces.HARDWARE, sleep_choices=_sleep_choices(space.sleep_time), notice=notice,
+                error=error)
+
+
+def _sleep_choices(current: int | None) -> list[tuple[str, str]]:
+    """The usual choices, plus the space's own value when the API set one of its own (it stays selected)."""
+    if current is None or any(value == str(current) for value, _label in SLEEP_CHOICES):
+        return SLEEP_CHOICES
+    return [*SLEEP_CHOICES, (str(current), f"After {current} seconds")]
 
 
 @router.get("/spaces/{owner}/{name}/settings")
 def settings_page(request: Request, owner: str, name: str, saved: str | None = Query(None),
-                  platform: Platform = Depends(get_platform), session: Session = Depends(get_session),
+                  platform: Platform = Depends(get_platform), session: Session = Depends(get_session, scope="function"),
                   web: WebContext = Depends(web_context), user: User = Depends(signed_in_user)) -> Response:
     space = spaces.get_writable(session, user, owner, name)
     return _settings_page(request, platform, session, web, user, space, notice=NOTICES.get(saved or ""))
@@ -81,7 +89,7 @@ def _change(request: Request, platform: Platform, session: Session, web: WebCont
 
 @router.post("/spaces/{owner}/{name}/settings/hardware")
 def set_hardware(request: Request, owner: str, name: str, hardware: str = Form(""),
-                 platform: Platform = Depends(get_platform), session: Session = Depends(get_session),
+                 platform: Platform = Depends(get_platform), session: Session = Depends(get_session, scope="function"),
                  web: WebContext = Depends(web_context), user: User = Depends(signed_in_user)) -> Response:
     return _change(request, platform, session, web, user, owner, name, "hardware",
                    lambda space: spaces.request_hardware(platform, session, space, hardware))
@@ -89,7 +97,7 @@ def set_hardware(request: Request, owner: str, name: str, hardware: str = Form("
 
 @router.post("/spaces/{owner}/{name}/settings/sleep")
 def set_sleep(request: Request, owner: str, name: str, sleep_time: str = Form(""),
-              platform: Platform = Depends(get_platform), session: Session = Depends(get_session),
+              platform: Platform = Depends(get_platform), session: Session = Depends(get_session, scope="function"),
               web: WebContext = Depends(web_context), user: User = Depends(signed_in_user)) -> Response:
     def apply(space: Space) -> None:
         value = sleep_time.strip()
@@ -102,7 +110,7 @@ def set_sleep(request: Request, owner: str, name: str, sleep_time: str = Form(""
 
 @router.post("/spaces/{owner}/{name}/settings/visibility")
 def set_visibility(request: Request, owner: str, name: str, visibility: str = Form(""),
-                   platform: Platform = Depends(get_platform), session: Session = Depends(get_session),
+                   platform: Platform = Depends(get_platform), session: Session = Depends(get_session, scope="function"),
                    web: WebContext = Depends(web_context), user: User = Depends(signed_in_user)) -> Response:
     def apply(space: Space) -> None:
         if visibility not in ("public", "private"):
@@ -118,14 +126,14 @@ def _variable_route(kind: str) -> None:
 
     def save(request: Request, owner: str, name: str, key: str = Form(""), value: str = Form(""),
              description: str = Form(""), platform: Platform = Depends(get_platform),
-             session: Session = Depends(get_session), web: WebContext = Depends(web_context),
+             session: Session = Depends(get_session, scope="function"), web: WebContext = Depends(web_context),
              user: User = Depends(signed_in_user)) -> Response:
         return _change(request, platform, session, web, user, owner, name, singular,
                        lambda space: management.put_variable(platform, session, space, key.strip(), value,
                                                              description.strip(), secret=secret))
 
     def delete(request: Request, owner: str, name: str, key: str = Form(""),
-               platform: Platform = Depends(get_platform), session: Session = Depends(get_session),
+               platform: Platform = Depends(get_platform), session: Session = Depends(get_session, scope="function"),
                web: WebContext = Depends(web_context), user: User = Depends(signed_in_user)) -> Response:
         return _change(request, platform, session, web, user, owner, name, f"{singular}-deleted",
                        lambda space: management.delete_variable(platform, session, space, key, secret=secret))
@@ -140,7 +148,7 @@ _variable_route("secrets")
 
 @router.post("/spaces/{owner}/{name}/settings/restart")
 def restart(request: Request, owner: str, name: str, factory: bool = Form(False),
-            platform: Platform = Depends(get_platform), session: Session = Depends(get_session),
+            platform: Platform = Depends(get_platform), session: Session = Depends(get_session, scope="function"),
             web: WebContext = Depends(web_context), user: User = Depends(signed_in_user)) -> Response:
     return _change(request, platform, session, web, user, owner, name, "rebuild" if factory else "restart",
                    lambda space: spaces.restart(platform, session, space, factory=factory))
@@ -148,7 +156,7 @@ def restart(request: Request, owner: str, name: str, factory: bool = Form(False)
 
 @router.post("/spaces/{owner}/{name}/settings/pause")
 def pause(request: Request, owner: str, name: str, platform: Platform = Depends(get_platform),
-          session: Session = Depends(get_session), web: WebContext = Depends(web_context),
+          session: Session = Depends(get_session, scope="function"), web: WebContext = Depends(web_context),
           user: User = Depends(signed_in_user)) -> Response:
     return _change(request, platform, session, web, user, owner, name, "pause",
                    lambda space: spaces.stop(platform, session, space, stage=Stage.PAUSED))
@@ -156,7 +164,7 @@ def pause(request: Request, owner: str, name: str, platform: Platform = Depends(
 
 @router.post("/spaces/{owner}/{name}/settings/delete")
 def delete(request: Request, owner: str, name: str, confirm: str = Form(""),
-           platform: Platform = Depends(get_platform), session: Session = Depends(get_session),
+           platform: Platform = Depends(get_platform), session: Session = Depends(get_session, scope="function"),
            web: WebContext = Depends(web_context), user: User = Depends(signed_in_user)) -> Response:
     space = spaces.get_writable(session, user, owner, name)
     if confirm.strip() != space.repo_id:

@@ -108,6 +108,9 @@ class DockerRuntime:
         container = self._get(handle)
         if container is None:
             return
+        if container.status == "paused":  # frozen: it must run again to get its SIGTERM
+            with contextlib.suppress(APIError):
+                container.unpause()
         try:
             container.stop(timeout=max(1, round(self.settings.stop_grace_s)))
         except NotFound:
@@ -152,6 +155,25 @@ class DockerRuntime:
             pass
         if partial:
             yield partial
+
+    # -- Freezable: docker pause / unpause (the cgroup freezer) -------------------------------------------
+
+    def freeze(self, handle: Handle) -> None:
+        ident = handle.data.get("container_id") or handle.data.get("name")
+        if ident:
+            with contextlib.suppress(APIError):  # gone, stopped or paused already: nothing to freeze
+                self.client.api.pause(ident)
+
+    def thaw(self, handle: Handle) -> None:
+        # One engine call, no inspect first: this is on the path of a waiting request.
+        ident = handle.data.get("container_id") or handle.data.get("name")
+        if ident:
+            with contextlib.suppress(APIError):  # not paused (or gone): nothing to thaw
+                self.client.api.unpause(ident)
+
+    def is_frozen(self, handle: Handle) -> bool:
+        container = self._get(handle)
+        return container is not None and container.status == "paused"
 
     def wait_ready(self, handle: Handle, timeout: float | None = None, path: str = "/") -> None:
         wait = self.settings.ready_timeout_s if timeout is None else timeout

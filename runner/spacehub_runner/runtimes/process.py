@@ -13,11 +13,18 @@ The app runs under a tiny `/bin/sh` wrapper that is the session and process-grou
 It writes the app's exit status to a file, because after a worker restart nobody is the app's parent and only
 the parent can learn an exit status. The trap makes the shell outlive a group-wide SIGTERM long enough to
 record it (a trapped, not ignored, signal is reset to default in the child). No user data enters the string.
+
+Gradio apps (`process-env` artifacts) are instead forked by their environment's fork-server when
+SPACEHUB_FORK_SERVER is on (`forkserver.py`): there a forked Python "leader" plays the wrapper's part (session
+and group leader, exit status in the same file, TERM/INT/HUP handled), so the handle, and stop, poll, logs,
+freeze and thaw, are the same either way. When the fork-server refuses or fails, the app starts as above and its
+log says why.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -31,8 +38,12 @@ from typing import Any
 
 from spacehub.errors import StartFailed
 from spacehub.settings import Settings
-from spacehub_runner.plugs import Artifact, Handle, RunSpec
-from spacehub_runner.runtimes import readiness
+from spacehub_runner.appenv import platform_env
+from spacehub_runner.plugs import Artifact, BuildPlan, Handle, RunSpec
+from spacehub_runner.runtimes import forkserver, readiness
+from spacehub_runner.runtimes.forkserver import ForkServer
+
+logger = logging.getLogger("spacehub.process")
 
 _WRAPPER = 'trap : TERM INT HUP; "$@"; echo $? > "$0"'
 
@@ -71,34 +82,43 @@ class ProcessRuntime:
         log_file, exit_file = log_dir / f"{stem}.log", log_dir / f"{stem}.exit"
 
         env = app_env(spec, artifact, port=port, home=home, tmp=tmp)
-        with log_file.open("ab") as out:
-            proc = subprocess.Popen(
-                ["/bin/sh", "-c", _WRAPPER, str(exit_file), *argv],
-                cwd=app_dir,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                # Its own session: the app outlives the RQ work-horse that started it, and a signal sent to
-                # the worker's process group (Ctrl-C, a supervisor) never reaches it.
-                start_new_session=True,
-                close_fds=True,
-            )
-        info = proc_info(proc.pid)
-        if info is None:  # cannot happen while it is our unreaped child, but never trust a pid blindly
-            raise StartFailed("the app's process vanished as it started")
+        forked = None
+        if artifact.kind == "process-env" and self.settings.fork_server:
+            forked = self._start_forked(spec, artifact, env, log_file, exit_file)
+        if forked is not None:
+            pid, start_time = forked
+        else:
+            with log_file.open("ab") as out:
+                proc = subprocess.Popen(
+                    ["/bin/sh", "-c", _WRAPPER, str(exit_file), *argv],
+                    cwd=app_dir,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    # Its own session: the app outlives the RQ work-horse that started it, and a signal sent to
+                    # the worker's process group (Ctrl-C, a supervisor) never reaches it.
+                    start_new_session=True,
+                    close_fds=True,
+                )
+            info = proc_info(proc.pid)
+            if info is None:  # cannot happen while it is our unreaped child, but never trust a pid blindly
+                raise StartFailed("the app's process vanished as it started")
+            pid, start_time = proc.pid, info.start_time
         return Handle(
             runtime=self.name,
             target=f"127.0.0.1:{port}",
             data={
-                "pid": proc.pid,
-                "pgid": proc.pid,  # a session leader leads its own process group
-                "start_time": info.start_time,
+                "pid": pid,
+                "pgid": pid,  # a session leader leads its own process group
+                "start_time": start_time,
                 "port": port,
                 "log_file": str(log_file),
                 "exit_file": str(exit_file),
                 "kind": artifact.kind,
                 "cwd": str(app_dir),
+                "env_path": artifact.env_path,  # which fork-server's environment this app keeps in use
+                "forked": forked is not None,
             },
         )
 
@@ -107,6 +127,7 @@ class ProcessRuntime:
         data = handle.data
         if _running(data):
             _signal_group(data, signal.SIGTERM)
+            _signal_group(data, signal.SIGCONT)  # a frozen app gets its SIGTERM once it runs again
             if not _wait_gone(data, self.settings.stop_grace_s):
                 _signal_group(data, signal.SIGKILL)
                 _wait_gone(data, 5.0)
@@ -124,10 +145,52 @@ class ProcessRuntime:
     def follow_logs(self, handle: Handle) -> Iterator[str]:
         return follow_logs(handle)
 
+    # -- Freezable: SIGSTOP / SIGCONT of the whole process group (the wrapper, the app and its children) ------
+
+    def freeze(self, handle: Handle) -> None:
+        _signal_group(handle.data, signal.SIGSTOP)
+
+    def thaw(self, handle: Handle) -> None:
+        _signal_group(handle.data, signal.SIGCONT)
+
+    def is_frozen(self, handle: Handle) -> bool:
+        return is_frozen(handle)
+
     def wait_ready(self, handle: Handle, timeout: float | None = None, path: str = "/") -> None:
         wait_ready(handle, self.settings.ready_timeout_s if timeout is None else timeout, path)
 
     # -- helpers ----------------------------------------------------------------------------------------
+
+    def fork_server(self, artifact: Artifact) -> ForkServer:
+        """The fork-server of the artifact's environment (a description: nothing is started here)."""
+        venv = Path(artifact.env_path)
+        home = forkserver.servers_dir(self.settings) / f"{venv.name}.home"
+        neutral = RunSpec(space_id=0, space_key="", revision="", plan=BuildPlan(recipe="gradio"),
+                          env=platform_env(self.settings))
+        base = app_env(neutral, artifact, port=0, home=home, tmp=home / "tmp")
+        return ForkServer(self.settings, venv, forkserver.server_env(self.settings, venv, home, base))
+
+    def _start_forked(self, spec: RunSpec, artifact: Artifact, env: dict[str, str], log_file: Path,
+                      exit_file: Path) -> tuple[int, int] | None:
+        """(leader pid, its start time) of the app forked by its environment's fork-server, or None after
+        noting in the app's log why it starts plainly instead."""
+        server = self.fork_server(artifact)
+        try:
+            server.ensure()
+            reply = server.spawn(app_file=spec.plan.app_file, cwd=Path(artifact.ref), env=env, log_file=log_file,
+                                 exit_file=exit_file)
+        except StartFailed as exc:
+            reason = exc.message
+        except (OSError, ValueError) as exc:
+            reason = f"the fork-server did not answer ({exc})"
+        else:
+            if reply.get("ok"):
+                return int(reply["pid"]), int(reply["start_time"])
+            reason = str(reply.get("refused") or reply.get("error") or "no reason given")
+        logger.info("space %s starts without the fork-server: %s", spec.space_key, reason)
+        with log_file.open("a") as out:
+            out.write(f"[spacehub] starting without the fork-server: {reason}\n")
+        return None
 
     def _command(self, spec: RunSpec, artifact: Artifact, port: int) -> list[str]:
         if artifact.kind == "process-env":
@@ -269,6 +332,16 @@ def _reap(data: dict[str, Any]) -> None:
     if _is_ours(proc_info(data["pid"]), data):
         with contextlib.suppress(ChildProcessError):
             os.waitpid(data["pid"], os.WNOHANG)
+
+
+def is_frozen(handle: Handle) -> bool:
+    """True when the app's process group is stopped (its leader, or what is left of the group, in state T)."""
+    data = handle.data
+    leader = proc_info(data["pid"])
+    if leader is not None and _is_ours(leader, data) and _alive(leader):
+        return leader.state in ("T", "t")
+    states = [info.state for pid in _orphans(data) if (info := proc_info(pid)) is not None]
+    return bool(states) and all(state in ("T", "t") for state in states)
 
 
 def poll_handle(handle: Handle) -> int | None:

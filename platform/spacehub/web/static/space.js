@@ -12,6 +12,7 @@
   let stage = body.dataset.stage;
   let group = body.dataset.group || "";
   let message = body.dataset.message || "";
+  let runningSha = body.dataset.sha || "";
   let buildLines = 0;
 
   // Tabs: App, Logs and API switch in place, so the page keeps its one stream.
@@ -95,11 +96,22 @@
       if (atBottom) pre.scrollTop = pre.scrollHeight;
     });
     if (kind === "build" && lines.length) {
+      advanceFromQueued();
       const latest = document.querySelector("[data-latest-line]");
       if (latest) latest.textContent = lines[lines.length - 1];
       const count = document.querySelector("[data-line-count]");
       if (count) count.textContent = buildLines + " log line" + (buildLines === 1 ? "" : "s");
     }
+  }
+
+  // A worker took the build: its log says so before the next stage poll does.
+  function advanceFromQueued() {
+    const steps = document.querySelectorAll("[data-progress] .steps li");
+    if (steps.length < 2 || !steps[0].classList.contains("current")) return;
+    steps[0].className = "done";
+    steps[1].className = "current";
+    const title = document.querySelector("[data-progress-title]");
+    if (title) title.textContent = "Building the space";
   }
 
   // Stage
@@ -114,6 +126,7 @@
         const latest = panel.querySelector("[data-latest-line]");
         const last = document.querySelector('#build-live [data-log="build"] span:last-child');
         if (latest && last) latest.textContent = last.textContent.trim();
+        if (last && stage === "BUILDING") advanceFromQueued();
       })
       .catch(function () {});
   }
@@ -139,6 +152,7 @@
       badge.textContent = next.label;
       badge.className = "badge badge-" + next.tone;
     });
+    const previous = stage;
     const changed = next.stage !== stage || next.message !== message;
     const groupChanged = next.group !== group;
     stage = next.stage;
@@ -148,7 +162,15 @@
     body.dataset.group = group;
     const live = document.getElementById("build-live");
     if (live) live.hidden = group !== "building";
+    document.querySelectorAll("[data-open-app]").forEach(function (link) { link.hidden = group !== "app"; });
     ensureFrame(next.app_url);
+    const restarted = previous === "RUNNING_APP_STARTING" && stage === "RUNNING";
+    if (next.app_url && (restarted || (next.sha && runningSha && next.sha !== runningSha))) {
+      // A new revision or a restarted app took over: show its page, not the old process's.
+      const frame = document.querySelector("#app-frame iframe");
+      if (frame) frame.src = next.app_url;
+    }
+    if (next.sha) runningSha = next.sha;
     if (changed) refreshStatus();
     if (groupChanged && apiLoaded) loadApi(true);
   }

@@ -1,0 +1,41 @@
+"""Draining the old revision after a redeploy: it finishes what it serves, then it is stopped.
+
+`jobs.deploy` switches the route to the new revision once that one is ready, then `retire`s the old app: a
+`RetiredApp` row, which the supervisor (`lifecycle`) stops once `is_drained` says every request it was serving
+has ended, or once `SPACEHUB_DRAIN_TIMEOUT_S` has passed.
+
+How "drained" is known without per-upstream counts: the proxy publishes, per space, the requests in flight and
+the last moment that count fell to zero (`spacehub.activity`). A route change reaches the proxy within
+milliseconds (pub/sub), and what the proxy counts reaches Redis within a flush interval (`flush_s`); so every
+request the old app got started before `retired + flush_s`, and is published by `retired + 2 * flush_s`. From
+then on, a published count of zero, or a fall to zero after `retired + flush_s`, means none of them is left.
+It is conservative: under steady overlapping traffic the count may never reach zero, and the timeout ends it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from spacehub.activity import Activity
+from spacehub.context import Platform
+from spacehub.store.models import RetiredApp
+from spacehub_runner.plugs import Handle
+
+
+def retire(platform: Platform, space_id: int, handle: Handle) -> None:
+    with platform.db.session() as session:
+        session.add(RetiredApp(space_id=space_id, handle=handle.to_json()))
+
+
+def is_drained(activity: Activity | None, retired_at: float, now: float, flush_s: float) -> bool:
+    """True when no request the old app was serving is left (times in epoch seconds)."""
+    if now < retired_at + 2 * flush_s:
+        return False
+    if activity is None or not activity.busy(now, flush_s):
+        return True
+    return activity.last_idle >= retired_at + flush_s
+
+
+def epoch(when: datetime) -> float:
+    """A naive UTC datetime from SQL as epoch seconds."""
+    return (when - datetime(1970, 1, 1)).total_seconds()
