@@ -19,11 +19,14 @@ def get_platform(request: Request) -> Platform:
 
 
 def get_session(platform: Platform = Depends(get_platform)) -> Iterator[Session]:
-    """One session per request, committed when the handler returns. Always depend on it with
-    `scope="function"`: the default ("request") commits only after the response is sent, so a client that
-    reads right after a write could see the old state."""
+    """One session per request, committed when the handler returns (see SESSION)."""
     with platform.db.session() as session:
         yield session
+
+
+# Depend on the session through this: scope="function" commits when the handler returns, before the response is
+# sent (the default commits after, so a client reading right after a write could see the old state).
+SESSION = Depends(get_session, scope="function")
 
 
 def bearer_token(request: Request) -> str | None:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from spacehub import management, repoview, spaces
-from spacehub.api.deps import get_platform, get_session, require_user
+from spacehub.api.deps import SESSION, get_platform, require_user
 from spacehub.api.hubpaths import base_url, repo_type_of, repo_url, revision_after
 from spacehub.api.uploads import limits_of
 from spacehub.archives import check_relpath
@@ -54,7 +54,7 @@ def _refuse_pull_requests(create_pr: str | None) -> None:
 @router.post("/api/{kind:repokind}/{owner}/{name}/preupload/{rest:path}")
 def preupload(kind: str, owner: str, name: str, rest: str, body: Preupload, request: Request,
               create_pr: str | None = None, platform: Platform = Depends(get_platform),
-              session: Session = Depends(get_session, scope="function"), user: User = Depends(require_user)) -> JSONResponse:
+              session: Session = SESSION, user: User = Depends(require_user)) -> JSONResponse:
     space = spaces.get_writable(session, user, owner, name, repo_type_of(kind))
     _refuse_pull_requests(create_pr)
     sha = repoview.resolve(platform, space, revision_after(request, "preupload", 4))

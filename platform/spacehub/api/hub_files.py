@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
 from spacehub import repoview, spaces
-from spacehub.api.deps import get_platform, get_session, optional_user, require_user
+from spacehub.api.deps import SESSION, get_platform, optional_user, require_user
 from spacehub.api.errors import error_response
 from spacehub.api.hubjson import commit_json, tree_json
 from spacehub.api.hubpaths import next_page_link, repo_type_of, revision_after, revision_and_path
@@ -41,7 +41,7 @@ _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 @router.get("/api/{kind:repokind}/{owner}/{name}/tree/{rest:path}")
 def list_tree(kind: str, owner: str, name: str, rest: str, request: Request,
-              platform: Platform = Depends(get_platform), session: Session = Depends(get_session, scope="function"),
+              platform: Platform = Depends(get_platform), session: Session = SESSION,
               user: User | None = Depends(optional_user), recursive: bool = False, expand: bool = False,
               cursor: int = Query(default=0, ge=0)) -> JSONResponse:
     space = spaces.get_visible(session, user, owner, name, repo_type_of(kind))
@@ -67,7 +67,7 @@ def _last_commit(platform: Platform, key: str, sha: str, entry: TreeEntry) -> Co
 
 @router.post("/api/{kind:repokind}/{owner}/{name}/paths-info/{rest:path}")
 def paths_info(kind: str, owner: str, name: str, rest: str, request: Request,
-               platform: Platform = Depends(get_platform), session: Session = Depends(get_session, scope="function"),
+               platform: Platform = Depends(get_platform), session: Session = SESSION,
                user: User | None = Depends(optional_user), paths: list[str] = Form(default=[]),
                expand: bool = Form(default=False)) -> JSONResponse:
     """Entries for the paths that exist (files or folders); unknown paths are left out, as on the Hub."""
@@ -84,7 +84,7 @@ def paths_info(kind: str, owner: str, name: str, rest: str, request: Request,
 
 @router.get("/api/{kind:repokind}/{owner}/{name}/commits/{rest:path}")
 def list_commits(kind: str, owner: str, name: str, rest: str, request: Request,
-                 platform: Platform = Depends(get_platform), session: Session = Depends(get_session, scope="function"),
+                 platform: Platform = Depends(get_platform), session: Session = SESSION,
                  user: User | None = Depends(optional_user), p: int = Query(default=0, ge=0),
                  expand: list[str] = Query(default=[], alias="expand[]")) -> JSONResponse:
     space = spaces.get_visible(session, user, owner, name, repo_type_of(kind))
@@ -99,7 +99,7 @@ def list_commits(kind: str, owner: str, name: str, rest: str, request: Request,
 
 @router.get("/api/{kind:repokind}/{owner}/{name}/refs")
 def list_refs(kind: str, owner: str, name: str, platform: Platform = Depends(get_platform),
-              session: Session = Depends(get_session, scope="function"), user: User | None = Depends(optional_user),
+              session: Session = SESSION, user: User | None = Depends(optional_user),
               include_prs: bool = False) -> JSONResponse:
     space = spaces.get_visible(session, user, owner, name, repo_type_of(kind))
     refs = platform.repos.refs(spaces.repo_key(space))
@@ -126,7 +126,7 @@ class NewTag(BaseModel):
 
 @router.post("/api/{kind:repokind}/{owner}/{name}/branch/{rest:path}")
 def create_branch(kind: str, owner: str, name: str, rest: str, request: Request, body: NewBranch | None = None,
-                  platform: Platform = Depends(get_platform), session: Session = Depends(get_session, scope="function"),
+                  platform: Platform = Depends(get_platform), session: Session = SESSION,
                   user: User = Depends(require_user)) -> JSONResponse:
     space = spaces.get_writable(session, user, owner, name, repo_type_of(kind))
     branch = revision_after(request, "branch", 4)
@@ -137,7 +137,7 @@ def create_branch(kind: str, owner: str, name: str, rest: str, request: Request,
 
 @router.delete("/api/{kind:repokind}/{owner}/{name}/branch/{rest:path}")
 def delete_branch(kind: str, owner: str, name: str, rest: str, request: Request,
-                  platform: Platform = Depends(get_platform), session: Session = Depends(get_session, scope="function"),
+                  platform: Platform = Depends(get_platform), session: Session = SESSION,
                   user: User = Depends(require_user)) -> JSONResponse:
     space = spaces.get_writable(session, user, owner, name, repo_type_of(kind))
     platform.repos.delete_ref(spaces.repo_key(space), "branch", revision_after(request, "branch", 4))
@@ -146,7 +146,7 @@ def delete_branch(kind: str, owner: str, name: str, rest: str, request: Request,
 
 @router.post("/api/{kind:repokind}/{owner}/{name}/tag/{rest:path}")
 def create_tag(kind: str, owner: str, name: str, rest: str, request: Request, body: NewTag,
-               platform: Platform = Depends(get_platform), session: Session = Depends(get_session, scope="function"),
+               platform: Platform = Depends(get_platform), session: Session = SESSION,
                user: User = Depends(require_user)) -> JSONResponse:
     """`/tag/{revision}` with `{"tag": name}`: the path names what is tagged, the body the tag."""
     space = spaces.get_writable(session, user, owner, name, repo_type_of(kind))
@@ -157,7 +157,7 @@ def create_tag(kind: str, owner: str, name: str, rest: str, request: Request, bo
 
 @router.delete("/api/{kind:repokind}/{owner}/{name}/tag/{rest:path}")
 def delete_tag(kind: str, owner: str, name: str, rest: str, request: Request,
-               platform: Platform = Depends(get_platform), session: Session = Depends(get_session, scope="function"),
+               platform: Platform = Depends(get_platform), session: Session = SESSION,
                user: User = Depends(require_user)) -> JSONResponse:
     space = spaces.get_writable(session, user, owner, name, repo_type_of(kind))
     platform.repos.delete_ref(spaces.repo_key(space), "tag", revision_after(request, "tag", 4))
@@ -223,7 +223,7 @@ def _download(platform: Platform, session: Session, user: User | None, request: 
 
 @router.api_route("/spaces/{owner}/{name}/resolve/{rest:path}", methods=["GET", "HEAD"])
 def resolve_space_file(owner: str, name: str, rest: str, request: Request,
-                       platform: Platform = Depends(get_platform), session: Session = Depends(get_session, scope="function"),
+                       platform: Platform = Depends(get_platform), session: Session = SESSION,
                        user: User | None = Depends(optional_user)) -> Response:
     return _download(platform, session, user, request, "space", owner, name, 3)
 
@@ -235,7 +235,7 @@ def resolve_dataset_file(owner: str, name: str, rest: str) -> Response:
 
 @router.api_route("/{owner}/{name}/resolve/{rest:path}", methods=["GET", "HEAD"])
 def resolve_model_file(owner: str, name: str, rest: str, request: Request,
-                       platform: Platform = Depends(get_platform), session: Session = Depends(get_session, scope="function"),
+                       platform: Platform = Depends(get_platform), session: Session = SESSION,
                        user: User | None = Depends(optional_user)) -> Response:
     return _download(platform, session, user, request, "model", owner, name, 2)
 

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from spacehub import management, repoview, spaces
-from spacehub.api.deps import get_platform, get_session, optional_user, require_user
+from spacehub.api.deps import SESSION, get_platform, optional_user, require_user
 from spacehub.api.hubjson import repo_json, sibling_json
 from spacehub.api.hubpaths import base_url, next_page_link, repo_type_of, repo_url, revision_after
 from spacehub.context import Platform
@@ -134,7 +134,7 @@ def _conflict_with_url(exc: Conflict, url: str) -> Conflict:
 
 @router.post("/api/repos/create")
 def create_repo(body: CreateRepo, request: Request, platform: Platform = Depends(get_platform),
-                session: Session = Depends(get_session, scope="function"), user: User = Depends(require_user)) -> JSONResponse:
+                session: Session = SESSION, user: User = Depends(require_user)) -> JSONResponse:
     repo_type = _supported(body.type)
     owner, name = _split(body.name, body.organization)
     owner = owner or user.name
@@ -156,7 +156,7 @@ def create_repo(body: CreateRepo, request: Request, platform: Platform = Depends
 
 @router.delete("/api/repos/delete")
 def delete_repo(body: DeleteRepo, platform: Platform = Depends(get_platform),
-                session: Session = Depends(get_session, scope="function"), user: User = Depends(require_user)) -> Response:
+                session: Session = SESSION, user: User = Depends(require_user)) -> Response:
     owner, name = _split(body.name, body.organization)
     space = spaces.get_writable(session, user, owner or user.name, name, _supported(body.type))
     spaces.delete(platform, session, space)
@@ -164,7 +164,7 @@ def delete_repo(body: DeleteRepo, platform: Platform = Depends(get_platform),
 
 
 @router.post("/api/repos/move")
-def move_repo(body: MoveRepo, platform: Platform = Depends(get_platform), session: Session = Depends(get_session, scope="function"),
+def move_repo(body: MoveRepo, platform: Platform = Depends(get_platform), session: Session = SESSION,
               user: User = Depends(require_user)) -> JSONResponse:
     repo_type = _supported(body.type)
     owner, name = _repo_id(body.fromRepo)
@@ -176,7 +176,7 @@ def move_repo(body: MoveRepo, platform: Platform = Depends(get_platform), sessio
 
 
 @router.put("/api/{kind:repokind}/{owner}/{name}/settings")
-def update_settings(kind: str, owner: str, name: str, body: RepoSettings, session: Session = Depends(get_session, scope="function"),
+def update_settings(kind: str, owner: str, name: str, body: RepoSettings, session: Session = SESSION,
                     user: User = Depends(require_user)) -> JSONResponse:
     space = spaces.get_writable(session, user, owner, name, repo_type_of(kind))
     if body.gated not in (None, False, "false"):
@@ -190,7 +190,7 @@ def update_settings(kind: str, owner: str, name: str, body: RepoSettings, sessio
 
 @router.post("/api/{kind:repokind}/{owner}/{name}/duplicate")
 def duplicate_repo(kind: str, owner: str, name: str, body: Duplicate, request: Request,
-                   platform: Platform = Depends(get_platform), session: Session = Depends(get_session, scope="function"),
+                   platform: Platform = Depends(get_platform), session: Session = SESSION,
                    user: User = Depends(require_user)) -> JSONResponse:
     repo_type = repo_type_of(kind)
     source = spaces.get_visible(session, user, owner, name, repo_type)
@@ -222,7 +222,7 @@ def _info(platform: Platform, space: Space, revision: str, blobs: bool, expand: 
 
 @router.get("/api/{kind:repokind}/{owner}/{name}")
 def repo_info(kind: str, owner: str, name: str, platform: Platform = Depends(get_platform),
-              session: Session = Depends(get_session, scope="function"), user: User | None = Depends(optional_user),
+              session: Session = SESSION, user: User | None = Depends(optional_user),
               blobs: bool = False, expand: list[str] = Query(default=[])) -> JSONResponse:
     space = spaces.get_visible(session, user, owner, name, repo_type_of(kind))
     return JSONResponse(_info(platform, space, DEFAULT_BRANCH, blobs, expand))
@@ -230,7 +230,7 @@ def repo_info(kind: str, owner: str, name: str, platform: Platform = Depends(get
 
 @router.get("/api/{kind:repokind}/{owner}/{name}/revision/{rest:path}")
 def repo_info_at(kind: str, owner: str, name: str, rest: str, request: Request,
-                 platform: Platform = Depends(get_platform), session: Session = Depends(get_session, scope="function"),
+                 platform: Platform = Depends(get_platform), session: Session = SESSION,
                  user: User | None = Depends(optional_user), blobs: bool = False,
                  expand: list[str] = Query(default=[])) -> JSONResponse:
     space = spaces.get_visible(session, user, owner, name, repo_type_of(kind))
@@ -239,14 +239,14 @@ def repo_info_at(kind: str, owner: str, name: str, rest: str, request: Request,
 
 
 @router.get("/api/{kind:repokind}/{owner}/{name}/auth-check")
-def auth_check(kind: str, owner: str, name: str, session: Session = Depends(get_session, scope="function"),
+def auth_check(kind: str, owner: str, name: str, session: Session = SESSION,
                user: User | None = Depends(optional_user)) -> JSONResponse:
     spaces.get_visible(session, user, owner, name, repo_type_of(kind))
     return JSONResponse({})
 
 
 @router.get("/api/{kind:repokind}/{owner}/{name}/auth-check/write")
-def auth_check_write(kind: str, owner: str, name: str, session: Session = Depends(get_session, scope="function"),
+def auth_check_write(kind: str, owner: str, name: str, session: Session = SESSION,
                      user: User = Depends(require_user)) -> JSONResponse:
     spaces.get_writable(session, user, owner, name, repo_type_of(kind))
     return JSONResponse({})
@@ -282,7 +282,7 @@ def _tags(repo: Space) -> list[str]:
 
 @router.get("/api/{kind:repokind}")
 def list_repos(kind: str, request: Request, platform: Platform = Depends(get_platform),
-               session: Session = Depends(get_session, scope="function"), user: User | None = Depends(optional_user),
+               session: Session = SESSION, user: User | None = Depends(optional_user),
                author: str | None = None, search: str | None = None, sort: str = "lastModified",
                limit: int | None = Query(default=None, ge=1, le=1000), offset: int = Query(default=0, ge=0),
                filter: list[str] = Query(default=[]),  # noqa: A002 - the Hub's parameter name

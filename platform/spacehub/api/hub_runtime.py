@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
 from spacehub import management, spaces
-from spacehub.api.deps import get_platform, get_session, require_user
+from spacehub.api.deps import SESSION, get_platform, require_user
 from spacehub.api.serialize import hub_time, runtime_json
 from spacehub.context import Platform
 from spacehub.store.models import Space, User
@@ -48,7 +48,7 @@ class VariableKey(BaseModel):
 
 @router.post("/api/spaces/{owner}/{name}/hardware")
 def request_hardware(owner: str, name: str, body: Hardware, platform: Platform = Depends(get_platform),
-                     session: Session = Depends(get_session, scope="function"), user: User = Depends(require_user)) -> JSONResponse:
+                     session: Session = SESSION, user: User = Depends(require_user)) -> JSONResponse:
     space = spaces.get_writable(session, user, owner, name)
     spaces.request_hardware(platform, session, space, body.flavor, body.sleepTimeSeconds)
     session.commit()
@@ -57,7 +57,7 @@ def request_hardware(owner: str, name: str, body: Hardware, platform: Platform =
 
 @router.post("/api/spaces/{owner}/{name}/sleeptime")
 def set_sleep_time(owner: str, name: str, body: SleepTime, platform: Platform = Depends(get_platform),
-                   session: Session = Depends(get_session, scope="function"), user: User = Depends(require_user)) -> JSONResponse:
+                   session: Session = SESSION, user: User = Depends(require_user)) -> JSONResponse:
     space = spaces.get_writable(session, user, owner, name)
     spaces.set_sleep_time(session, space, body.seconds)
     session.commit()
@@ -73,7 +73,7 @@ def _secrets_json(session: Session, space: Space) -> dict[str, dict[str, str | N
 
 
 @router.get("/api/spaces/{owner}/{name}/secrets")
-def get_secrets(owner: str, name: str, session: Session = Depends(get_session, scope="function"),
+def get_secrets(owner: str, name: str, session: Session = SESSION,
                 user: User = Depends(require_user)) -> JSONResponse:
     space = spaces.get_writable(session, user, owner, name)
     return JSONResponse(_secrets_json(session, space))
@@ -81,7 +81,7 @@ def get_secrets(owner: str, name: str, session: Session = Depends(get_session, s
 
 @router.post("/api/spaces/{owner}/{name}/secrets")
 def add_secret(owner: str, name: str, body: Variable, platform: Platform = Depends(get_platform),
-               session: Session = Depends(get_session, scope="function"), user: User = Depends(require_user)) -> JSONResponse:
+               session: Session = SESSION, user: User = Depends(require_user)) -> JSONResponse:
     space = spaces.get_writable(session, user, owner, name)
     management.put_variable(platform, session, space, body.key, body.value, body.description or "", secret=True)
     session.commit()
@@ -90,7 +90,7 @@ def add_secret(owner: str, name: str, body: Variable, platform: Platform = Depen
 
 @router.delete("/api/spaces/{owner}/{name}/secrets")
 def delete_secret(owner: str, name: str, body: VariableKey, platform: Platform = Depends(get_platform),
-                  session: Session = Depends(get_session, scope="function"), user: User = Depends(require_user)) -> JSONResponse:
+                  session: Session = SESSION, user: User = Depends(require_user)) -> JSONResponse:
     space = spaces.get_writable(session, user, owner, name)
     management.delete_variable(platform, session, space, body.key, secret=True)
     session.commit()
@@ -107,7 +107,7 @@ def _variables_json(session: Session, space: Space) -> dict[str, dict[str, str |
 
 
 @router.get("/api/spaces/{owner}/{name}/variables")
-def get_variables(owner: str, name: str, session: Session = Depends(get_session, scope="function"),
+def get_variables(owner: str, name: str, session: Session = SESSION,
                   user: User = Depends(require_user)) -> JSONResponse:
     # Variables are the owner's settings, not part of the public repo: read like secrets' names.
     space = spaces.get_writable(session, user, owner, name)
@@ -116,7 +116,7 @@ def get_variables(owner: str, name: str, session: Session = Depends(get_session,
 
 @router.post("/api/spaces/{owner}/{name}/variables")
 def add_variable(owner: str, name: str, body: Variable, platform: Platform = Depends(get_platform),
-                 session: Session = Depends(get_session, scope="function"), user: User = Depends(require_user)) -> JSONResponse:
+                 session: Session = SESSION, user: User = Depends(require_user)) -> JSONResponse:
     space = spaces.get_writable(session, user, owner, name)
     management.put_variable(platform, session, space, body.key, body.value, body.description or "", secret=False)
     session.commit()
@@ -125,7 +125,7 @@ def add_variable(owner: str, name: str, body: Variable, platform: Platform = Dep
 
 @router.delete("/api/spaces/{owner}/{name}/variables")
 def delete_variable(owner: str, name: str, body: VariableKey, platform: Platform = Depends(get_platform),
-                    session: Session = Depends(get_session, scope="function"), user: User = Depends(require_user)) -> JSONResponse:
+                    session: Session = SESSION, user: User = Depends(require_user)) -> JSONResponse:
     space = spaces.get_writable(session, user, owner, name)
     management.delete_variable(platform, session, space, body.key, secret=False)
     session.commit()

@@ -7,14 +7,14 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session
 
 from spacehub import accounts
-from spacehub.api.deps import bearer_token, get_session, require_user
+from spacehub.api.deps import SESSION, bearer_token, require_user
 from spacehub.store.models import User
 
 router = APIRouter()
 
 
 @router.get("/api/whoami-v2")
-def whoami(request: Request, session: Session = Depends(get_session, scope="function"),
+def whoami(request: Request, session: Session = SESSION,
            user: User = Depends(require_user)) -> JSONResponse:
     token_name = "session"
     role = "write"

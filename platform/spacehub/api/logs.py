@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
 from spacehub import spaces
-from spacehub.api.deps import get_platform, get_session, optional_user
+from spacehub.api.deps import SESSION, get_platform, optional_user
 from spacehub.context import Platform
 from spacehub.errors import NotFound
 from spacehub.logstream import LogKind, LogLine, follow_logs, read_logs
@@ -49,7 +49,7 @@ def _events(platform: Platform, space_id: int, kind: LogKind, follow: bool, tail
 # `follow`, `tail` and `after` (a stream id: only later lines) are spacehub's additions to the Hub's endpoint.
 def space_logs(owner: str, name: str, kind: str, follow: bool = True, tail: int | None = None,
                after: str = Query(default="0-0", pattern=r"^\d+-\d+$"),
-               platform: Platform = Depends(get_platform), session: Session = Depends(get_session, scope="function"),
+               platform: Platform = Depends(get_platform), session: Session = SESSION,
                user: User | None = Depends(optional_user)) -> StreamingResponse:
     if kind not in ("build", "run"):
         raise NotFound(f"no log named {kind!r}: use 'build' or 'run'")

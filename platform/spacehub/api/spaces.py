@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from spacehub import spaces
-from spacehub.api.deps import get_platform, get_session, optional_user, require_user
+from spacehub.api.deps import SESSION, get_platform, optional_user, require_user
 from spacehub.api.serialize import runtime_json
 from spacehub.api.uploads import receive_upload
 from spacehub.context import Platform
@@ -19,14 +19,14 @@ router = APIRouter()
 
 @router.get("/api/spaces/{owner}/{name}/runtime")
 def get_runtime(owner: str, name: str, platform: Platform = Depends(get_platform),
-                session: Session = Depends(get_session, scope="function"), user: User | None = Depends(optional_user)) -> JSONResponse:
+                session: Session = SESSION, user: User | None = Depends(optional_user)) -> JSONResponse:
     space = spaces.get_visible(session, user, owner, name)
     return JSONResponse(runtime_json(platform.settings, space))
 
 
 @router.post("/api/spaces/{owner}/{name}/restart")
 def restart_space(owner: str, name: str, factory: bool = False, platform: Platform = Depends(get_platform),
-                  session: Session = Depends(get_session, scope="function"), user: User = Depends(require_user)) -> JSONResponse:
+                  session: Session = SESSION, user: User = Depends(require_user)) -> JSONResponse:
     space = spaces.get_writable(session, user, owner, name)
     spaces.restart(platform, session, space, factory=factory)
     return JSONResponse(runtime_json(platform.settings, space))
@@ -34,7 +34,7 @@ def restart_space(owner: str, name: str, factory: bool = False, platform: Platfo
 
 @router.post("/api/spaces/{owner}/{name}/pause")
 def pause_space(owner: str, name: str, platform: Platform = Depends(get_platform),
-                session: Session = Depends(get_session, scope="function"), user: User = Depends(require_user)) -> JSONResponse:
+                session: Session = SESSION, user: User = Depends(require_user)) -> JSONResponse:
     space = spaces.get_writable(session, user, owner, name)
     spaces.stop(platform, session, space, stage=Stage.PAUSED)
     return JSONResponse(runtime_json(platform.settings, space))
@@ -42,7 +42,7 @@ def pause_space(owner: str, name: str, platform: Platform = Depends(get_platform
 
 @router.post("/api/spaces/{owner}/{name}/stop")
 def stop_space(owner: str, name: str, platform: Platform = Depends(get_platform),
-               session: Session = Depends(get_session, scope="function"), user: User = Depends(require_user)) -> JSONResponse:
+               session: Session = SESSION, user: User = Depends(require_user)) -> JSONResponse:
     space = spaces.get_writable(session, user, owner, name)
     spaces.stop(platform, session, space, stage=Stage.STOPPED)
     return JSONResponse(runtime_json(platform.settings, space))
@@ -70,7 +70,7 @@ async def upload(owner: str, name: str, request: Request, message: str = "Upload
 
 @router.get("/api/spaces/{owner}/{name}/builds/{sha}")
 def build_status(owner: str, name: str, sha: str, platform: Platform = Depends(get_platform),
-                 session: Session = Depends(get_session, scope="function"), user: User | None = Depends(optional_user)) -> JSONResponse:
+                 session: Session = SESSION, user: User | None = Depends(optional_user)) -> JSONResponse:
     """spacehub's own: how the build (and start) of one revision went, so a push can wait for its outcome."""
     space = spaces.get_visible(session, user, owner, name)
     build = spaces.find_build(session, space, sha)

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from spacehub import accounts, spaces
-from spacehub.api.deps import get_platform, get_session
+from spacehub.api.deps import SESSION, get_platform
 from spacehub.context import Platform
 from spacehub.errors import Forbidden, InvalidInput, NotFound, SpacehubError
 from spacehub.store.models import Membership, Organization, Token, User
@@ -46,7 +46,7 @@ def login_page(request: Request, next: str | None = None,
 
 @router.post("/login")
 def login(request: Request, username: str = Form(""), password: str = Form(""), next: str = Form("/"),
-          platform: Platform = Depends(get_platform), session: Session = Depends(get_session, scope="function"),
+          platform: Platform = Depends(get_platform), session: Session = SESSION,
           web: WebContext = Depends(web_context), browser: WebSession = Depends(web_session)) -> Response:
     try:
         user = accounts.check_password(session, username.strip(), password)
@@ -74,7 +74,7 @@ def join_page(request: Request, platform: Platform = Depends(get_platform),
 
 @router.post("/join")
 def join(request: Request, username: str = Form(""), password: str = Form(""),
-         platform: Platform = Depends(get_platform), session: Session = Depends(get_session, scope="function"),
+         platform: Platform = Depends(get_platform), session: Session = SESSION,
          user: User | None = Depends(current_user), web: WebContext = Depends(web_context),
          browser: WebSession = Depends(web_session)) -> Response:
     if not _signup_allowed(platform, user):
@@ -105,14 +105,14 @@ def _tokens_page(request: Request, session: Session, user: User, *, new_secret: 
 
 
 @router.get("/settings/tokens")
-def tokens_page(request: Request, session: Session = Depends(get_session, scope="function"),
+def tokens_page(request: Request, session: Session = SESSION,
                 user: User = Depends(signed_in_user)) -> Response:
     return _tokens_page(request, session, user)
 
 
 @router.post("/settings/tokens")
 def create_token(request: Request, name: str = Form(""), role: str = Form("write"),
-                 session: Session = Depends(get_session, scope="function"), user: User = Depends(signed_in_user)) -> Response:
+                 session: Session = SESSION, user: User = Depends(signed_in_user)) -> Response:
     name = name.strip()
     if not name or len(name) > 100:
         return _tokens_page(request, session, user, error="give the token a name (up to 100 characters)",
@@ -126,7 +126,7 @@ def create_token(request: Request, name: str = Form(""), role: str = Form("write
 
 
 @router.post("/settings/tokens/{token_id}/delete")
-def revoke_token(token_id: int, session: Session = Depends(get_session, scope="function"),
+def revoke_token(token_id: int, session: Session = SESSION,
                  user: User = Depends(signed_in_user)) -> Response:
     accounts.revoke_token(session, user, token_id)
     session.commit()
@@ -141,7 +141,7 @@ def new_org_page(request: Request, user: User = Depends(signed_in_user)) -> Resp
 
 
 @router.post("/organizations/new")
-def create_org(request: Request, name: str = Form(""), session: Session = Depends(get_session, scope="function"),
+def create_org(request: Request, name: str = Form(""), session: Session = SESSION,
                user: User = Depends(signed_in_user)) -> Response:
     name = name.strip()
     try:
@@ -164,7 +164,7 @@ def _org_admin(session: Session, user: User, org: Organization) -> bool:
 
 @router.post("/organizations/{org_name}/members")
 def add_member(org_name: str, username: str = Form(""), role: str = Form("write"),
-               session: Session = Depends(get_session, scope="function"), user: User = Depends(signed_in_user)) -> Response:
+               session: Session = SESSION, user: User = Depends(signed_in_user)) -> Response:
     org = accounts.get_org(session, org_name)
     if not _org_admin(session, user, org):
         raise Forbidden(f"only admins of {org.name} can change its members")
@@ -176,7 +176,7 @@ def add_member(org_name: str, username: str = Form(""), role: str = Form("write"
 
 
 @router.post("/organizations/{org_name}/members/{member}/delete")
-def remove_member(org_name: str, member: str, session: Session = Depends(get_session, scope="function"),
+def remove_member(org_name: str, member: str, session: Session = SESSION,
                   user: User = Depends(signed_in_user)) -> Response:
     org = accounts.get_org(session, org_name)
     if not _org_admin(session, user, org):
@@ -197,7 +197,7 @@ def remove_member(org_name: str, member: str, session: Session = Depends(get_ses
 # An owner's page: a user's or an organization's spaces (and an organization's members)
 
 @owner_router.get("/{owner}")
-def owner_page(request: Request, owner: str, session: Session = Depends(get_session, scope="function"),
+def owner_page(request: Request, owner: str, session: Session = SESSION,
                user: User | None = Depends(current_user)) -> Response:
     found_user = accounts.find_user(session, owner)
     org = None if found_user else session.scalar(select(Organization).where(

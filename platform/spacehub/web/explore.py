@@ -7,7 +7,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from spacehub import spaces
-from spacehub.api.deps import get_session
+from spacehub.api.deps import SESSION
 from spacehub.store.models import User
 from spacehub.web.deps import HTMLRoute, current_user
 from spacehub.web.render import page
@@ -24,7 +24,7 @@ def home() -> Response:
 
 @router.get("/spaces")
 def explore(request: Request, q: str = Query("", max_length=200), p: int = Query(0, ge=0, le=10_000),
-            session: Session = Depends(get_session, scope="function"), user: User | None = Depends(current_user)) -> Response:
+            session: Session = SESSION, user: User | None = Depends(current_user)) -> Response:
     search = q.strip()
     found = spaces.list_visible(session, user, search=search or None, limit=PAGE_SIZE + 1, offset=p * PAGE_SIZE)
     return page(request, "explore.html", user=user, spaces=found[:PAGE_SIZE], q=search, page_number=p,

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from spacehub import accounts, spaces
-from spacehub.api.deps import get_platform, get_session
+from spacehub.api.deps import SESSION, get_platform
 from spacehub.context import Platform
 from spacehub.store.models import User
 from spacehub.web.deps import HTMLRoute, signed_in_user
@@ -25,7 +25,7 @@ STORAGE_CHOICES = [("", "None (ephemeral)"), ("small", "Small"), ("medium", "Med
 
 
 @router.get("/new-space")
-def new_space(request: Request, platform: Platform = Depends(get_platform), session: Session = Depends(get_session, scope="function"),
+def new_space(request: Request, platform: Platform = Depends(get_platform), session: Session = SESSION,
               user: User = Depends(signed_in_user)) -> Response:
     owners = [user.name] + [org.name for org in accounts.user_orgs(session, user)]
     return page(request, "new_space.html", user=user, owners=owners, sdk_choices=SDK_CHOICES,

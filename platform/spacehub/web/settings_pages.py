@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from spacehub import management, spaces
-from spacehub.api.deps import get_platform, get_session
+from spacehub.api.deps import SESSION, get_platform
 from spacehub.context import Platform
 from spacehub.errors import InvalidInput, SpacehubError
 from spacehub.stages import Stage
@@ -66,7 +66,7 @@ def _sleep_choices(current: int | None) -> list[tuple[str, str]]:
 
 @router.get("/spaces/{owner}/{name}/settings")
 def settings_page(request: Request, owner: str, name: str, saved: str | None = Query(None),
-                  platform: Platform = Depends(get_platform), session: Session = Depends(get_session, scope="function"),
+                  platform: Platform = Depends(get_platform), session: Session = SESSION,
                   web: WebContext = Depends(web_context), user: User = Depends(signed_in_user)) -> Response:
     space = spaces.get_writable(session, user, owner, name)
     return _settings_page(request, platform, session, web, user, space, notice=NOTICES.get(saved or ""))
@@ -89,7 +89,7 @@ def _change(request: Request, platform: Platform, session: Session, web: WebCont
 
 @router.post("/spaces/{owner}/{name}/settings/hardware")
 def set_hardware(request: Request, owner: str, name: str, hardware: str = Form(""),
-                 platform: Platform = Depends(get_platform), session: Session = Depends(get_session, scope="function"),
+                 platform: Platform = Depends(get_platform), session: Session = SESSION,
                  web: WebContext = Depends(web_context), user: User = Depends(signed_in_user)) -> Response:
     return _change(request, platform, session, web, user, owner, name, "hardware",
                    lambda space: spaces.request_hardware(platform, session, space, hardware))
@@ -97,7 +97,7 @@ def set_hardware(request: Request, owner: str, name: str, hardware: str = Form("
 
 @router.post("/spaces/{owner}/{name}/settings/sleep")
 def set_sleep(request: Request, owner: str, name: str, sleep_time: str = Form(""),
-              platform: Platform = Depends(get_platform), session: Session = Depends(get_session, scope="function"),
+              platform: Platform = Depends(get_platform), session: Session = SESSION,
               web: WebContext = Depends(web_context), user: User = Depends(signed_in_user)) -> Response:
     def apply(space: Space) -> None:
         value = sleep_time.strip()
@@ -110,7 +110,7 @@ def set_sleep(request: Request, owner: str, name: str, sleep_time: str = Form(""
 
 @router.post("/spaces/{owner}/{name}/settings/visibility")
 def set_visibility(request: Request, owner: str, name: str, visibility: str = Form(""),
-                   platform: Platform = Depends(get_platform), session: Session = Depends(get_session, scope="function"),
+                   platform: Platform = Depends(get_platform), session: Session = SESSION,
                    web: WebContext = Depends(web_context), user: User = Depends(signed_in_user)) -> Response:
     def apply(space: Space) -> None:
         if visibility not in ("public", "private"):
@@ -126,14 +126,14 @@ def _variable_route(kind: str) -> None:
 
     def save(request: Request, owner: str, name: str, key: str = Form(""), value: str = Form(""),
              description: str = Form(""), platform: Platform = Depends(get_platform),
-             session: Session = Depends(get_session, scope="function"), web: WebContext = Depends(web_context),
+             session: Session = SESSION, web: WebContext = Depends(web_context),
              user: User = Depends(signed_in_user)) -> Response:
         return _change(request, platform, session, web, user, owner, name, singular,
                        lambda space: management.put_variable(platform, session, space, key.strip(), value,
                                                              description.strip(), secret=secret))
 
     def delete(request: Request, owner: str, name: str, key: str = Form(""),
-               platform: Platform = Depends(get_platform), session: Session = Depends(get_session, scope="function"),
+               platform: Platform = Depends(get_platform), session: Session = SESSION,
                web: WebContext = Depends(web_context), user: User = Depends(signed_in_user)) -> Response:
         return _change(request, platform, session, web, user, owner, name, f"{singular}-deleted",
                        lambda space: management.delete_variable(platform, session, space, key, secret=secret))
@@ -148,7 +148,7 @@ _variable_route("secrets")
 
 @router.post("/spaces/{owner}/{name}/settings/restart")
 def restart(request: Request, owner: str, name: str, factory: bool = Form(False),
-            platform: Platform = Depends(get_platform), session: Session = Depends(get_session, scope="function"),
+            platform: Platform = Depends(get_platform), session: Session = SESSION,
             web: WebContext = Depends(web_context), user: User = Depends(signed_in_user)) -> Response:
     return _change(request, platform, session, web, user, owner, name, "rebuild" if factory else "restart",
                    lambda space: spaces.restart(platform, session, space, factory=factory))
@@ -156,7 +156,7 @@ def restart(request: Request, owner: str, name: str, factory: bool = Form(False)
 
 @router.post("/spaces/{owner}/{name}/settings/pause")
 def pause(request: Request, owner: str, name: str, platform: Platform = Depends(get_platform),
-          session: Session = Depends(get_session, scope="function"), web: WebContext = Depends(web_context),
+          session: Session = SESSION, web: WebContext = Depends(web_context),
           user: User = Depends(signed_in_user)) -> Response:
     return _change(request, platform, session, web, user, owner, name, "pause",
                    lambda space: spaces.stop(platform, session, space, stage=Stage.PAUSED))
@@ -164,7 +164,7 @@ def pause(request: Request, owner: str, name: str, platform: Platform = Depends(
 
 @router.post("/spaces/{owner}/{name}/settings/delete")
 def delete(request: Request, owner: str, name: str, confirm: str = Form(""),
-           platform: Platform = Depends(get_platform), session: Session = Depends(get_session, scope="function"),
+           platform: Platform = Depends(get_platform), session: Session = SESSION,
            web: WebContext = Depends(web_context), user: User = Depends(signed_in_user)) -> Response:
     space = spaces.get_writable(session, user, owner, name)
     if confirm.strip() != space.repo_id:

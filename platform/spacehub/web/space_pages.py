@@ -11,7 +11,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from spacehub import accounts, spaces
-from spacehub.api.deps import get_platform, get_session
+from spacehub.api.deps import SESSION, get_platform
 from spacehub.context import Platform
 from spacehub.errors import EntryNotFound, SpacehubError
 from spacehub.logstream import read_logs
@@ -94,7 +94,7 @@ def _space_context(request: Request, platform: Platform, session: Session, web: 
 
 def _space_tab(tab: str):  # type: ignore[no-untyped-def]
     def handler(request: Request, owner: str, name: str, platform: Platform = Depends(get_platform),
-                session: Session = Depends(get_session, scope="function"), web: WebContext = Depends(web_context),
+                session: Session = SESSION, web: WebContext = Depends(web_context),
                 user: User | None = Depends(current_user)) -> Response:
         context = _space_context(request, platform, session, web, user, owner, name)
         return page(request, "space.html", tab=tab, **context)  # type: ignore[arg-type]
@@ -108,7 +108,7 @@ router.add_api_route("/spaces/{owner}/{name}/api", _space_tab("api"), methods=["
 
 
 @router.get("/spaces/{owner}/{name}/open")
-def open_app(owner: str, name: str, session: Session = Depends(get_session, scope="function"), web: WebContext = Depends(web_context),
+def open_app(owner: str, name: str, session: Session = SESSION, web: WebContext = Depends(web_context),
              user: User | None = Depends(current_user)) -> Response:
     """The app on its own host, in a tab of its own: a fresh signed URL when the space is private."""
     space = spaces.get_visible(session, user, owner, name)
@@ -117,7 +117,7 @@ def open_app(owner: str, name: str, session: Session = Depends(get_session, scop
 
 @router.get("/spaces/{owner}/{name}/status")
 def status_fragment(request: Request, owner: str, name: str, platform: Platform = Depends(get_platform),
-                    session: Session = Depends(get_session, scope="function"), web: WebContext = Depends(web_context),
+                    session: Session = SESSION, web: WebContext = Depends(web_context),
                     user: User | None = Depends(current_user)) -> Response:
     """The panel above (or instead of) the app, re-fetched by the page when the stage changes."""
     context = _space_context(request, platform, session, web, user, owner, name)
@@ -126,7 +126,7 @@ def status_fragment(request: Request, owner: str, name: str, platform: Platform 
 
 @router.get("/spaces/{owner}/{name}/api-snippets")
 def api_snippets(request: Request, owner: str, name: str, platform: Platform = Depends(get_platform),
-                 session: Session = Depends(get_session, scope="function"), user: User | None = Depends(current_user)) -> Response:
+                 session: Session = SESSION, user: User | None = Depends(current_user)) -> Response:
     space = spaces.get_visible(session, user, owner, name)
     info = fetch_info(platform.settings, space, RedisRouteTable(platform.redis)) if space.sdk == "gradio" else None
     snippets = build_snippets(platform.settings, space, info)
@@ -151,7 +151,7 @@ def _files_context(platform: Platform, space: Space, revision: str) -> dict[str,
 @router.get("/spaces/{owner}/{name}/tree/{revision}")
 @router.get("/spaces/{owner}/{name}/tree/{revision}/{path:path}")
 def tree(request: Request, owner: str, name: str, revision: str, path: str = "",
-         platform: Platform = Depends(get_platform), session: Session = Depends(get_session, scope="function"),
+         platform: Platform = Depends(get_platform), session: Session = SESSION,
          web: WebContext = Depends(web_context), user: User | None = Depends(current_user)) -> Response:
     context = _space_context(request, platform, session, web, user, owner, name)
     space: Space = context["space"]  # type: ignore[assignment]
@@ -169,7 +169,7 @@ def tree(request: Request, owner: str, name: str, revision: str, path: str = "",
 
 @router.get("/spaces/{owner}/{name}/blob/{revision}/{path:path}")
 def blob(request: Request, owner: str, name: str, revision: str, path: str,
-         platform: Platform = Depends(get_platform), session: Session = Depends(get_session, scope="function"),
+         platform: Platform = Depends(get_platform), session: Session = SESSION,
          web: WebContext = Depends(web_context), user: User | None = Depends(current_user)) -> Response:
     context = _space_context(request, platform, session, web, user, owner, name)
     space: Space = context["space"]  # type: ignore[assignment]
@@ -192,7 +192,7 @@ def blob(request: Request, owner: str, name: str, revision: str, path: str,
 
 @router.get("/spaces/{owner}/{name}/raw/{revision}/{path:path}")
 def raw(owner: str, name: str, revision: str, path: str, platform: Platform = Depends(get_platform),
-        session: Session = Depends(get_session, scope="function"), user: User | None = Depends(current_user)) -> Response:
+        session: Session = SESSION, user: User | None = Depends(current_user)) -> Response:
     """A file as a download: never rendered on the platform's origin, whatever it contains."""
     space = spaces.get_visible(session, user, owner, name)
     data = platform.repos.read_file(spaces.repo_key(space), revision, path)
@@ -204,7 +204,7 @@ def raw(owner: str, name: str, revision: str, path: str, platform: Platform = De
 
 @router.get("/spaces/{owner}/{name}/commits/{revision}")
 def commits(request: Request, owner: str, name: str, revision: str,
-            platform: Platform = Depends(get_platform), session: Session = Depends(get_session, scope="function"),
+            platform: Platform = Depends(get_platform), session: Session = SESSION,
             web: WebContext = Depends(web_context), user: User | None = Depends(current_user)) -> Response:
     context = _space_context(request, platform, session, web, user, owner, name)
     space: Space = context["space"]  # type: ignore[assignment]
