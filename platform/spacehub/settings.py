@@ -154,6 +154,17 @@ class Settings(BaseSettings):
     _split = field_validator("pip_extra_index_urls", "pip_find_links", "python_versions", "gpus",
                              "fork_server_preload", mode="before")(_split_commas)
 
+    @field_validator("admin_token")
+    @classmethod
+    def _admin_token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        # Platform tokens carry the `sh_` prefix: the proxy recognises (and strips) them by it, so a token
+        # without it would reach apps and could not open private spaces.
+        if value is not None:
+            secret = value.get_secret_value()
+            if not secret.startswith("sh_") or len(secret) < 24:
+                raise ValueError("SPACEHUB_ADMIN_TOKEN must start with 'sh_' and be at least 24 characters long")
+        return value
+
     @cached_property
     def base_url(self) -> str:
         return (self.public_url or f"http://localhost:{self.port}").rstrip("/")
