@@ -66,9 +66,13 @@ class Settings(BaseSettings):
                               "per-environment server that has already imported the heavy modules (false: "
                               "always a plain `python app.py`)")
     fork_server_preload: CommaList = Field(
-        default_factory=lambda: ["gradio", "gradio.http_server", "torch", "transformers",
-                                 "transformers.modeling_utils"],
-        description="Modules a fork-server imports before forking, each only if its environment has it")
+        default_factory=lambda: [
+            "gradio", "gradio.http_server", "pydantic.v1", "anyio._backends._asyncio", "starlette.middleware.cors",
+            "uvicorn.lifespan.on", "uvicorn.loops.auto", "uvicorn.protocols.http.h11_impl",
+            "uvicorn.protocols.websockets.auto", "encodings.idna", "multiprocessing.synchronize",
+            "torch", "transformers", "transformers.modeling_utils"],
+        description="Modules a fork-server imports before forking, each only if its environment has it (what "
+        "`import gradio` leaves to `launch()` included: each module imported here is memory its apps share)")
     fork_server_start_timeout_s: float = Field(default=180.0, description="Time a new fork-server gets to import "
                                                "its modules; past it the app is started plainly")
     fork_server_idle_s: float = Field(default=600.0, description="A fork-server whose environment no space uses "
@@ -98,6 +102,8 @@ class Settings(BaseSettings):
                                          "crashing app")
     max_restarts: int = Field(default=5, description="Crashes in a row restarted before the space is marked "
                               "RUNTIME_ERROR")
+    restart_reset_s: float = Field(default=600.0, description="An app that ran this long after a restart has "
+                                   "recovered: its next crash is the first of a new row")
     gc_interval_s: float = Field(default=3600.0, description="How often unused environments, app copies, "
                                  "images, build caches and stale checkouts are collected")
     gc_keep_s: float = Field(default=7 * 24 * 3600.0, description="How long an environment, app copy or image "

@@ -4,8 +4,10 @@ The state lives on the space's row (SQL, so a supervisor restart forgets nothing
 row so far), `crashed_at` (the last one) and `restart_at` (when the pending restart is due; the supervisor
 enqueues it then). The n-th crash in a row waits `SPACEHUB_RESTART_BACKOFF_S * 2**(n-1)`, at most
 `SPACEHUB_RESTART_BACKOFF_MAX_S`; the crash after `SPACEHUB_MAX_RESTARTS` restarts marks the space
-`RUNTIME_ERROR`, with the app's last log lines and the restart count in its message. Crashes further apart than
-twice the longest delay are not "in a row": the count starts again. An owner's restart or a new build resets it.
+`RUNTIME_ERROR`, with the app's last log lines and the restart count in its message. An app that ran for
+SPACEHUB_RESTART_RESET_S after its restart before it crashed again has recovered: the count starts again (how
+long it ran is the time since the last crash less the delay before its restart). An owner's restart or a new
+build resets the count too.
 """
 
 from __future__ import annotations
@@ -28,12 +30,19 @@ class CrashDecision:
 
 def decide(settings: Settings, restarts: int, crashed_at: datetime | None, now: datetime) -> CrashDecision:
     """What to do about a crash, given the crashes in a row before it."""
-    in_a_row = crashed_at is not None and (now - crashed_at).total_seconds() <= 2 * settings.restart_backoff_max_s
+    in_a_row = False
+    if crashed_at is not None and restarts > 0:
+        ran_for = (now - crashed_at).total_seconds() - delay_before(settings, restarts)
+        in_a_row = ran_for < settings.restart_reset_s
     attempt = (restarts if in_a_row else 0) + 1
     if attempt > settings.max_restarts:
         return CrashDecision(attempt=attempt, delay_s=0.0, give_up=True)
-    delay = min(settings.restart_backoff_s * 2 ** (attempt - 1), settings.restart_backoff_max_s)
-    return CrashDecision(attempt=attempt, delay_s=delay, give_up=False)
+    return CrashDecision(attempt=attempt, delay_s=delay_before(settings, attempt), give_up=False)
+
+
+def delay_before(settings: Settings, attempt: int) -> float:
+    """The wait before restart number `attempt` (1 = the first after a crash)."""
+    return float(min(settings.restart_backoff_s * 2 ** (attempt - 1), settings.restart_backoff_max_s))
 
 
 def record_crash(settings: Settings, space: Space, reason: str, now: datetime,

@@ -66,7 +66,7 @@ def needed(platform: Platform) -> Needed:
                 _add_artifact(result, build.artifact)
     for handle in handles:
         data = handle.get("data") or {}
-        for key in ("cwd", "log_file", "exit_file"):
+        for key in ("cwd", "env_path", "log_file", "exit_file"):
             if data.get(key):
                 result.paths.add(_resolved(data[key]))
         if data.get("image"):

@@ -86,6 +86,8 @@ class Supervisor:
                     self._pump_logs(space.id, handle)
                     continue
                 self._pump_logs(space.id, handle)
+                if not self._still_current(space.id, space.handle):
+                    continue  # a job stopped or replaced it since this tick read SQL (a sleep, a redeploy)
                 self._pumped.pop(self._handle_key(handle), None)
                 tail = readiness.tail(runtime.logs(handle))  # before the stop: a container's logs go with it
                 runtime.stop(handle)  # an exited container stays until removed; a process is only reaped
@@ -98,6 +100,14 @@ class Supervisor:
         allocator = gpus.GpuAllocator(self.settings, self.platform.db)
         for space_id in idle:
             allocator.release(space_id)
+
+    def _still_current(self, space_id: int, handle: dict[str, object] | None) -> bool:
+        """Whether `handle` is still the space's app, with no job at work on the space: read afresh (another
+        session, so not this tick's snapshot), since a stop or deploy may have finished after the tick read it."""
+        if self.platform.redis.exists(space_lock_key(space_id)):
+            return False
+        with self.platform.db.session() as fresh:
+            return bool(fresh.scalar(select(Space.handle).where(Space.id == space_id)) == handle)
 
     def _restart(self, space: Space, reason: str, log_tail: list[str] | None = None) -> None:
         """A crash: restart after the backoff delay (`lifecycle.restart_due` enqueues it), or give up."""

@@ -74,9 +74,12 @@ def test_dry_run_shows_the_allocators_choice_and_what_the_space_sees() -> None:
     assert "inventory (dry run: SPACEHUB_GPUS=0 stands in for a device): 0" in out
     assert "gpu-check/torch (t4-small, 1 GPU) -> device 0" in out
     assert "a second t4-small space -> waits" in out  # one device, so never shared
-    assert "CUDA_VISIBLE_DEVICES: 0" in out  # the runtime handed the space the allocator's device
-    assert "cuda_available: False" in out
-    assert "float32 on cpu" in out
+    # Both ways the process runtime starts an app: forked from the environment's fork-server, and plainly.
+    assert "started: forked by the environment's fork-server" in out
+    assert "started: plain `python app.py`" in out
+    assert out.count("CUDA_VISIBLE_DEVICES: 0") == 2  # the runtime handed the space the allocator's device
+    assert out.count("cuda_available: False") == 2
+    assert out.count("float32 on cpu") == 2
     assert "DRY RUN PASSED" in out
 
 

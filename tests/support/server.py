@@ -95,8 +95,8 @@ class Server:
                 self.process.wait()
 
     def kill_apps(self) -> None:
-        """Apps live in their own sessions, outliving serve by design: tests clean them up here."""
-        for pid in app_pids(self.data_dir):
+        """Apps and fork-servers live in their own sessions, outliving serve by design: tests clean them up here."""
+        for pid in app_pids(self.data_dir) + fork_server_pids(self.data_dir):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(os.getpgid(pid), signal.SIGKILL)
 
@@ -132,6 +132,15 @@ class Server:
 
 
 def app_pids(data_dir: Path) -> list[int]:
+    return _pids_in(data_dir / "apps")  # an app's working folder is its checkout
+
+
+def fork_server_pids(data_dir: Path) -> list[int]:
+    """The fork-servers of the process runtime: each works in run/forkservers/<env hash>.home."""
+    return _pids_in(data_dir / "run" / "forkservers")
+
+
+def _pids_in(folder: Path) -> list[int]:
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -140,6 +149,6 @@ def app_pids(data_dir: Path) -> list[int]:
             cwd = os.readlink(entry / "cwd")
         except OSError:
             continue
-        if cwd.startswith(str(data_dir / "apps")):  # an app's working folder is its checkout
+        if cwd.startswith(str(folder)):
             pids.append(int(entry.name))
     return pids

@@ -41,6 +41,7 @@ from typing import Any
 
 from spacehub.errors import StartFailed
 from spacehub.settings import Settings
+from spacehub_runner.runtimes.forkserver_main import ENV_ROOM_VARIABLE
 
 log = logging.getLogger("spacehub.forkserver")
 
@@ -50,6 +51,10 @@ _BOOTSTRAP = "import runpy, sys; runpy.run_path(sys.argv.pop(1), run_name='space
 
 # Servers this process started: polled so that they never linger as zombies of a long-lived parent.
 _SPAWNED: list[subprocess.Popen[bytes]] = []
+
+
+# Room reserved in the server's initial environment for a child's (larger ones stay invisible in /proc only).
+ENV_ROOM_BYTES = 32 * 1024
 
 
 def servers_dir(settings: Settings) -> Path:
@@ -122,7 +127,8 @@ class ForkServer:
         proc = None
         while time.monotonic() < deadline:
             if proc is None:
-                proc = self.launch()  # None: another process is starting it right now
+                # None while another process starts one (asked again each round, in case that one dies).
+                proc = self.launch()
             info = self.hello()
             if self.current(info):
                 assert info is not None
@@ -202,6 +208,7 @@ def server_env(settings: Settings, venv: Path, home: Path, base: dict[str, str])
     tmp = home / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     env.update({"HOME": str(home), "TMPDIR": str(tmp), "GRADIO_TEMP_DIR": str(tmp / "gradio")})
+    env[ENV_ROOM_VARIABLE] = "." * ENV_ROOM_BYTES  # room for a child's environment (`_show_as` there)
     return env
 
 

@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import ctypes
 import gc
 import importlib
 import importlib.util
@@ -82,6 +83,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PROTOCOL = 1
+
+# A variable of the server's own environment that only reserves room: a child writes its environment over the
+# server's initial one in place, so that /proc/<pid>/environ (ps e, tools, tests) shows the app's (see `_show_as`).
+ENV_ROOM_VARIABLE = "FORK_SERVER_ENV_ROOM"
 
 # A reading site (code + line) that read this many distinct variables (or all there are) walked the whole
 # environment.
@@ -436,8 +441,8 @@ class Server:
                 elif op == "hello":
                     reply = self._hello()
                 elif op == "exit":
+                    self._remove_socket()  # first: once answered, no one finds this server any more
                     _send(conn, {"ok": True})
-                    self._remove_socket()
                     return None
                 else:
                     reply = {"ok": False, "error": f"unknown op {op!r}"}
@@ -543,6 +548,10 @@ def _lead(request: dict[str, Any], log_fd: int, ready_w: int, changed: set[str],
         os.write(ready_w, str(app).encode())
         os.close(ready_w)
         _redirect(log_fd)
+        os.chdir(request["cwd"])  # as the plain path's wrapper shell: every process of the app's group is there
+        os.environ.clear()  # (nothing here reads it: only for /proc/<pid>/environ, as the wrapper shell has it)
+        os.environ.update({str(key): str(value) for key, value in request["env"].items()})
+        _show_as(["spacehub-leader", request["exit_file"]], dict(os.environ))
         status = _wait(app)
         with open(request["exit_file"], "w") as fh:
             fh.write(f"{status}\n")
@@ -661,6 +670,7 @@ def run_app(server: Server, launch: Launch) -> None:
     app_file = os.path.abspath(request["app_file"])
     sys.argv = [app_file]
     sys.orig_argv = [sys.executable, request["app_file"]]
+    _show_as(sys.orig_argv, dict(os.environ))
     sys.path[0] = os.path.dirname(app_file)
     try:
         runpy.run_path(app_file, run_name="__main__")
@@ -671,12 +681,33 @@ def run_app(server: Server, launch: Launch) -> None:
         tb = exc.__traceback__
         while tb is not None and tb.tb_frame.f_code.co_filename != app_file:
             tb = tb.tb_next
-        sys.excepthook(type(exc), exc, tb or exc.__traceback__)
+        exc.__traceback__ = tb or exc.__traceback__  # (the hook prints the exception's own traceback)
+        sys.excepthook(type(exc), exc, exc.__traceback__)
         sys.stderr.flush()
         if isinstance(exc, KeyboardInterrupt):
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGINT)
         raise SystemExit(1) from None
+
+
+def _show_as(argv: list[str], env: dict[str, str]) -> None:
+    """Write the app's command line and environment over the server's initial ones (the memory that
+    /proc/self/cmdline and /proc/self/environ read), each only if it fits; NUL-padded.
+
+    Safe: Python copied argv at start-up, and os.environ.clear() removed every pointer glibc kept into the old
+    environment strings.
+    """
+    try:
+        with open("/proc/self/stat") as fh:
+            text = fh.read()
+        fields = [int(field) for field in text[text.rindex(")") + 2:].split()[45:49]]
+    except (OSError, ValueError):
+        return
+    arg_start, arg_end, env_start, env_end = fields
+    for start, end, items in ((arg_start, arg_end, argv), (env_start, env_end, [f"{k}={v}" for k, v in env.items()])):
+        data = b"".join(item.encode("utf-8", "surrogateescape") + b"\0" for item in items)
+        if start and len(data) <= end - start:
+            ctypes.memmove(start, data + b"\0" * (end - start - len(data)), end - start)
 
 
 def main(argv: list[str]) -> tuple[Server, Launch] | None:
