@@ -90,9 +90,9 @@ class Waker:
     async def route(self, entry: Entry, label: str, headers: list[tuple[bytes, bytes]], target: bytes) -> Route | None:
         """The route once the space is awake, or a local answer; None: not a space to wake (the gateway answers
         with the space's stage)."""
-        if entry.stage not in WAKEABLE:
-            return None
         is_status = target.split(b"?", 1)[0] == STATUS_PATH
+        if entry.stage not in WAKEABLE:
+            return _status(200, "failed", entry) if is_status else None
         if not is_status and not is_activity(target):
             # A heartbeat of a tab left open: never a reason to wake (nor to be held).
             return _json(503, f"space {entry.repo_id} is idle", "SpaceIdle", retry_after=True)
@@ -193,7 +193,7 @@ def _status(status: int, state: str, entry: Entry) -> Route:
 
 def _waiting_page(entry: Entry) -> Route:
     name = html.escape(entry.repo_id)
-    page = _PAGE.replace("{name}", name).replace("{stage}", html.escape(entry.stage))
+    page = _PAGE.replace("{name}", name)
     page = page.replace("{status_path}", STATUS_PATH.decode()).replace("{header}", STATUS_HEADER)
     return Route(upstream=None, status=503, body=page.encode(), content_type="text/html; charset=utf-8",
                  extra_headers=(("Retry-After", "2"), ("Cache-Control", "no-store")))
@@ -216,7 +216,7 @@ animation:b 1s infinite alternate}.dot:nth-child(2){animation-delay:.2s}.dot:nth
 <body><main>
 <h1>{name} is waking up</h1>
 <p><span class="dot"></span><span class="dot"></span><span class="dot"></span></p>
-<p id="detail" data-spacehub-wake="waiting">{stage}</p>
+<p id="detail" data-spacehub-wake="waiting">Starting the app&hellip;</p>
 </main>
 <script>
 (function () {
@@ -226,7 +226,7 @@ animation:b 1s infinite alternate}.dot:nth-child(2){animation-delay:.2s}.dot:nth
       var state = r.headers.get("{header}");
       if (state === "waiting") {
         return r.json().then(function (s) {
-          detail.textContent = s.message ? s.stage + ": " + s.message : s.stage;
+          if (s.stage !== "SLEEPING") { detail.textContent = s.message || s.stage; }
           setTimeout(poll, 300);
         });
       }

@@ -10,6 +10,7 @@ from PyPI would have brought.
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Iterator
 
@@ -67,10 +68,12 @@ def test_a_rebuild_of_the_same_requirements_is_cached(server: Server, similarity
     for item in (EXAMPLES / "similarity").iterdir():
         changed.joinpath(item.name).write_bytes(item.read_bytes())
     readme = changed / "README.md"
-    readme.write_text(readme.read_text() + "\nA code-only change.\n")
+    # A fresh change each run: images are named by content, so a repeated change would build nothing at all.
+    readme.write_text(readme.read_text() + f"\nA code-only change ({secrets.token_hex(4)}).\n")
     started = time.monotonic()
     result = server.cli("push", str(changed), "admin/similarity", timeout=1200)
     record("similarity: push-to-RUNNING, README-only change", time.monotonic() - started)
     assert "Running: " in result.stdout
+    print(result.stdout)
     # The torch + transformers layer comes from the cache: only the app code's layer is built again.
     assert "torch" not in "\n".join(line for line in result.stdout.splitlines() if "Downloading" in line)

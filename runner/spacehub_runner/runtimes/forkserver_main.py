@@ -197,8 +197,10 @@ class EnvReads:
     modules: dict[str, ModuleBody] = field(default_factory=dict)  # in the order they were first read
     aliases: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (module, name) -> copies' modules
     _original: Any = None
+    _environment_size: int = 0  # variables there were when the preload began
 
     def install(self) -> None:
+        self._environment_size = len(os.environ)
         environ_type = type(os.environ)
         original = environ_type.__getitem__
         self._original = original
@@ -234,7 +236,7 @@ class EnvReads:
         keys_by_reader: dict[tuple[str, int, int], set[str]] = {}
         for key, reader, _ in self.raw:
             keys_by_reader.setdefault(reader, set()).add(key)
-        scan_size = min(SCAN_MIN_KEYS, len(os.environ))
+        scan_size = min(SCAN_MIN_KEYS, self._environment_size)
         for key, reader, where in self.raw:
             if len(keys_by_reader[reader]) >= scan_size:
                 continue  # a scan of the whole environment, not a read of this variable
