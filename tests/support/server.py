@@ -45,6 +45,9 @@ class Server:
             "SPACEHUB_TOKEN": ADMIN_TOKEN,
             "UV_CACHE_DIR": os.environ.get("UV_CACHE_DIR", str(Path.home() / ".cache" / "uv")),
             "PYTHONUNBUFFERED": "1",
+            # Tests that look at apps directly (docker exec, /proc) must not race the idle freeze; the lifecycle
+            # tests set their own short timings.
+            "SPACEHUB_FREEZE_AFTER_S": "3600",
             **{f"SPACEHUB_{k.upper()}": v for k, v in settings.items()},
         }
         self.env.pop("SPACEHUB_REDIS_URL", None)
