@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-unit lint bench bench-proxy images install system clean
+.PHONY: run test test-unit lint bench bench-proxy bench-spaces images install system clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,8 +34,11 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 # Benchmarks: each measured side by side with its anchor in the same run, printed as a markdown table of
-# medians and ratios (also written under artifacts/bench/). `bench` runs them all.
-bench: bench-proxy
+# medians and ratios (also written under artifacts/bench/). `bench` runs them all (~12 min), then prints the
+# whole report again (artifacts/bench/bench.md).
+bench: bench-proxy bench-spaces
+	cat artifacts/bench/proxy.md artifacts/bench/spaces.md > artifacts/bench/bench.md
+	@echo; echo "==================== make bench ===================="; cat artifacts/bench/bench.md
 
 # The proxy (full contract) against nginx and against no proxy, same upstream, 127.0.0.1 only (~2 min).
 # BENCH_PROXY_ARGS: e.g. `--rounds 3 --duration 3` (see tests/bench/bench_proxy.py --help).
@@ -43,6 +46,14 @@ bench-proxy: $(STAMP)
 	bash deploy/setup/bench.sh
 	mkdir -p artifacts/bench
 	$(PY) tests/bench/bench_proxy.py --out artifacts/bench/proxy.md $(BENCH_PROXY_ARGS)
+
+# Spaces: wake (frozen, sleeping; fork-server, plain exec, docker) against a cold `python app.py` and a cold
+# `docker run`; density by PSS with and without the fork-server; push-to-RUNNING builds per runtime (~10 min).
+# Needs the docker images (`make images`) and /opt/wheels (torch); BENCH_SPACES_ARGS: e.g. `--rounds 3
+# --skip-docker` (see tests/bench/bench_spaces.py --help).
+bench-spaces: $(STAMP) images
+	mkdir -p artifacts/bench
+	$(PY) tests/bench/bench_spaces.py --out artifacts/bench/spaces.md $(BENCH_SPACES_ARGS)
 
 # Base and SDK images for the docker runtime, built offline once and reused (a no-op when present).
 images: $(STAMP) system

@@ -68,8 +68,9 @@ class Settings(BaseSettings):
     fork_server_preload: CommaList = Field(
         default_factory=lambda: [
             "gradio", "gradio.http_server", "pydantic.v1", "anyio._backends._asyncio", "starlette.middleware.cors",
-            "uvicorn.lifespan.on", "uvicorn.loops.auto", "uvicorn.protocols.http.h11_impl",
-            "uvicorn.protocols.websockets.auto", "encodings.idna", "multiprocessing.synchronize",
+            "uvicorn.lifespan.on", "uvicorn.loops.auto", "uvicorn.loops.asyncio", "uvicorn.protocols.http.auto",
+            "uvicorn.protocols.http.h11_impl", "uvicorn.protocols.websockets.auto", "fastapi.telemetry._runtime",
+            "encodings.idna", "encodings.unicode_escape", "multiprocessing.synchronize",
             "torch", "transformers", "transformers.modeling_utils"],
         description="Modules a fork-server imports before forking, each only if its environment has it (what "
         "`import gradio` leaves to `launch()` included: each module imported here is memory its apps share)")

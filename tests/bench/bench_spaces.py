@@ -210,19 +210,34 @@ class Platform:
         return elapsed
 
 
+def wait_state(platform: Platform, repo_id: str, state: str, timeout: float = 120.0) -> None:
+    """Until the space is frozen or asleep. A space that fell asleep before it was seen frozen is woken (not
+    measured) to go round again."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if state == "frozen":
+            if platform.frozen(repo_id):
+                return
+            if platform.asleep(repo_id):
+                first_byte(platform.server.port, platform.host(repo_id))
+        elif platform.asleep(repo_id):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {repo_id} to be {state}")
+        time.sleep(0.05)
+
+
 def wake_rounds(platform: Platform, repo_id: str, rounds: int, frozen: Series | None, sleeping: Series,
                 timeout: float = 300.0) -> None:
     """Each round: wait until the space is frozen and GET it, then until it sleeps and GET it."""
     host = platform.host(repo_id)
     port = platform.server.port
-    if platform.asleep(repo_id) or platform.frozen(repo_id):
-        first_byte(port, host, timeout=timeout)  # awake first (not measured): a round starts from RUNNING
     for round_no in range(rounds):
-        for series, state, check in ((frozen, "frozen", platform.frozen), (sleeping, "asleep", platform.asleep)):
+        for series, state in ((frozen, "frozen"), (sleeping, "asleep")):
             if series is None:
                 continue
             try:
-                wait_for(lambda check=check: check(repo_id), f"{repo_id} {state}", timeout=120)  # type: ignore[misc]
+                wait_state(platform, repo_id, state)
                 time.sleep(0.3)  # let the freeze or stop settle: measure the wake, not the way down
                 elapsed, status = first_byte(port, host, timeout=timeout)
                 if status != 200:
@@ -280,14 +295,25 @@ def cold_docker_run(image: str, rounds: int) -> Series:
 # -- density -----------------------------------------------------------------------------------------------
 
 
-def pss_mb(pid: int) -> float:
+def smaps_mb(pid: int, *fields: str) -> float:
+    """The sum of these smaps_rollup fields of a process, in MB (0 if it is gone)."""
+    total = 0
     try:
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) / 1024
+            name, _, rest = line.partition(":")
+            if name in fields:
+                total += int(rest.split()[0])
     except OSError:
         pass
-    return 0.0
+    return total / 1024
+
+
+def pss_mb(pid: int) -> float:
+    return smaps_mb(pid, "Pss")
+
+
+def uss_mb(pid: int) -> float:
+    return smaps_mb(pid, "Private_Clean", "Private_Dirty")
 
 
 def group_pids(pgid: int) -> list[int]:
@@ -305,8 +331,9 @@ def group_pids(pgid: int) -> list[int]:
 
 @dataclass
 class Density:
-    points: list[tuple[int, float]]
+    points: list[tuple[int, float]]  # (apps, PSS total of their processes and the fork-server)
     server_mb: float
+    uss_per_app: float  # private memory of one app's processes, averaged: a cross-check of the slope
 
     @property
     def per_app(self) -> float:
@@ -330,7 +357,7 @@ def density(base: Settings, fork: bool, apps: int) -> Density:
     runtime = ProcessRuntime(settings)
     handles: list[Handle] = []
     points: list[tuple[int, float]] = []
-    server_mb = 0.0
+    server_mb = uss = 0.0
     try:
         for target in (2, apps):
             while len(handles) < target:
@@ -346,14 +373,16 @@ def density(base: Settings, fork: bool, apps: int) -> Density:
             for handle in handles:  # each app has answered a request: memory as a used app has it
                 first_byte(int(handle.data["port"]), "127.0.0.1")
             time.sleep(1)
-            apps_mb = sum(pss_mb(pid) for handle in handles for pid in group_pids(int(handle.data["pgid"])))
+            groups = [group_pids(int(handle.data["pgid"])) for handle in handles]
+            apps_mb = sum(pss_mb(pid) for pids in groups for pid in pids)
+            uss = sum(uss_mb(pid) for pids in groups for pid in pids) / len(groups)
             server_mb = sum(pss_mb(int(info["pid"])) for info in forkserver.running(settings).values()) if fork \
                 else 0.0
             points.append((target, apps_mb + server_mb))
     finally:
         for handle in handles:
             runtime.stop(handle)
-    return Density(points, server_mb)
+    return Density(points, server_mb, uss)
 
 
 # -- the run -----------------------------------------------------------------------------------------------
@@ -510,21 +539,24 @@ def table(results: Results, args: argparse.Namespace, load: str) -> str:
         f"| {ratio(get('anchor python similarity'), get('similarity sleeping fork'))} |",
         "",
         f"**Density**: running hello apps in {BUDGET_MB} MB, by PSS (all processes of each app, plus the "
-        f"fork-server); measured with 2 and {args.density_apps} apps, extrapolated as (budget − fixed) / per-app.",
+        f"fork-server); measured with 2 and {args.density_apps} apps: per app = the slope of the PSS total, fixed = "
+        "its intercept; apps in 4 GB = (budget − fixed) / per app (extrapolated). USS per app (private memory) "
+        "is the cross-check: what one more app costs.",
         "",
-        "| mode | PSS total (apps: MB) | fork-server PSS | fixed | per app | apps in 4 GB | per GB | vs plain |",
-        "|---|---|---|---|---|---|---|---|",
+        "| mode | PSS total (apps: MB) | fork-server PSS | fixed | per app (slope) | per app (USS) | apps in 4 GB "
+        "| per GB | vs plain |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     plain = results.density.get("plain exec")
     for name in ("fork-server", "plain exec"):
         got = results.density.get(name)
         if got is None:
-            lines.append(f"| {name} | n/a | | | | | | |")
+            lines.append(f"| {name} | n/a | | | | | | | |")
             continue
         versus = f"{got.fits / plain.fits:.2f}x" if plain is not None and plain.fits else "–"
         points = ", ".join(f"{n}: {mb:.0f}" for n, mb in got.points)
         lines.append(f"| {name} | {points} | {got.server_mb:.0f} MB | {got.fixed:.0f} MB | {got.per_app:.1f} MB "
-                     f"| {got.fits} | {got.fits / (BUDGET_MB / 1024):.1f} | {versus} |")
+                     f"| {got.uss_per_app:.1f} MB | {got.fits} | {got.fits / (BUDGET_MB / 1024):.1f} | {versus} |")
     lines += ["", "**Builds**: `spacehub push` of hello to RUNNING (seconds).", "",
               "| runtime | first | code-only | unchanged |", "|---|---|---|---|"]
     for runtime, figures in results.builds.items():

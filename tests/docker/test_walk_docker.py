@@ -76,7 +76,10 @@ def test_code_change_measures_push_to_running(server: Server, hello, tmp_path: P
     record("walk: push-to-RUNNING hello, code-only change", time.monotonic() - started)
     assert "Running: " in result.stdout
     assert Client(server.space_url("admin-hello"), verbose=False).predict("Ada", api_name="/greet") == "Hi Ada!"
-    # The old revision's container was removed after the switch: still exactly one.
+    # The old revision's container is removed once drained after the switch (lifecycle): then exactly one.
+    deadline = time.monotonic() + 60
+    while len(_space_containers(server, "admin/hello")) != 1 and time.monotonic() < deadline:
+        time.sleep(0.5)
     assert len(_space_containers(server, "admin/hello")) == 1
 
 

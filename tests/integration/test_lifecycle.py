@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ import httpx
 import pytest
 from gradio_client import Client
 
+from support.lifecycle import handle_of, process_state, set_sleep_time, stage
 from support.server import EXAMPLES, Server
 
 pytestmark = pytest.mark.timeout(900)
@@ -54,35 +54,10 @@ def wait_until(what: str, check: Callable[[], Any], timeout: float = 120, server
     raise AssertionError(f"timed out waiting until {what}\n{log}")
 
 
-def handle_of(server: Server, repo_id: str) -> dict[str, Any] | None:
-    owner, name = repo_id.split("/")
-    with sqlite3.connect(server.data_dir / "spacehub.db") as db:
-        row = db.execute("select handle from spaces where owner=? and name=?", (owner, name)).fetchone()
-    return json.loads(row[0]) if row and row[0] else None
-
-
-def process_state(pid: int) -> str | None:
-    """The state letter of a process (R, S, T for stopped...), None when there is no such process."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text[text.rindex(")") + 2:].split()[0]
-
-
 def app_pid(server: Server, repo_id: str) -> int:
     handle = handle_of(server, repo_id)
     assert handle is not None, f"{repo_id} has no running app"
     return int(handle["data"]["pid"])
-
-
-def stage(server: Server, repo_id: str) -> str:
-    return str(server.api.get(f"/api/spaces/{repo_id}/runtime").json()["stage"])
-
-
-def set_sleep_time(server: Server, repo_id: str, seconds: int) -> None:
-    response = server.api.post(f"/api/spaces/{repo_id}/sleeptime", json={"seconds": seconds})
-    assert response.status_code == 200, response.text
 
 
 def run_log(server: Server, repo_id: str) -> str:

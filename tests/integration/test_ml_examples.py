@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,8 +59,11 @@ def model(server: Server) -> str:
 
 @pytest.fixture(scope="module")
 def similarity(server: Server, model: str) -> Client:
+    started = time.monotonic()
     result = server.cli("push", str(EXAMPLES / "similarity"), "admin/similarity", timeout=1200)
     assert "Running: http://admin-similarity.space.localhost" in result.stdout
+    built = [line for line in result.stdout.splitlines() if "environment" in line]
+    print(f"\npush-to-RUNNING similarity: {time.monotonic() - started:.1f} s", *built, sep="\n  ")
     return Client(server.space_url("admin-similarity"), verbose=False)
 
 

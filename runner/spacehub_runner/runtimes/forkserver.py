@@ -19,7 +19,7 @@ A server whose socket does not answer is started again (`ForkServer.ensure`, on 
 environments that sleeping spaces will wake into); one whose fingerprint (program, interpreter, environment,
 preload list) is not the current one is replaced; and one whose environment no space uses any more is stopped
 by `tend` (run by the supervisor) after SPACEHUB_FORK_SERVER_IDLE_S. Stopping a server never touches its
-children: each app leads its own session.
+children (each app leads its own session): a server asked to go retires, and ends once its apps have.
 """
 
 from __future__ import annotations
@@ -185,7 +185,8 @@ class ForkServer:
         return self.request(message, timeout=60.0)
 
     def shutdown(self) -> bool:
-        """Ask the server to exit (its children live on). True if one answered."""
+        """Ask the server to retire: no more starts; it ends once its running apps have (it records their exit
+        statuses). True if one answered."""
         try:
             return bool(self.request({"op": "exit"}, timeout=5.0).get("ok"))
         except (OSError, ValueError):

@@ -13,29 +13,31 @@ Its environment is the app-safe one every space of this environment shares (no p
 full collection and `gc.freeze()`s what is left (so no later collection in a child writes to the shared pages),
 and only then binds its socket: a socket that answers belongs to a server that is ready to fork. Until then it
 holds the environment's start lock (an flock'ed file its starter passed down as <lock fd>), so that no second
-server is started meanwhile. It never starts
-a thread: a `threading` thread in a forking process would leave locks held forever in the child, so forks are
-refused if one exists. (Native thread pools that re-create themselves after a fork, as OpenBLAS's do through
-`pthread_atfork`, are fine.)
+server is started meanwhile. It never starts a thread: a `threading` thread in a forking process would leave
+locks held forever in the child, so forks are refused if one exists. (Native thread pools that re-create
+themselves after a fork, as OpenBLAS's do through `pthread_atfork`, are fine.)
 
 **Protocol.** One JSON line in, one JSON line out, per connection on the unix socket:
 
-    {"op": "hello"}  -> {"ok": true, "pid", "fingerprint", "children", "preloaded", "failed", "threads", ...}
+    {"op": "hello"}  -> {"ok": true, "pid", "fingerprint", "children", "preloaded", "failed", ...}
     {"op": "spawn", "app_file", "cwd", "env", "log_file", "exit_file"}
-                     -> {"ok": true, "pid": <leader pid>, "start_time", "app_pid"}
-                        or {"ok": false, "refused" or "error": <reason>}
-    {"op": "exit"}   -> {"ok": true}; the server exits (children live on: they are in their own sessions)
+                     -> {"ok": true, "pid", "start_time"} or {"ok": false, "refused" or "error": <reason>}
+    {"op": "exit"}   -> {"ok": true}: the server retires (below)
 
-**A start** forks twice, so the tree matches the plain path (`/bin/sh` wrapper + app) exactly:
+**A start** is one fork. The child calls setsid() at once: it leads its own session and process group (stop and
+freeze signal the group; it outlives the server), and only then does the server answer with its pid. The child
+then takes a fresh interpreter's signal handlers, fds 0 = /dev/null and 1, 2 = the log file, the app folder as
+cwd, exactly the space's environment (also written over the server's in the memory /proc/<pid>/cmdline and
+/proc/<pid>/environ show), and runs the app file with `runpy.run_path(app_file, run_name="__main__")`; an
+uncaught exception is printed from the app's own frames and exits 1, as `python app.py` would.
 
-    server --fork--> leader: setsid(); records the app's exit status in `exit_file` (128+N if killed by signal
-                     N, as the shell does); ignores TERM/INT/HUP the way the wrapper's `trap :` does, so that a
-                     group-wide SIGTERM still gets its status written
-             leader --fork--> app: fds 0 = /dev/null, 1 and 2 = the log file; cwd = the app folder; the
-                     environment replaced by exactly the space's; then `runpy.run_path(app_file, "__main__")`
-
-The server answers only once the leader has its own session and the app exists, so the pid it returns leads a
-process group that already holds the app: stop and freeze (signals to the group) work from the first moment.
+The server is the app's parent, so it records the exit status (128+N if killed by signal N, as the plain path's
+`/bin/sh` wrapper reports it) in the handle's exit file as it reaps it (SIGCHLD wakes it). It therefore never
+leaves while it has children: SIGTERM/SIGINT/SIGHUP, an `exit` request, or finding its socket taken over by a
+newer server make it *retire* (socket removed, no more starts), and it ends once its last child has. Only a
+SIGKILL of the server loses statuses: its apps live on (reparented), and their exits read as -1 (unknown).
+(A forked "leader" per app, as the shell wrapper is on the plain path, would keep statuses even then, but costs
+~3 MB of private memory per app: 10% of a forked hello app.)
 
 **Environment read at import.** A module that copies an environment variable into a global at import keeps the
 server's value in every child. After replacing `os.environ`, the app child therefore re-runs, for every variable
@@ -373,19 +375,23 @@ class Server:
     preloaded: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     cuda_started: bool = False
-    children: dict[int, int] = field(default_factory=dict)  # leader pid -> app pid
+    children: dict[int, str] = field(default_factory=dict)  # app pid -> its exit file
     started: float = field(default_factory=time.time)
     last_spawn: float = 0.0
     listener: socket.socket | None = None
     inode: int = 0  # of the socket file this server bound
+    retiring: bool = False  # no more starts: it only records its children's exits, then ends
+    retire_asked: bool = False  # by a signal (acted on in the loop, never inside the handler)
+    wake_r: int = -1  # readable when a signal (SIGCHLD, SIGTERM) has arrived
+    wake_w: int = -1
 
     def load(self) -> None:
         self.reads.install()
         try:
             for name in self.preload:
-                top = name.split(".")[0]
                 try:
-                    if importlib.util.find_spec(top) is None:
+                    # Only what this environment has (a module of another version of a package is no error).
+                    if importlib.util.find_spec(name.split(".")[0]) is None or importlib.util.find_spec(name) is None:
                         continue
                     importlib.import_module(name)
                     self.preloaded.append(name)
@@ -413,22 +419,35 @@ class Server:
         listener.listen(64)
         self.listener = listener
         self.inode = os.stat(self.socket_path).st_ino
+        # Exits are recorded as they happen: SIGCHLD wakes the loop (through the wakeup fd); SIGTERM, SIGINT
+        # and SIGHUP retire the server instead of killing it, so that no child's exit status is lost.
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self.wake_w)
+        signal.signal(signal.SIGCHLD, _ignore)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._retire_on_signal)
 
     def replaced(self) -> bool:
-        """The socket file is gone or another server's: this one is no longer reachable, so it ends."""
+        """The socket file is gone or another server's: no one can reach this one any more."""
         try:
             return os.stat(self.socket_path).st_ino != self.inode
         except FileNotFoundError:
             return True
 
     def serve(self) -> Launch | None:
-        assert self.listener is not None
+        """Answer requests until retired and childless; returns a Launch in a forked app, None in the server."""
         while True:
             self._reap()
-            if self.replaced():
+            if not self.retiring and (self.retire_asked or self.replaced()):
+                self.retire()
+            if self.retiring and not self.children:
                 return None
-            readable, _, _ = select.select([self.listener], [], [], 1.0)
-            if not readable:
+            watched = [self.wake_r] + ([self.listener] if self.listener is not None else [])
+            readable, _, _ = select.select(watched, [], [], 1.0)
+            if self.wake_r in readable:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self.wake_r, 4096)
+            if self.listener is None or self.listener not in readable:
                 continue
             conn, _ = self.listener.accept()
             try:
@@ -443,9 +462,8 @@ class Server:
                 elif op == "hello":
                     reply = self._hello()
                 elif op == "exit":
-                    self._remove_socket()  # first: once answered, no one finds this server any more
-                    _send(conn, {"ok": True})
-                    return None
+                    self.retire()  # first: once answered, no one finds this server any more
+                    reply = {"ok": True, "children": sorted(self.children)}
                 else:
                     reply = {"ok": False, "error": f"unknown op {op!r}"}
                 _send(conn, reply)
@@ -453,6 +471,22 @@ class Server:
                 _log(f"request failed: {exc}")
             finally:
                 conn.close()
+
+    def retire(self) -> None:
+        """Take no more starts: the socket goes (if still ours); the server ends once its children have."""
+        if self.retiring:
+            return
+        self.retiring = True
+        if not self.replaced():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.socket_path)
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+        _log(f"retiring; {len(self.children)} app(s) still running")
+
+    def _retire_on_signal(self, signum: int, frame: object) -> None:
+        self.retire_asked = True  # the wakeup fd wakes the loop, which retires
 
     def _hello(self) -> dict[str, Any]:
         self._reap()
@@ -496,70 +530,74 @@ class Server:
         ready_r, ready_w = os.pipe()
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
-        leader = os.fork()
-        if leader == 0:
-            os.close(ready_r)
-            launch = _lead(request, log_fd, ready_w, changed, [self.listener, conn])
-            return launch  # only the app process gets here: the leader ends inside _lead
+        # The server's own handlers (retire on SIGTERM ...) must never run in a child: signals wait until the
+        # child has a fresh interpreter's handlers.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
+        try:
+            app = os.fork()
+        except OSError as exc:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED)
+            for fd in (ready_r, ready_w, log_fd):
+                os.close(fd)
+            return {"ok": False, "error": f"fork failed: {exc}"}
+        if app != 0:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED)
+        if app == 0:
+            try:
+                _fresh_signals()
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED)
+                os.setsid()  # its own session and group, led by itself: stop and freeze signal the group
+                for fd in (ready_r, self.wake_r, self.wake_w):
+                    os.close(fd)
+                for sock in (self.listener, conn):
+                    if sock is not None:
+                        sock.close()  # this process's copy only (no shutdown)
+                os.write(ready_w, b"ok")
+                os.close(ready_w)
+            except BaseException:  # noqa: BLE001 - a child must never fall back into the server's loop
+                os._exit(127)
+            return Launch(request, log_fd, changed)
         os.close(ready_w)
         os.close(log_fd)
         try:
-            app_pid = _read_ready(ready_r, timeout=30.0)
+            readable, _, _ = select.select([ready_r], [], [], 30.0)
+            ready = bool(readable) and os.read(ready_r, 16) == b"ok"
         finally:
             os.close(ready_r)
-        if app_pid is None:
+        # Recorded before anything else: its exit status is this server's to write, whatever happens next.
+        self.children[app] = request["exit_file"]
+        if not ready:
             return {"ok": False, "error": "the forked child did not start"}
-        self.children[leader] = app_pid
         self.last_spawn = time.time()
-        # Read now: the leader cannot vanish before this server reaps it, even if the app has already failed.
-        return {"ok": True, "pid": leader, "app_pid": app_pid, "start_time": _start_time(leader)}
+        # Read now: the child cannot vanish before this server reaps it, even if the app has already failed.
+        return {"ok": True, "pid": app, "start_time": _start_time(app)}
 
     def _reap(self) -> None:
+        """Collect exited children and write each one's status (128+N if killed by signal N, as /bin/sh
+        reports it) to its exit file."""
         while self.children:
             try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
+                pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 self.children.clear()
                 return
             if pid == 0:
                 return
-            self.children.pop(pid, None)
+            exit_file = self.children.pop(pid, None)
+            if exit_file is None:
+                continue
+            code = os.waitstatus_to_exitcode(status)
+            try:
+                _write_atomically(exit_file, f"{code if code >= 0 else 128 - code}\n")
+            except OSError as exc:
+                _log(f"could not record the exit of {pid} in {exit_file}: {exc}")
 
-    def _remove_socket(self) -> None:
-        if not self.replaced():
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.socket_path)
 
-
-def _lead(request: dict[str, Any], log_fd: int, ready_w: int, changed: set[str],
-          server_sockets: list[socket.socket | None]) -> Launch:
-    """The leader: a new session, the app forked inside it, then wait and record its exit status."""
-    try:
-        os.setsid()
-        for sock in server_sockets:
-            if sock is not None:
-                sock.close()  # closes this process's copy only (no shutdown)
-        app = os.fork()
-        if app == 0:
-            os.close(ready_w)
-            return Launch(request, log_fd, changed)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            # Handled, not ignored (the app, forked just before, keeps its defaults), and before the server
-            # answers: a group-wide SIGTERM from then on always finds the leader able to record the status.
-            signal.signal(sig, _ignore)
-        os.write(ready_w, str(app).encode())
-        os.close(ready_w)
-        _redirect(log_fd)
-        os.chdir(request["cwd"])  # as the plain path's wrapper shell: every process of the app's group is there
-        os.environ.clear()  # (nothing here reads it: only for /proc/<pid>/environ, as the wrapper shell has it)
-        os.environ.update({str(key): str(value) for key, value in request["env"].items()})
-        _show_as(["spacehub-leader", request["exit_file"]], dict(os.environ))
-        status = _wait(app)
-        with open(request["exit_file"], "w") as fh:
-            fh.write(f"{status}\n")
-    except BaseException:  # noqa: BLE001 - the leader must never fall back into the server's loop
-        os._exit(127)
-    os._exit(0)
+def _write_atomically(path: str, text: str) -> None:
+    partial = f"{path}.partial"
+    with open(partial, "w") as fh:
+        fh.write(text)
+    os.replace(partial, path)
 
 
 def _start_time(pid: int) -> int:
@@ -573,16 +611,15 @@ def _ignore(signum: int, frame: object) -> None:
     return None
 
 
-def _wait(pid: int) -> int:
-    while True:
-        try:
-            _, status = os.waitpid(pid, 0)
-        except InterruptedError:
-            continue
-        if os.WIFSTOPPED(status) or os.WIFCONTINUED(status):
-            continue
-        code = os.waitstatus_to_exitcode(status)
-        return code if code >= 0 else 128 - code  # killed by signal N: 128+N, as /bin/sh reports it
+_HANDLED = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+
+
+def _fresh_signals() -> None:
+    """The signal dispositions a fresh interpreter starts with (and no wakeup fd)."""
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _redirect(log_fd: int) -> None:
@@ -592,14 +629,6 @@ def _redirect(log_fd: int) -> None:
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
     os.close(log_fd)
-
-
-def _read_ready(fd: int, timeout: float) -> int | None:
-    readable, _, _ = select.select([fd], [], [], timeout)
-    if not readable:
-        return None
-    data = os.read(fd, 64)
-    return int(data) if data.strip().isdigit() else None
 
 
 def _read_request(conn: socket.socket) -> dict[str, Any]:
@@ -656,9 +685,6 @@ class _short_path:
 def run_app(server: Server, launch: Launch) -> None:
     """Become `python <app_file>` started in the app folder with the space's environment, and run it."""
     request = launch.request
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
-        signal.signal(sig, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     _redirect(launch.log_fd)
     os.chdir(request["cwd"])
     os.environ.clear()

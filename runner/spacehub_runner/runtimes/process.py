@@ -15,10 +15,10 @@ the parent can learn an exit status. The trap makes the shell outlive a group-wi
 record it (a trapped, not ignored, signal is reset to default in the child). No user data enters the string.
 
 Gradio apps (`process-env` artifacts) are instead forked by their environment's fork-server when
-SPACEHUB_FORK_SERVER is on (`forkserver.py`): there a forked Python "leader" plays the wrapper's part (session
-and group leader, exit status in the same file, TERM/INT/HUP handled), so the handle, and stop, poll, logs,
-freeze and thaw, are the same either way. When the fork-server refuses or fails, the app starts as above and its
-log says why.
+SPACEHUB_FORK_SERVER is on (`forkserver.py`): the forked app leads its own session and group, and the server,
+its parent, writes its exit status to the same file as it reaps it; so the handle, and stop, poll, logs, freeze
+and thaw, are the same either way. When the fork-server refuses or fails, the app starts as above and its log
+says why.
 """
 
 from __future__ import annotations
@@ -264,6 +264,7 @@ class ProcInfo:
     state: str  # "R", "S", ... "Z" for a zombie
     pgid: int
     start_time: int  # clock ticks after boot: with the pid, unique for the machine's uptime
+    ppid: int = 0
 
 
 def proc_info(pid: int) -> ProcInfo | None:
@@ -273,7 +274,7 @@ def proc_info(pid: int) -> ProcInfo | None:
         return None
     # The command name (field 2) may contain spaces and parens: split after its closing paren.
     fields = text[text.rindex(")") + 2 :].split()
-    return ProcInfo(state=fields[0], pgid=int(fields[2]), start_time=int(fields[19]))
+    return ProcInfo(state=fields[0], pgid=int(fields[2]), start_time=int(fields[19]), ppid=int(fields[1]))
 
 
 def _is_ours(info: ProcInfo | None, data: dict[str, Any]) -> bool:
@@ -344,12 +345,25 @@ def is_frozen(handle: Handle) -> bool:
     return bool(states) and all(state in ("T", "t") for state in states)
 
 
+def _await_status(data: dict[str, Any], timeout: float = 2.0) -> None:
+    """A forked app that has just exited is a zombie until its fork-server reaps it and writes its status,
+    moments later: wait for that (not for a zombie left to init, whose status nobody will write)."""
+    exit_file = Path(data["exit_file"])
+    deadline = time.monotonic() + timeout
+    while not exit_file.exists() and time.monotonic() < deadline:
+        info = proc_info(data["pid"])
+        if info is None or not _is_ours(info, data) or info.state != "Z" or info.ppid == 1:
+            return
+        time.sleep(0.01)
+
+
 def poll_handle(handle: Handle) -> int | None:
     """None while the app runs, else its exit status (-1 when it is gone but left no status)."""
     data = handle.data
     if _running(data):
         return None
     _reap(data)
+    _await_status(data)
     try:
         return int(Path(data["exit_file"]).read_text().strip())
     except (OSError, ValueError):
