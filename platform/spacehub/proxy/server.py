@@ -306,29 +306,23 @@ class ProxyServer:
     # Activity hooks
 
     def _notify_start(self, space_id: int, target: bytes) -> None:
-        hook = self._on_request_start
-        if hook is None:
-            return
-        try:
-            if self._start_takes_target:
-                hook(space_id, target)
-            else:
-                hook(space_id)
-        except Exception:
-            logger.exception("proxy: activity hook failed for space %s", space_id)
+        _call_hook(self._on_request_start, self._start_takes_target, space_id, target)
 
     def _notify_end(self, space_id: int, target: bytes) -> None:
-        hook = self._on_request_end
-        if hook is None:
-            return
-        try:
-            if self._end_takes_target:
-                hook(space_id, target)
-            else:
-                hook(space_id)
-        except Exception:
-            logger.exception("proxy: activity hook failed for space %s", space_id)
+        _call_hook(self._on_request_end, self._end_takes_target, space_id, target)
 
+
+def _call_hook(hook: Callable[..., object] | None, takes_target: bool, space_id: int, target: bytes) -> None:
+    """Call an activity hook with the request target when it accepts one; a failing hook never fails a request."""
+    if hook is None:
+        return
+    try:
+        if takes_target:
+            hook(space_id, target)
+        else:
+            hook(space_id)
+    except Exception:
+        logger.exception("proxy: activity hook failed for space %s", space_id)
 
 def _routing_host(host: bytes | None) -> str:
     """The Host value the resolver routes on: lower-cased, without its port (`[::1]:8000` -> `[::1]`)."""
