@@ -20,12 +20,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
 import redis.asyncio as aioredis
 
-from spacehub.proxy.activity import is_activity
+from spacehub.proxy.activity import RequestCounter
 
 log = logging.getLogger(__name__)
 
@@ -65,48 +66,33 @@ class ActivityTracker:
     def __init__(self, redis_url: str, flush_s: float) -> None:
         self.redis_url = redis_url
         self.flush_s = flush_s
-        self.in_flight: dict[int, int] = {}
-        self.last_active: dict[int, float] = {}
-        self.last_idle: dict[int, float] = {}
-        self._dirty: set[int] = set()
+        # The counting itself runs compiled, inside the proxy package; this class publishes what it counts.
+        self.counter = RequestCounter()
         self._task: asyncio.Task[None] | None = None
         self._redis: aioredis.Redis | None = None
 
-    # The proxy's hooks (called with the request target: see spacehub.proxy.activity). Both skip the same
-    # requests, so the count stays balanced.
+    # The proxy's hooks (called with the request target: see spacehub.proxy.activity).
 
-    def request_start(self, space_id: int, target: bytes) -> None:
-        if not is_activity(target):
-            return
-        self.in_flight[space_id] = self.in_flight.get(space_id, 0) + 1
-        self.last_active[space_id] = time.time()
-        self._dirty.add(space_id)
+    @property
+    def request_start(self) -> Callable[[int, bytes], None]:
+        return self.counter.request_start
 
-    def request_end(self, space_id: int, target: bytes) -> None:
-        if not is_activity(target):
-            return
-        now = time.time()
-        left = self.in_flight.get(space_id, 0) - 1
-        if left <= 0:
-            self.in_flight.pop(space_id, None)
-            self.last_idle[space_id] = now
-        else:
-            self.in_flight[space_id] = left
-        self.last_active[space_id] = now
-        self._dirty.add(space_id)
+    @property
+    def request_end(self) -> Callable[[int, bytes], None]:
+        return self.counter.request_end
 
     # Publishing
 
     def snapshot(self, now: float) -> dict[str, str]:
         """The fields to write now: spaces that changed since the last flush, and every busy one (its
         `last active` moves on while requests are open)."""
-        changed = self._dirty | set(self.in_flight)
-        self._dirty = set()
+        counter = self.counter
+        changed = counter.take_dirty() | set(counter.in_flight)
         fields = {}
         for space_id in changed:
-            in_flight = self.in_flight.get(space_id, 0)
-            last = now if in_flight else self.last_active.get(space_id, now)
-            fields[str(space_id)] = Activity(last, in_flight, self.last_idle.get(space_id, 0.0)).encode()
+            in_flight = counter.in_flight.get(space_id, 0)
+            last = now if in_flight else counter.last_active.get(space_id, now)
+            fields[str(space_id)] = Activity(last, in_flight, counter.last_idle.get(space_id, 0.0)).encode()
         return fields
 
     async def start(self) -> None:

@@ -25,7 +25,7 @@ from spacehub.activity import ActivityTracker
 from spacehub.api import create_app
 from spacehub.context import Platform
 from spacehub.gateway import SpaceResolver
-from spacehub.proxy import ProxyServer
+from spacehub.proxy import ProxyServer, compiled
 from spacehub.queue import BUILDS, OPS
 from spacehub.redisconn import EmbeddedRedis, redis_url
 from spacehub.settings import Settings, settings_env
@@ -147,6 +147,8 @@ async def _serve(settings: Settings) -> None:
     watcher = asyncio.create_task(_watch_children(children))
     print(f"spacehub is serving {settings.base_url} (spaces at *.{settings.spaces_domain}) on "
           f"{settings.host}:{proxy.port}", flush=True)
+    if not compiled():
+        log.warning("the proxy runs as plain Python (no mypyc build: see setup.py); it serves less per CPU")
     try:
         await stop.wait()
     finally:

@@ -2,8 +2,8 @@
 activity hooks on, under uvloop as `spacehub serve` runs it.
 
 The resolver is the real `gateway.SpaceResolver`, its route and space tables filled in memory the way its Redis
-watcher fills them (no Redis or worker is needed for a route that already exists). The hooks count requests in
-flight per space and stamp their end, the bookkeeping the idle reaper needs.
+watcher fills them (no Redis or worker is needed for a route that already exists). The hooks are the production
+ones: the request counter that `spacehub serve`'s activity tracker publishes.
 
 Run as `python tests/bench/bench_spacehub_proxy.py PORT UPSTREAM_PORT DATA_DIR`; prints `ready` when serving.
 """
@@ -13,36 +13,19 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-import time
 from pathlib import Path
 
 import uvloop
 
 from spacehub.gateway import SpaceEntry, SpaceResolver
-from spacehub.proxy import ProxyServer, is_activity
+from spacehub.proxy import ProxyServer
+from spacehub.proxy.activity import RequestCounter
 from spacehub.settings import Settings
 from spacehub.stages import Stage
 from spacehub.store.db import Database
 
 SPACE_LABEL = "alice-demo"
 SPACE_ID = 7
-
-
-class Activity:
-    """Requests in flight and the last end per space (Gradio's heartbeat stream does not count)."""
-
-    def __init__(self) -> None:
-        self.in_flight: dict[int, int] = {}
-        self.last_end: dict[int, float] = {}
-
-    def start(self, space_id: int, path: bytes) -> None:
-        if is_activity(path):
-            self.in_flight[space_id] = self.in_flight.get(space_id, 0) + 1
-
-    def end(self, space_id: int, path: bytes) -> None:
-        if is_activity(path):
-            self.in_flight[space_id] -= 1
-            self.last_end[space_id] = time.monotonic()
 
 
 def make_resolver(upstream_port: int, data_dir: Path) -> SpaceResolver:
@@ -56,9 +39,11 @@ def make_resolver(upstream_port: int, data_dir: Path) -> SpaceResolver:
 
 
 async def serve(port: int, upstream_port: int, data_dir: Path) -> None:
-    activity = Activity()
+    activity = RequestCounter()  # the hooks `spacehub serve` gives its proxy (spacehub.activity.ActivityTracker)
     proxy = ProxyServer(
-        make_resolver(upstream_port, data_dir), on_request_start=activity.start, on_request_end=activity.end
+        make_resolver(upstream_port, data_dir),
+        on_request_start=activity.request_start,
+        on_request_end=activity.request_end,
     )
     await proxy.start("127.0.0.1", port)
     stop = asyncio.Event()

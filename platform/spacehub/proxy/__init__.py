@@ -5,10 +5,21 @@ parses strictly, rewrites headers (forwarding headers, hop-by-hop, platform cred
 bodies both ways without buffering, pools upstream keep-alive connections and tunnels upgrades. Requests
 without a body are served inside the socket callbacks (`relay`), the rest by a task each (`exchange`); see
 `server`. Activity hooks and `is_activity` (Gradio's heartbeat is not activity): see `activity`.
+
+The per-request modules are compiled to C by mypyc when the package is built (`setup.py`); `compiled()` tells
+whether this process runs that build or the plain-Python source (same behaviour, slower).
 """
 
 from .activity import is_activity
 from .routing import Resolver, Route, Upstream
 from .server import ProxyServer
 
-__all__ = ["ProxyServer", "is_activity", "Resolver", "Route", "Upstream"]
+__all__ = ["ProxyServer", "compiled", "is_activity", "Resolver", "Route", "Upstream"]
+
+
+def compiled() -> bool:
+    """True when the proxy's per-request modules run as the mypyc-compiled extension, not as Python source."""
+    from . import relay
+
+    origin = relay.__spec__.origin if relay.__spec__ is not None else None
+    return origin is not None and not origin.endswith(".py")

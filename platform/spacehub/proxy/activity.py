@@ -13,10 +13,12 @@ for Gradio's heartbeat stream, which an open browser tab holds for as long as it
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import Callable
+from typing import Final
 
 # Gradio 5+ serves its API under /gradio_api; Gradio 4 had the heartbeat at the root.
-HEARTBEAT_PREFIXES = (b"/gradio_api/heartbeat/", b"/heartbeat/")
+HEARTBEAT_PREFIXES: Final = (b"/gradio_api/heartbeat/", b"/heartbeat/")
 
 ActivityHook = Callable[[int], object] | Callable[[int, bytes], object]
 
@@ -35,3 +37,43 @@ def takes_target(hook: Callable[..., object]) -> bool:
     except ValueError:  # no signature to inspect (some builtins): call it the plain way
         return False
     return True
+
+
+class RequestCounter:
+    """Requests in flight per space, and when each space was last active and last fell idle (epoch seconds).
+
+    Its `request_start` / `request_end` are the proxy's activity hooks as `spacehub serve` wires them
+    (`spacehub.activity.ActivityTracker` publishes what they count): plain dict updates on the request path,
+    here so that they run compiled with the rest of the proxy. Both skip the same requests (`is_activity`), so
+    the count stays balanced. `dirty`: spaces changed since the publisher last took them.
+    """
+
+    def __init__(self) -> None:
+        self.in_flight: dict[int, int] = {}
+        self.last_active: dict[int, float] = {}
+        self.last_idle: dict[int, float] = {}
+        self.dirty: set[int] = set()
+
+    def request_start(self, space_id: int, target: bytes) -> None:
+        if not is_activity(target):
+            return
+        self.in_flight[space_id] = self.in_flight.get(space_id, 0) + 1
+        self.last_active[space_id] = time.time()
+        self.dirty.add(space_id)
+
+    def request_end(self, space_id: int, target: bytes) -> None:
+        if not is_activity(target):
+            return
+        now = time.time()
+        left = self.in_flight.get(space_id, 0) - 1
+        if left <= 0:
+            self.in_flight.pop(space_id, None)
+            self.last_idle[space_id] = now
+        else:
+            self.in_flight[space_id] = left
+        self.last_active[space_id] = now
+        self.dirty.add(space_id)
+
+    def take_dirty(self) -> set[int]:
+        dirty, self.dirty = self.dirty, set()
+        return dirty

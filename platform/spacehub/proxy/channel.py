@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol, cast
+from typing import Final, Protocol, cast
 
-READ_HIGH_WATER = 256 * 1024
-READ_LOW_WATER = 64 * 1024
+READ_HIGH_WATER: Final = 256 * 1024
+READ_LOW_WATER: Final = 64 * 1024
 
 
 class Channel(asyncio.Protocol):

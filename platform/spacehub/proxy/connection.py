@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from .channel import READ_HIGH_WATER, READ_LOW_WATER, Channel
 from .errors import ProxyError
@@ -21,9 +21,9 @@ if TYPE_CHECKING:
     from .relay import Relay
     from .server import ProxyServer
 
-logger = logging.getLogger(__name__)
+logger: Final = logging.getLogger(__name__)
 
-_MAX_QUEUED_EVENTS = 64  # parsed but unserved pipelined requests before the client is read no further
+_MAX_QUEUED_EVENTS: Final = 64  # parsed but unserved pipelined requests before the client is read no further
 
 
 class ClientConnection(Channel):

@@ -12,6 +12,7 @@ import asyncio
 import functools
 import logging
 from dataclasses import dataclass
+from typing import Final
 
 from .channel import Channel
 from .errors import BadRequest, ClientGone, ProxyError, UpstreamFailed
@@ -20,7 +21,8 @@ from .http1 import RequestHead, RequestReader, ResponseHead, ResponseReader
 from .pool import UpstreamPool
 from .routing import Upstream
 
-logger = logging.getLogger(__name__)
+logger: Final = logging.getLogger(__name__)
+
 
 @dataclass(slots=True)
 class Exchange:

@@ -13,14 +13,15 @@ import binascii
 import json
 from dataclasses import dataclass
 from http import HTTPStatus
+from typing import Final
 
 from .http1 import RequestHead, ResponseHead
 
-HOP_BY_HOP = frozenset(
+HOP_BY_HOP: Final = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade"}
 )
 # The client's word on who it is or how it came in is never passed on; the proxy sets what it knows.
-CLIENT_FORWARDING = frozenset(
+CLIENT_FORWARDING: Final = frozenset(
     {
         b"x-forwarded-for",
         b"x-forwarded-host",
@@ -32,17 +33,17 @@ CLIENT_FORWARDING = frozenset(
         b"x-real-ip",
     }
 )
-_WRITTEN_BY_PROXY = frozenset({b"host", b"content-length"})
-_DROP_FROM_REQUEST = HOP_BY_HOP | CLIENT_FORWARDING | _WRITTEN_BY_PROXY
-_DROP_FROM_RESPONSE = HOP_BY_HOP | {b"content-length"}
+_WRITTEN_BY_PROXY: Final = frozenset({b"host", b"content-length"})
+_DROP_FROM_REQUEST: Final = HOP_BY_HOP | CLIENT_FORWARDING | _WRITTEN_BY_PROXY
+_DROP_FROM_RESPONSE: Final = HOP_BY_HOP | {b"content-length"}
 
 # How a response body is framed towards the client.
-BODY_NONE = 0  # HEAD, 1xx, 204, 304: headers only (an upstream Content-Length is kept as information)
-BODY_LENGTH = 1  # Content-Length, passed through
-BODY_CHUNKED = 2  # re-chunked by the proxy (upstream chunked, or close-delimited to an HTTP/1.1 client)
-BODY_UNTIL_CLOSE = 3  # close-delimited, to an HTTP/1.0 client
+BODY_NONE: Final = 0  # HEAD, 1xx, 204, 304: headers only (an upstream Content-Length is kept as information)
+BODY_LENGTH: Final = 1  # Content-Length, passed through
+BODY_CHUNKED: Final = 2  # re-chunked by the proxy (upstream chunked, or close-delimited to an HTTP/1.1 client)
+BODY_UNTIL_CLOSE: Final = 3  # close-delimited, to an HTTP/1.0 client
 
-LAST_CHUNK = b"0\r\n\r\n"
+LAST_CHUNK: Final = b"0\r\n\r\n"
 
 
 def response_framing(response: ResponseHead, request: RequestHead) -> int:
@@ -63,7 +64,7 @@ class CredentialRules:
     session_cookie: bytes  # the platform's session cookie name
 
 
-_REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
+_REASONS: Final = {status.value: status.phrase.encode() for status in HTTPStatus}
 
 
 def reason_phrase(status: int) -> bytes:
@@ -115,12 +116,12 @@ def without_cookie_domain(set_cookie: bytes) -> bytes:
 
 
 # What to do with a request header, by lower-case name (absent: pass it on as it is).
-_DROP = 0  # hop-by-hop, the client's forwarding claims, or written by the proxy itself
-_UPGRADE = 1  # hop-by-hop, but an upgrade request's protocol is passed on by the proxy
-_HF_AUTHORIZATION = 2  # the platform's own credentials header: never reaches an app
-_AUTHORIZATION = 3  # reaches an app unless it carries a platform token
-_COOKIE = 4  # reaches an app without the platform's session cookie
-_REQUEST_ACTIONS: dict[bytes, int] = {name: _DROP for name in _DROP_FROM_REQUEST}
+_DROP: Final = 0  # hop-by-hop, the client's forwarding claims, or written by the proxy itself
+_UPGRADE: Final = 1  # hop-by-hop, but an upgrade request's protocol is passed on by the proxy
+_HF_AUTHORIZATION: Final = 2  # the platform's own credentials header: never reaches an app
+_AUTHORIZATION: Final = 3  # reaches an app unless it carries a platform token
+_COOKIE: Final = 4  # reaches an app without the platform's session cookie
+_REQUEST_ACTIONS: Final[dict[bytes, int]] = {name: _DROP for name in _DROP_FROM_REQUEST}
 _REQUEST_ACTIONS[b"upgrade"] = _UPGRADE
 _REQUEST_ACTIONS[b"x-hf-authorization"] = _HF_AUTHORIZATION
 _REQUEST_ACTIONS[b"authorization"] = _AUTHORIZATION
@@ -189,16 +190,16 @@ def upstream_request_head(
 
 
 # What to do with a response header, by lower-case name (absent: pass it on as it is).
-_RESPONSE_DROP = 0  # hop-by-hop, or framing the proxy writes itself
-_RESPONSE_UPGRADE = 1  # kept in a 101 answer only
-_RESPONSE_LENGTH = 2  # kept only where the response has no body (a HEAD/304 answer's length is information)
-_SET_COOKIE = 3  # made host-only for apps
-_RESPONSE_ACTIONS: dict[bytes, int] = {name: _RESPONSE_DROP for name in _DROP_FROM_RESPONSE}
+_RESPONSE_DROP: Final = 0  # hop-by-hop, or framing the proxy writes itself
+_RESPONSE_UPGRADE: Final = 1  # kept in a 101 answer only
+_RESPONSE_LENGTH: Final = 2  # kept only where the response has no body (a HEAD/304 answer's length is information)
+_SET_COOKIE: Final = 3  # made host-only for apps
+_RESPONSE_ACTIONS: Final[dict[bytes, int]] = {name: _RESPONSE_DROP for name in _DROP_FROM_RESPONSE}
 _RESPONSE_ACTIONS[b"upgrade"] = _RESPONSE_UPGRADE
 _RESPONSE_ACTIONS[b"content-length"] = _RESPONSE_LENGTH
 _RESPONSE_ACTIONS[b"set-cookie"] = _SET_COOKIE
 
-_STATUS_LINES: dict[tuple[int, bytes], bytes] = {}
+_STATUS_LINES: Final[dict[tuple[int, bytes], bytes]] = {}
 
 
 def _status_line(status: int, reason: bytes) -> bytes:

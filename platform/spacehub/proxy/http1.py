@@ -21,30 +21,38 @@ import asyncio
 import re
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 import httptools
 
 from .errors import BadRequest, ClientGone, HeadersTooLarge, UpstreamFailed
 
 # Per header line: ": " and CRLF. The request line adds a method, two spaces, "HTTP/1.1" and CRLF.
-_HEADER_LINE_OVERHEAD = 4
-_REQUEST_LINE_OVERHEAD = 20
+_HEADER_LINE_OVERHEAD: Final = 4
+_REQUEST_LINE_OVERHEAD: Final = 20
 
-IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+IDEMPOTENT_METHODS: Final = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 
 # A Host value: reg-name or IPv4 (RFC 3986 unreserved, sub-delims, pct-encoded) or IPv6 literal; a port.
-_HOST_VALUE = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?")
+_HOST_VALUE: Final = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?")
 
 # Headers the readers interpret themselves; gathered in one pass over the head.
-_NOTABLE_HEADERS = frozenset({b"host", b"content-length", b"transfer-encoding", b"connection"})
+_NOTABLE_HEADERS: Final = frozenset({b"host", b"content-length", b"transfer-encoding", b"connection"})
 
-_HEAD, _BODY, _END, _ERROR = range(4)
-HEAD, BODY, END, ERROR = _HEAD, _BODY, _END, _ERROR  # the event kinds, for owners of push-mode readers
-_END_EVENT = (_END, None)
-_FED = b"(fed)"  # push mode: "new bytes were parsed by the owner's feed"
-_IDLE, _IN_HEAD, _IN_BODY = range(3)
+# The event kinds (the public names are for owners of push-mode readers).
+_HEAD: Final = 0
+_BODY: Final = 1
+_END: Final = 2
+_ERROR: Final = 3
+HEAD: Final = _HEAD
+BODY: Final = _BODY
+END: Final = _END
+ERROR: Final = _ERROR
+_END_EVENT: Final = (_END, None)
+_FED: Final = b"(fed)"  # push mode: "new bytes were parsed by the owner's feed"
+_IDLE: Final = 0
+_IN_HEAD: Final = 1
+_IN_BODY: Final = 2
 
 
 class ByteSource(Protocol):
@@ -55,18 +63,49 @@ class ByteSource(Protocol):
     def close(self) -> None: ...
 
 
-@dataclass(slots=True)
 class RequestHead:
-    method: bytes
-    target: bytes
-    http_version: str
-    headers: list[tuple[bytes, bytes]]  # as received, names in their original case
-    host: bytes | None
-    content_length: int | None
-    chunked: bool
-    keep_alive: bool
-    upgrade: bool  # Connection: upgrade + Upgrade: ... (llhttp's definition)
-    connection_options: frozenset[bytes]  # lower-case names listed in Connection (hop-by-hop by declaration)
+    # A plain class, not a dataclass: a dataclass's generated __init__ runs interpreted even when this module
+    # is compiled, and one is made per request.
+    __slots__ = (
+        "method",
+        "target",
+        "http_version",
+        "headers",
+        "host",
+        "content_length",
+        "chunked",
+        "keep_alive",
+        "upgrade",
+        "connection_options",
+    )
+
+    def __init__(
+        self,
+        *,
+        method: bytes,
+        target: bytes,
+        http_version: str,
+        headers: list[tuple[bytes, bytes]],
+        host: bytes | None,
+        content_length: int | None,
+        chunked: bool,
+        keep_alive: bool,
+        upgrade: bool,
+        connection_options: frozenset[bytes],
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.http_version = http_version
+        self.headers = headers  # as received, names in their original case
+        self.host = host
+        self.content_length = content_length
+        self.chunked = chunked
+        self.keep_alive = keep_alive
+        self.upgrade = upgrade  # Connection: upgrade + Upgrade: ... (llhttp's definition)
+        self.connection_options = connection_options  # lower-case names listed in Connection (hop-by-hop)
+
+    def __repr__(self) -> str:
+        return f"RequestHead({self.method!r} {self.target!r} HTTP/{self.http_version}, host={self.host!r})"
 
     @property
     def has_body(self) -> bool:
@@ -77,16 +116,41 @@ class RequestHead:
         return self.method in IDEMPOTENT_METHODS
 
 
-@dataclass(slots=True)
 class ResponseHead:
-    status: int
-    reason: bytes
-    http_version: str
-    headers: list[tuple[bytes, bytes]]
-    content_length: int | None
-    chunked: bool
-    keep_alive: bool
-    connection_options: frozenset[bytes]
+    __slots__ = (
+        "status",
+        "reason",
+        "http_version",
+        "headers",
+        "content_length",
+        "chunked",
+        "keep_alive",
+        "connection_options",
+    )
+
+    def __init__(
+        self,
+        *,
+        status: int,
+        reason: bytes,
+        http_version: str,
+        headers: list[tuple[bytes, bytes]],
+        content_length: int | None,
+        chunked: bool,
+        keep_alive: bool,
+        connection_options: frozenset[bytes],
+    ) -> None:
+        self.status = status
+        self.reason = reason
+        self.http_version = http_version
+        self.headers = headers
+        self.content_length = content_length
+        self.chunked = chunked
+        self.keep_alive = keep_alive
+        self.connection_options = connection_options
+
+    def __repr__(self) -> str:
+        return f"ResponseHead({self.status} {self.reason!r} HTTP/{self.http_version})"
 
     @property
     def informational(self) -> bool:
@@ -98,7 +162,7 @@ class ResponseHead:
         return self.informational or self.status in (204, 304)
 
 
-_NO_OPTIONS: frozenset[bytes] = frozenset()
+_NO_OPTIONS: Final[frozenset[bytes]] = frozenset()
 
 
 def _connection_options(notable: dict[bytes, list[bytes]]) -> frozenset[bytes]:
@@ -109,7 +173,7 @@ def _connection_options(notable: dict[bytes, list[bytes]]) -> frozenset[bytes]:
     return frozenset(token.strip().lower() for value in values for token in value.split(b",") if token.strip())
 
 
-_NO_NOTABLE: dict[bytes, list[bytes]] = {}
+_NO_NOTABLE: Final[dict[bytes, list[bytes]]] = {}
 
 
 def notable_headers(headers: list[tuple[bytes, bytes]]) -> dict[bytes, list[bytes]]:

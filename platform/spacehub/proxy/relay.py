@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import httptools
 
@@ -31,7 +31,7 @@ from .routing import Route
 if TYPE_CHECKING:
     from .connection import ClientConnection
 
-logger = logging.getLogger(__name__)
+logger: Final = logging.getLogger(__name__)
 
 
 class Relay:
@@ -58,6 +58,8 @@ class Relay:
         "unexpected",
         "finished",
         "upstream_paused",
+        "on_chunk_header",
+        "on_chunk_complete",
     )
 
     def __init__(self, conn: ClientConnection, head: RequestHead, route: Route, request_bytes: bytes) -> None:
@@ -67,7 +69,6 @@ class Relay:
         self.request_bytes = request_bytes
         self.channel: UpstreamChannel | None = None
         self.task: asyncio.Task[None] | None = None  # opening a fresh upstream connection
-        self.parser = httptools.HttpResponseParser(self)
         self.reused = False
         self.retried = False
         self.received_any = False
@@ -83,6 +84,11 @@ class Relay:
         self.unexpected = False  # bytes beyond the final response: the upstream connection is out of step
         self.finished = False  # the relay is over (completed, failed or abandoned); later callbacks are ignored
         self.upstream_paused = False
+        # httptools looks every callback up when a parser is made: the unused chunk ones are None, so that the
+        # lookup finds them instead of raising (and formatting) an AttributeError on every request.
+        self.on_chunk_header: None = None
+        self.on_chunk_complete: None = None
+        self.parser = httptools.HttpResponseParser(self)
 
     # Starting
 

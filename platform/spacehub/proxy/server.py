@@ -23,6 +23,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
+from typing import Any, Final
 
 from spacehub.errors import SpacehubError
 
@@ -36,7 +37,7 @@ from .pool import UpstreamPool
 from .relay import Relay
 from .routing import Resolver, Route
 
-logger = logging.getLogger(__name__)
+logger: Final = logging.getLogger(__name__)
 
 
 class ProxyServer:
@@ -86,9 +87,12 @@ class ProxyServer:
 
     @property
     def port(self) -> int:
-        if self._server is None or not self._server.sockets:
+        # Untyped: uvloop's servers give a list where asyncio's typing says tuple (checked when compiled).
+        server: Any = self._server
+        sockets = server.sockets if server is not None else None
+        if not sockets:
             raise RuntimeError("the proxy is not started")
-        return int(self._server.sockets[0].getsockname()[1])
+        return int(sockets[0].getsockname()[1])
 
     @property
     def pool(self) -> UpstreamPool:
@@ -252,9 +256,7 @@ class ProxyServer:
             return await exchange.run()
         except ProxyError as exc:
             logger.info("proxy: %s %s -> %s: %s", head.method.decode(), head.host, exc.status, exc.message)
-            return self.answer_error(
-                conn, head, exc.status, exc.message, exc.code, close=isinstance(exc, BadRequest)
-            )
+            return self.answer_error(conn, head, exc.status, exc.message, exc.code, close=isinstance(exc, BadRequest))
         finally:
             if space_id is not None:
                 self._notify_end(space_id, head.target)
@@ -323,6 +325,7 @@ def _call_hook(hook: Callable[..., object] | None, takes_target: bool, space_id:
             hook(space_id)
     except Exception:
         logger.exception("proxy: activity hook failed for space %s", space_id)
+
 
 def _routing_host(host: bytes | None) -> str:
     """The Host value the resolver routes on: lower-cased, without its port (`[::1]:8000` -> `[::1]`)."""

@@ -1,0 +1,30 @@
+"""The proxy that the tests (and `make bench`) exercise is the compiled one `make install` builds.
+
+setup.py compiles the proxy's per-request modules with mypyc; a build that silently fell back to plain Python
+would still pass every behaviour test while serving at a fraction of the speed, so the test run says so.
+`SPACEHUB_PURE_PYTHON=1` is the deliberate plain-Python build.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import spacehub.proxy
+from spacehub.proxy import activity, connection, headers, http1, relay, server
+
+
+def test_the_per_request_modules_run_compiled_unless_plain_python_was_chosen() -> None:
+    expected = os.environ.get("SPACEHUB_PURE_PYTHON") != "1"
+    assert spacehub.proxy.compiled() is expected
+    for module in (activity, connection, headers, http1, relay, server):
+        origin = module.__spec__.origin if module.__spec__ is not None else ""
+        assert origin is not None and origin.endswith(".so") is expected, f"{module.__name__}: {origin}"
+
+
+def test_compiled_reports_the_source_build_as_not_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = relay.__spec__
+    assert spec is not None
+    monkeypatch.setattr(spec, "origin", "/somewhere/spacehub/proxy/relay.py")
+    assert not spacehub.proxy.compiled()
