@@ -189,6 +189,32 @@ def test_a_head_answer_keeps_its_length_and_the_upstream_connection(loop: LoopTh
         loop.run(upstream.stop())
 
 
+def test_head_and_get_answers_alternate_on_one_upstream_connection(loop: LoopThread) -> None:
+    # The response parser is kept per upstream connection: after a HEAD answer (which llhttp would read as
+    # waiting for its advertised body) the next GET on that connection must still be read from its first byte.
+    async def handler(upstream: RawUpstream, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head = await upstream.read_head(reader)
+            body = b"" if head.startswith(b"HEAD ") else b"0123456789"
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n" + body)
+            await writer.drain()
+
+    upstream = RawUpstream(handler)
+    port = loop.run(upstream.start())
+    proxy = loop.run(start_proxy(CachedResolver(space_route(Upstream("127.0.0.1", port)))))
+    try:
+        client = RawClient(proxy.port)
+        for method in ("GET", "HEAD", "GET", "GET", "HEAD", "HEAD", "GET"):
+            reply = client.request(method, "/", SPACE_HOST)
+            assert reply.status == 200 and reply.header("content-length") == "10"
+            assert reply.body == (b"" if method == "HEAD" else b"0123456789"), method
+        client.close()
+        assert upstream.connections == 1
+    finally:
+        loop.run(proxy.close())
+        loop.run(upstream.stop())
+
+
 @pytest.mark.parametrize("status", [204, 304])
 def test_bodyless_statuses_end_at_their_head(loop: LoopThread, status: int) -> None:
     upstream, proxy = _serve_raw(loop, f"HTTP/1.1 {status} X\r\nETag: \"v1\"\r\n\r\n".encode())

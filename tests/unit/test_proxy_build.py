@@ -8,6 +8,7 @@ would still pass every behaviour test while serving at a fraction of the speed, 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -28,3 +29,17 @@ def test_compiled_reports_the_source_build_as_not_compiled(monkeypatch: pytest.M
     assert spec is not None
     monkeypatch.setattr(spec, "origin", "/somewhere/spacehub/proxy/relay.py")
     assert not spacehub.proxy.compiled()
+
+
+def test_the_compiled_build_is_not_older_than_its_source() -> None:
+    # An editable install compiles in place: a source edited after the build would otherwise be silently
+    # ignored (the .so shadows the .py). `make test` rebuilds when the sources change.
+    if not spacehub.proxy.compiled():
+        assert os.environ.get("SPACEHUB_PURE_PYTHON") == "1"
+        return
+    for module in (activity, connection, headers, http1, relay, server):
+        origin = Path(module.__spec__.origin or "") if module.__spec__ is not None else Path()
+        source = Path(spacehub.proxy.__file__).parent / (module.__name__.rpartition(".")[2] + ".py")
+        built = next(source.parent.glob(source.stem + ".cpython-*.so"))
+        assert built.stat().st_mtime >= source.stat().st_mtime, f"{built.name} predates {source.name}: make install"
+        assert origin.name == built.name

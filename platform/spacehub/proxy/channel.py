@@ -12,7 +12,12 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from typing import Final, Protocol, cast
+from typing import TYPE_CHECKING, Final, cast
+
+import httptools
+
+if TYPE_CHECKING:
+    from .relay import Relay
 
 READ_HIGH_WATER: Final = 256 * 1024
 READ_LOW_WATER: Final = 64 * 1024
@@ -150,21 +155,19 @@ class Channel(asyncio.Protocol):
             callback()
 
 
-class Receiver(Protocol):
-    """Takes an upstream connection's bytes straight from its socket callbacks (the relay of one exchange)."""
-
-    def upstream_data(self, data: bytes) -> None: ...
-
-    def upstream_closed(self) -> None: ...
-
-
 class UpstreamChannel(Channel):
     """A connection to an upstream. While a `receiver` is set, what arrives goes straight to it (the callback
     path of `relay.Relay`); otherwise it is queued for `read()` (the coroutine path, and idle in the pool)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.receiver: Receiver | None = None
+        self.receiver: Relay | None = None
+        # The relays' response parser, kept for the next response on this connection: making a parser costs
+        # more than reading a small response with it. Its callbacks (below) go to the relay in charge; a relay
+        # that leaves it mid-message (the answer to a HEAD request ends at its head) drops it.
+        self.response_parser: httptools.HttpResponseParser | None = None
+        self.on_chunk_header: None = None  # unused callbacks: found as None, so httptools does not raise
+        self.on_chunk_complete: None = None
 
     def data_received(self, data: bytes) -> None:
         receiver = self.receiver
@@ -183,3 +186,29 @@ class UpstreamChannel(Channel):
         super().connection_lost(exc)
         if self.receiver is not None:
             self.receiver.upstream_closed()
+
+    # httptools callbacks of `response_parser`, for the relay in charge (it is set whenever the parser runs)
+
+    def on_message_begin(self) -> None:
+        if self.receiver is not None:
+            self.receiver.on_message_begin()
+
+    def on_status(self, reason: bytes) -> None:
+        if self.receiver is not None:
+            self.receiver.on_status(reason)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.receiver is not None:
+            self.receiver.on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        if self.receiver is not None:
+            self.receiver.on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if self.receiver is not None:
+            self.receiver.on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self.receiver is not None:
+            self.receiver.on_message_complete()

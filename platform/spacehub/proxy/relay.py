@@ -58,8 +58,7 @@ class Relay:
         "unexpected",
         "finished",
         "upstream_paused",
-        "on_chunk_header",
-        "on_chunk_complete",
+        "complete",
     )
 
     def __init__(self, conn: ClientConnection, head: RequestHead, route: Route, request_bytes: bytes) -> None:
@@ -84,11 +83,8 @@ class Relay:
         self.unexpected = False  # bytes beyond the final response: the upstream connection is out of step
         self.finished = False  # the relay is over (completed, failed or abandoned); later callbacks are ignored
         self.upstream_paused = False
-        # httptools looks every callback up when a parser is made: the unused chunk ones are None, so that the
-        # lookup finds them instead of raising (and formatting) an AttributeError on every request.
-        self.on_chunk_header: None = None
-        self.on_chunk_complete: None = None
-        self.parser = httptools.HttpResponseParser(self)
+        self.complete = False  # llhttp saw the final response's end: its parser may read the next response
+        self.parser: httptools.HttpResponseParser | None = None  # the channel's (see UpstreamChannel)
 
     # Starting
 
@@ -125,11 +121,15 @@ class Relay:
         self.channel = channel
         self.reused = reused
         channel.receiver = self
+        parser = channel.response_parser
+        if parser is None:
+            parser = channel.response_parser = httptools.HttpResponseParser(channel)
+        self.parser = parser
         channel.write(self.request_bytes)
         if self.conn.writing_paused:
             self.client_paused()
 
-    # httptools callbacks (names fixed by httptools)
+    # httptools callbacks (the channel's parser passes them on)
 
     def on_message_begin(self) -> None:
         if self.done:
@@ -151,8 +151,10 @@ class Relay:
         limit = self.conn.server.max_header_bytes
         # `unfinished_head_bytes` (all received before the final head) bounds the head's size: count it only
         # when it may be over the limit.
+        parser = self.parser
+        assert parser is not None
         response = response_head(
-            self.parser, self.headers, self.reason, limit if self.unfinished_head_bytes > limit else None
+            parser, self.headers, self.reason, limit if self.unfinished_head_bytes > limit else None
         )
         head = self.head
         if response.informational:
@@ -189,11 +191,13 @@ class Relay:
             self.out.append(body)
 
     def on_message_complete(self) -> None:
-        if self.response is None or self.done:
-            return  # the end of an interim response (the final one follows), or of a HEAD/204/304 answer
-        if self.framing == BODY_CHUNKED:
-            self.out.append(LAST_CHUNK)
-        self.done = True
+        if self.response is None:
+            return  # the end of an interim response: the final one follows
+        if not self.done:  # (else a 204/304 answer, over at its head already)
+            if self.framing == BODY_CHUNKED:
+                self.out.append(LAST_CHUNK)
+            self.done = True
+        self.complete = True
 
     # The upstream connection (called by UpstreamChannel)
 
@@ -201,8 +205,11 @@ class Relay:
         self.received_any = True
         if self.response is None:
             self.unfinished_head_bytes += len(data)
+        parser = self.parser
+        if parser is None:
+            return  # finished: nothing more is read for this exchange
         try:
-            self.parser.feed_data(data)
+            parser.feed_data(data)
         except httptools.HttpParserError as exc:
             if self.done:  # garbage after a complete response: it stands, the connection is not reused
                 self.unexpected = True
@@ -267,7 +274,7 @@ class Relay:
         if self.finished:
             return
         self.finished = True
-        self.parser = None  # type: ignore[assignment]
+        self.parser = None
         if self.task is not None:
             self.task.cancel()
             self.task = None
@@ -288,7 +295,7 @@ class Relay:
 
     def _finish(self) -> None:
         self.finished = True
-        self.parser = None  # type: ignore[assignment]  # the parser refers back to us: free both at once
+        self.parser = None
         channel = self.channel
         response = self.response
         assert channel is not None and response is not None
@@ -296,6 +303,8 @@ class Relay:
         self.channel = None
         if self.upstream_paused and channel.transport is not None:
             channel.transport.resume_reading()
+        if not self.complete:
+            channel.response_parser = None  # left mid-message (a HEAD answer's advertised body): not reusable
         if response.keep_alive and not self.unexpected and not channel.at_eof:
             self.conn.server.pool.release(self.route.upstream, channel)  # type: ignore[arg-type]
         else:
@@ -306,7 +315,7 @@ class Relay:
         if self.finished:
             return
         self.finished = True
-        self.parser = None  # type: ignore[assignment]
+        self.parser = None
         self._drop_channel()
         self.out.clear()
         conn = self.conn
