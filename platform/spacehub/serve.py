@@ -125,7 +125,7 @@ async def _serve(settings: Settings) -> None:
 
     def new_proxy() -> ProxyServer:  # one per listening address, all alike
         return ProxyServer(resolver, scheme=settings.spaces_scheme, platform_token_prefix=TOKEN_PREFIX,
-                           on_request_start=activity.request_start, on_request_end=activity.request_end)
+                           activity=activity.counter)
 
     proxy = new_proxy()
     children = _children(settings, url)

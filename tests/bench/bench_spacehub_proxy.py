@@ -40,11 +40,7 @@ def make_resolver(upstream_port: int, data_dir: Path) -> SpaceResolver:
 
 async def serve(port: int, upstream_port: int, data_dir: Path) -> None:
     activity = RequestCounter()  # the hooks `spacehub serve` gives its proxy (spacehub.activity.ActivityTracker)
-    proxy = ProxyServer(
-        make_resolver(upstream_port, data_dir),
-        on_request_start=activity.request_start,
-        on_request_end=activity.request_end,
-    )
+    proxy = ProxyServer(make_resolver(upstream_port, data_dir), activity=activity)
     await proxy.start("127.0.0.1", port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -24,6 +24,7 @@ from test_proxy_harness import (
 )
 
 from spacehub.proxy import ProxyServer, Route, Upstream, is_activity
+from spacehub.proxy.activity import RequestCounter
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -210,6 +211,24 @@ def test_head_and_get_answers_alternate_on_one_upstream_connection(loop: LoopThr
             assert reply.body == (b"" if method == "HEAD" else b"0123456789"), method
         client.close()
         assert upstream.connections == 1
+    finally:
+        loop.run(proxy.close())
+        loop.run(upstream.stop())
+
+
+def test_the_request_counter_sees_each_request_start_and_end(loop: LoopThread) -> None:
+    counter = RequestCounter()  # what `spacehub serve` passes as `activity=`
+    upstream, proxy = _serve_raw(loop, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", activity=counter)
+    try:
+        client = RawClient(proxy.port)
+        for path in ("/", "/gradio_api/heartbeat/abc", "/gradio_api/info"):
+            assert client.request("GET", path, SPACE_HOST).body == b"ok"
+        client.close()
+        space_id = space_route(Upstream("127.0.0.1", 1)).space_id
+        assert space_id is not None
+        assert counter.in_flight == {}  # every request ended
+        assert space_id in counter.last_idle and space_id in counter.last_active
+        assert counter.take_dirty() == {space_id}
     finally:
         loop.run(proxy.close())
         loop.run(upstream.stop())

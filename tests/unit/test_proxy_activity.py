@@ -19,6 +19,10 @@ from spacehub.proxy.activity import takes_target
         (b"/heartbeat/0f3a9c", False),  # Gradio 4
         (b"/gradio_api/heartbeats", True),
         (b"/app/gradio_api/heartbeat/0f3a9c", True),  # only Gradio's own route, at the root
+        (b"/gradio_api/info", True),
+        (b"/heart", True),
+        (b"", True),
+        (b"*", True),
     ],
 )
 def test_gradio_heartbeats_are_not_activity(target: bytes, activity: bool) -> None:

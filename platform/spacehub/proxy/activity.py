@@ -25,6 +25,10 @@ ActivityHook = Callable[[int], object] | Callable[[int, bytes], object]
 
 def is_activity(target: bytes) -> bool:
     """False for a request that only keeps a page's connection alive (Gradio's heartbeat stream)."""
+    # Every request passes here twice: most are told apart by their second byte ('g' and 'h' start the
+    # heartbeat paths), before any prefix is compared.
+    if len(target) < 2 or (target[1] != 0x67 and target[1] != 0x68):
+        return True
     return not target.startswith(HEARTBEAT_PREFIXES)
 
 

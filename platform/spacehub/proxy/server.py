@@ -14,7 +14,8 @@ once, in `data_received`, and hands each head to `ProxyServer.begin` the moment 
 Pipelined requests wait, parsed, until the response before them has been sent.
 
 Activity hooks: see `activity` (`on_request_start(space_id)` / `on_request_end(space_id)`, or with the request
-target as a second argument when the hook takes one).
+target as a second argument when the hook takes one), and `activity=RequestCounter()`, the counter `spacehub
+serve` publishes, called directly.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any, Final
 
 from spacehub.errors import SpacehubError
 
-from .activity import takes_target
+from .activity import RequestCounter, takes_target
 from .connection import ClientConnection
 from .errors import BadRequest, ClientGone, ProxyError
 from .exchange import Exchange
@@ -55,6 +56,7 @@ class ProxyServer:
         session_cookie: str = "spacehub_session",
         on_request_start: Callable[..., object] | None = None,
         on_request_end: Callable[..., object] | None = None,
+        activity: RequestCounter | None = None,
         upstream_idle_s: float = 3.0,
         max_header_bytes: int = 65536,
     ) -> None:
@@ -71,6 +73,8 @@ class ProxyServer:
         self._on_request_end = on_request_end
         self._start_takes_target = on_request_start is not None and takes_target(on_request_start)
         self._end_takes_target = on_request_end is not None and takes_target(on_request_end)
+        # The production hooks as one object: called directly (compiled), not through the generic hook calls.
+        self._activity = activity
         self._upstream_idle_s = upstream_idle_s
         self.max_header_bytes = max_header_bytes
         self._pool: UpstreamPool | None = None
@@ -181,13 +185,13 @@ class ProxyServer:
             credential_rules=self._credential_rules if route.is_space else None,
         )
         relay = conn.relay = Relay(conn, head, route, request_bytes)
-        if route.space_id is not None and self._on_request_start is not None:
+        if route.space_id is not None:
             self._notify_start(route.space_id, head.target)
         relay.start()
 
     def relay_ended(self, relay: Relay) -> None:
         space_id = relay.route.space_id
-        if space_id is not None and self._on_request_end is not None:
+        if space_id is not None:
             self._notify_end(space_id, relay.head.target)
 
     async def _resolve(self, head: RequestHead, *, cached_tried: bool = False) -> Route:
@@ -308,10 +312,16 @@ class ProxyServer:
     # Activity hooks
 
     def _notify_start(self, space_id: int, target: bytes) -> None:
-        _call_hook(self._on_request_start, self._start_takes_target, space_id, target)
+        if self._activity is not None:
+            self._activity.request_start(space_id, target)
+        if self._on_request_start is not None:
+            _call_hook(self._on_request_start, self._start_takes_target, space_id, target)
 
     def _notify_end(self, space_id: int, target: bytes) -> None:
-        _call_hook(self._on_request_end, self._end_takes_target, space_id, target)
+        if self._activity is not None:
+            self._activity.request_end(space_id, target)
+        if self._on_request_end is not None:
+            _call_hook(self._on_request_end, self._end_takes_target, space_id, target)
 
 
 def _call_hook(hook: Callable[..., object] | None, takes_target: bool, space_id: int, target: bytes) -> None:
