@@ -36,17 +36,24 @@ COMPILED_PROXY_MODULES = [
 def proxy_extensions() -> list:
     if os.environ.get("SPACEHUB_PURE_PYTHON") == "1":
         return []
-    from mypyc.build import mypycify
+    try:
+        from mypyc.build import mypycify
+    except ImportError:  # a build environment without mypy (the build requirements name it)
+        print("spacehub: mypyc not available, the proxy is installed as plain Python", file=sys.stderr)
+        return []
 
     here = os.path.dirname(os.path.abspath(__file__))
     paths = [os.path.join("platform", "spacehub", "proxy", f"{name}.py") for name in COMPILED_PROXY_MODULES]
     os.environ.setdefault("MYPYPATH", os.pathsep.join([os.path.join(here, "platform"), os.path.join(here, "runner")]))
-    return mypycify(
+    extensions = mypycify(
         ["--config-file", os.path.join(here, "pyproject.toml"), *paths],
         opt_level="3",
         group_name="spacehub.proxy._compiled",  # the shared runtime library lives inside the package
         target_dir=os.path.join("build", f"mypyc-py{sys.version_info[0]}{sys.version_info[1]}"),
     )
+    for extension in extensions:
+        extension.optional = True  # no C compiler: setuptools warns and the source modules are used
+    return extensions
 
 
 setup(ext_modules=proxy_extensions())
