@@ -80,6 +80,9 @@ class Settings(BaseSettings):
                                       "(running, starting or sleeping) is stopped after this long without a start")
     reconcile_interval_s: float = Field(default=5.0, description="How often the supervisor repairs drift")
     log_stream_max: int = Field(default=5000, description="Lines kept per log stream")
+    run_log_max_bytes: int = Field(default=16 * 1024 * 1024, gt=0, description="Process runtime: an app's log "
+                                   "file is emptied once it is over this size and copied to its run-log stream "
+                                   "(also the most one supervisor tick copies: older output is skipped)")
     sse_keepalive_s: float = Field(default=15.0, description="Keep-alive interval of log streams")
     token_cache_s: float = Field(default=5.0, description="How long the proxy trusts a checked token (or a "
                                  "refusal) at a private space's host before checking it again")

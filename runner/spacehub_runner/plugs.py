@@ -105,6 +105,15 @@ class Runtime(Protocol):
 
 
 @runtime_checkable
+class LogFile(Protocol):
+    """A runtime whose apps append their output to a file (O_APPEND): the supervisor reads it from where its last
+    read stopped and empties it once it is over SPACEHUB_RUN_LOG_MAX_BYTES (`runtimes.logfile`). Optional: the
+    other runtimes' `logs` are read whole each time (docker's are capped by the engine)."""
+
+    def log_path(self, handle: Handle) -> Path: ...
+
+
+@runtime_checkable
 class Freezable(Protocol):
     """A runtime that can freeze an idle app in place: no CPU, memory kept, resumed in milliseconds (the first
     tier of sleep). Optional: the lifecycle freezes only apps whose runtime has it."""

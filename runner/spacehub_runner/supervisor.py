@@ -2,7 +2,8 @@
 
 Every few seconds it compares SQL (what should run), the runtime (what runs) and the route table (what gets
 traffic) and repairs the difference: re-adopts apps that survived a platform restart, restarts apps that died,
-removes stale routes, re-enqueues builds whose job was lost, and copies apps' output into the run-log streams.
+removes stale routes, re-enqueues builds whose job was lost, and copies apps' output into the run-log streams
+(a log file from where the last copy stopped, emptied once over SPACEHUB_RUN_LOG_MAX_BYTES: `runtimes.logfile`).
 
 On the docker runtime it also reads the engine's own view (container labels): a running container of the
 space's current revision that SQL lost track of is adopted rather than started twice, and every other container
@@ -14,7 +15,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from rq.exceptions import NoSuchJobError
@@ -30,8 +33,9 @@ from spacehub.store.models import Build, BuildStatus, Space, utcnow
 from spacehub_runner import backoff, forkserver_upkeep, gpus, registry
 from spacehub_runner.jobs import space_lock_key
 from spacehub_runner.lifecycle import Lifecycle
-from spacehub_runner.plugs import BuildPlan, Handle, Runtime
+from spacehub_runner.plugs import BuildPlan, Handle, LogFile, Runtime
 from spacehub_runner.runtimes import readiness
+from spacehub_runner.runtimes.logfile import LogFileReader
 
 log = logging.getLogger("spacehub.supervisor")
 
@@ -40,7 +44,12 @@ LOST_JOB_GRACE_S = 30.0
 
 @dataclass
 class _Pumped:
-    lines: int = 0
+    """How far one app's output has been copied to its run-log stream."""
+
+    lines: int = 0  # runtimes whose logs are read whole (docker): the lines copied so far
+    reader: LogFileReader | None = None  # runtimes with a log file: where the last read stopped
+    # Its last lines, for a crash message: the log file itself may have been emptied just before the crash.
+    recent: deque[str] = field(default_factory=lambda: deque(maxlen=readiness.TAIL_LINES))
 
 
 class Supervisor:
@@ -72,6 +81,7 @@ class Supervisor:
 
     def reconcile_apps(self) -> None:
         idle: list[int] = []  # spaces whose GPUs are to be freed (after this session: one writer at a time)
+        seen: set[str] = set()  # the apps whose output is being copied (the state of any other app is dropped)
         with self.platform.db.session() as session:
             rows = list(session.scalars(select(Space).where(Space.repo_type == "space")))
             for space in rows:
@@ -81,15 +91,14 @@ class Supervisor:
                     continue
                 handle = Handle.from_json(space.handle)
                 runtime = registry.runtime_for(self.settings, handle.runtime)
+                seen.add(self._handle_key(handle))
                 code = runtime.poll(handle)
+                self._pump_logs(space.id, handle, exited=code is not None)
                 if code is None:
-                    self._pump_logs(space.id, handle)
                     continue
-                self._pump_logs(space.id, handle)
                 if not self._still_current(space.id, space.handle):
                     continue  # a job stopped or replaced it since this tick read SQL (a sleep, a redeploy)
-                self._pumped.pop(self._handle_key(handle), None)
-                tail = readiness.tail(runtime.logs(handle))  # before the stop: a container's logs go with it
+                tail = list(self._pumped.pop(self._handle_key(handle), _Pumped()).recent)
                 runtime.stop(handle)  # an exited container stays until removed; a process is only reaped
                 space.handle = None
                 self.routes.delete(space.label)
@@ -97,6 +106,8 @@ class Supervisor:
                     self._restart(space, f"the app exited with code {code}", tail)
                 if space.stage not in SHOULD_RUN:
                     idle.append(space.id)
+        for key in self._pumped.keys() - seen:
+            del self._pumped[key]
         allocator = gpus.GpuAllocator(self.settings, self.platform.db)
         for space_id in idle:
             allocator.release(space_id)
@@ -246,14 +257,33 @@ class Supervisor:
     def _handle_key(handle: Handle) -> str:
         return f"{handle.runtime}:{handle.target}:{sorted(handle.data.items())}"
 
-    def _pump_logs(self, space_id: int, handle: Handle) -> None:
+    def _pump_logs(self, space_id: int, handle: Handle, *, exited: bool = False) -> None:
+        """Copy the app's output written since the last copy to its run-log stream."""
         runtime = registry.runtime_for(self.settings, handle.runtime)
         state = self._pumped.setdefault(self._handle_key(handle), _Pumped())
         writer = LogWriter(self.platform.redis, space_id, "run", self.settings.log_stream_max)
-        for index, line in enumerate(runtime.logs(handle)):
-            if index >= state.lines:
-                writer(line)
-                state.lines = index + 1
+        for line in _new_lines(runtime, handle, state, self.settings.run_log_max_bytes, exited):
+            writer(line)
+            state.recent.append(line)
+
+
+def _new_lines(runtime: Runtime, handle: Handle, state: _Pumped, cap: int, exited: bool) -> Iterator[str]:
+    """The app's lines not copied yet; each counts as copied once the next is asked for.
+
+    A log file is read from where the last read stopped and emptied once over `cap` (so neither the file nor the
+    cost of a read grows with the app's age); other runtimes' logs are read whole, skipping the lines copied.
+    """
+    if isinstance(runtime, LogFile):
+        if state.reader is None:
+            state.reader = LogFileReader(runtime.log_path(handle))
+        yield from state.reader.read(cap)
+        if exited:
+            yield from state.reader.rest()  # its unterminated last line: nobody will finish it now
+        return
+    for index, line in enumerate(runtime.logs(handle)):
+        if index >= state.lines:
+            yield line
+            state.lines = index + 1
 
 
 def _age_s(handle: Handle) -> float:

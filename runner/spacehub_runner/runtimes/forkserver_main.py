@@ -524,6 +524,8 @@ class Server:
             return {"ok": False, "refused": refusal}
         changed = {key for key in set(env) | set(self.env) if env.get(key) != self.env.get(key)}
         try:
+            # O_APPEND is load-bearing: the supervisor empties the file under the running app once it is over its
+            # cap, and only an appending writer's next write lands at the new end (spacehub_runner's logfile.py).
             log_fd = os.open(request["log_file"], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             return {"ok": False, "error": f"cannot open the log file: {exc}"}

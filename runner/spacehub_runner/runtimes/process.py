@@ -42,6 +42,7 @@ from spacehub_runner.appenv import platform_env
 from spacehub_runner.plugs import Artifact, BuildPlan, Handle, RunSpec
 from spacehub_runner.runtimes import forkserver, readiness
 from spacehub_runner.runtimes.forkserver import ForkServer
+from spacehub_runner.runtimes.logfile import LogFileReader
 
 logger = logging.getLogger("spacehub.process")
 
@@ -88,6 +89,8 @@ class ProcessRuntime:
         if forked is not None:
             pid, start_time = forked
         else:
+            # Append mode (O_APPEND, as the fork-server opens it too): the supervisor may empty the file under the
+            # running app, whose next write then lands at the new end (runtimes/logfile.py).
             with log_file.open("ab") as out:
                 proc = subprocess.Popen(
                     ["/bin/sh", "-c", _WRAPPER, str(exit_file), *argv],
@@ -144,6 +147,11 @@ class ProcessRuntime:
 
     def follow_logs(self, handle: Handle) -> Iterator[str]:
         return follow_logs(handle)
+
+    # -- LogFile: the supervisor reads the app's log file incrementally and keeps it under its cap -------------
+
+    def log_path(self, handle: Handle) -> Path:
+        return Path(handle.data["log_file"])
 
     # -- Freezable: SIGSTOP / SIGCONT of the whole process group (the wrapper, the app and its children) ------
 
@@ -381,27 +389,19 @@ def log_lines(handle: Handle) -> Iterator[str]:
 
 
 def follow_logs(handle: Handle, interval: float = 0.25) -> Iterator[str]:
-    """The app's log lines, then new ones as they are written, until the app has exited."""
-    path = Path(handle.data["log_file"])
-    while not path.exists():
+    """The app's log lines, then new ones as they are written, until the app has exited.
+
+    Read by offset (`LogFileReader`), so it follows on from the start of the file when the supervisor empties it
+    (SPACEHUB_RUN_LOG_MAX_BYTES; lines emptied out before this read them are gone).
+    """
+    reader = LogFileReader(Path(handle.data["log_file"]))
+    while True:
+        yield from reader.read()
         if poll_handle(handle) is not None:
+            yield from reader.read()  # written between the last read and the exit
+            yield from reader.rest()
             return
         time.sleep(interval)
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        partial = ""
-        while True:
-            chunk = fh.readline()
-            if chunk:
-                partial += chunk
-                if partial.endswith("\n"):
-                    yield partial.rstrip("\n")
-                    partial = ""
-                continue
-            if poll_handle(handle) is not None:
-                rest = fh.read()  # written between the last read and the exit
-                yield from (partial + rest).splitlines()
-                return
-            time.sleep(interval)
 
 
 def wait_ready(handle: Handle, timeout: float, path: str = "/") -> None:
