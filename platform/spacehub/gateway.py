@@ -65,8 +65,11 @@ class SpaceResolver:
         self._api_route = Route(upstream=self.api)
         self._route_cache: dict[tuple[int, str], Route] = {}
         self.suffix = "." + settings.spaces_domain.lower()
-        self.routes: dict[str, str] = {}
-        self.spaces: dict[str, SpaceEntry] = {}
+        # Bumped whenever either table is replaced: the proxy remembers `resolve_cached`'s answers per Host value
+        # while it stays the same (see `spacehub.proxy.routing.Resolver`).
+        self.routes_version = 0
+        self._routes: dict[str, str] = {}
+        self._spaces: dict[str, SpaceEntry] = {}
         self._spaces_loaded = 0.0
         self.space_cache_s = space_cache_s
         self._tasks: list[asyncio.Task[None]] = []
@@ -76,6 +79,26 @@ class SpaceResolver:
         # swapped here for a cookie scoped to that one space's host, which the gate then accepts.
         self.access = SpaceAccess(settings, load_secret(settings))
         self.gate = SpaceGate(db, settings.token_cache_s, cookie_user=self.access.cookie_user)
+
+    @property
+    def routes(self) -> dict[str, str]:
+        """label -> upstream (`host:port` or `unix:path`) of every space that gets traffic; replaced, never changed."""
+        return self._routes
+
+    @routes.setter
+    def routes(self, table: dict[str, str]) -> None:
+        self._routes = table
+        self.routes_version += 1
+
+    @property
+    def spaces(self) -> dict[str, SpaceEntry]:
+        """label -> what the proxy needs to know of the space; replaced, never changed."""
+        return self._spaces
+
+    @spaces.setter
+    def spaces(self, table: dict[str, SpaceEntry]) -> None:
+        self._spaces = table
+        self.routes_version += 1
 
     async def start(self) -> None:
         self._redis = aioredis.Redis.from_url(self.redis_url)
@@ -175,7 +198,10 @@ class SpaceResolver:
 
     def resolve_cached(self, host: str, headers: list[tuple[bytes, bytes]]) -> Route | None:
         """The proxy's synchronous fast path: the route when the in-memory tables alone decide it (the API's
-        hosts, a public space with a route), else None, and the proxy awaits `__call__` instead."""
+        hosts, a public space with a route), else None, and the proxy awaits `__call__` instead.
+
+        A route returned here depends on `host` alone and holds until a table is next replaced (which bumps
+        `routes_version`): the proxy reuses it for the same Host value until then."""
         if host in self.settings.platform_hosts:
             return self._api_route
         if not host.endswith(self.suffix):

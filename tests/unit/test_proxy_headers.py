@@ -174,6 +174,13 @@ def test_platform_credential_detection(value: bytes, platform: bool) -> None:
         (b"a=1; spacehub_session=s", b"a=1"),
         (b"spacehub_session2=keep; a=spacehub_session", b"spacehub_session2=keep; a=spacehub_session"),
         (b"a=1; b=2", b"a=1; b=2"),
+        (b"a=1; spacehub_session=x; spacehub_session=y; b=2", b"a=1; b=2"),
+        (b"spacehub_session = x ; b=2", b"b=2"),
+        (b"a=1 ; spacehub_session=x", b"a=1"),
+        (b"spacehub_session=x;", b""),
+        (b"a=spacehub_session=x; spacehub_session=y", b"a=spacehub_session=x"),
+        (b"xspacehub_session=1; spacehub_session=2; c=3", b"xspacehub_session=1; c=3"),
+        (b"a=1;  b=2; spacehub_session=s", b"a=1;  b=2"),  # the rest as the client sent it
     ],
 )
 def test_without_cookie(cookie: bytes, expected: bytes) -> None:
@@ -198,7 +205,6 @@ def response(headers: list[tuple[bytes, bytes]], status: int = 200, length: int 
     return ResponseHead(
         status=status,
         reason=b"OK",
-        http_version="1.1",
         headers=headers,
         content_length=length,
         chunked=False,

@@ -94,15 +94,32 @@ def is_platform_credential(authorization: bytes, token_prefix: bytes) -> bool:
 
 
 def without_cookie(cookie_header: bytes, name: bytes) -> bytes:
-    """The Cookie header value minus every `name=...` pair (b"" if nothing is left)."""
-    if name not in cookie_header:
-        return cookie_header
-    kept = []
-    for pair in cookie_header.split(b";"):
-        pair = pair.strip()
-        if pair and pair.partition(b"=")[0].strip() != name:
-            kept.append(pair)
-    return b"; ".join(kept)
+    """The Cookie header value minus every `name=...` pair (b"" if nothing is left).
+
+    The pairs are cut out with their separator and the rest is passed on as the client sent it: a few searches
+    instead of splitting every pair (this runs for every request a browser signed in to the platform sends).
+    """
+    value = cookie_header
+    search = 0
+    while True:
+        at = value.find(name, search)
+        if at < 0:
+            return value
+        after = at + len(name)
+        separator = value.rfind(b";", 0, at)  # the end of the pair before (-1: this is the first pair)
+        if value[separator + 1 : at].strip() or (
+            value[after : after + 1] != b"=" and not value[after:].lstrip().startswith(b"=")
+        ):
+            search = after  # `name` inside another pair's name or value
+            continue
+        end = value.find(b";", after)
+        if end >= 0:  # drop the pair, its separator and the space after it: the next pair moves into its place
+            rest = value[end + 1 :].lstrip()
+            value = value[: separator + 1] + (b" " if separator >= 0 and rest else b"") + rest
+            search = separator + 1
+        else:  # the last pair: drop it with the separator before it
+            value = value[:separator].rstrip() if separator >= 0 else b""
+            return value
 
 
 def without_cookie_domain(set_cookie: bytes) -> bytes:
@@ -139,6 +156,28 @@ def _request_action(key: bytes, listed: frozenset[bytes]) -> int | None:
     return _REQUEST_ACTIONS.get(normalized)
 
 
+# Header names are classified by their spelling on the wire, remembered: clients send the same few names in the
+# same case on every request, and a dict lookup (the name's hash is computed once and kept by the bytes object)
+# is cheaper than lower-casing and testing each name again. Bounded, since names are the client's to choose;
+# past the bound a name is classified afresh each time.
+_PASS: Final = -1  # no rule applies: passed on as it is
+_NO_OPTIONS: Final[frozenset[bytes]] = frozenset()
+_MAX_REMEMBERED_NAMES: Final = 1024
+_request_actions_by_name: Final[dict[bytes, int]] = {}
+_response_actions_by_name: Final[dict[bytes, int]] = {}
+
+
+def _request_name_action(name: bytes) -> int:
+    """The action for a request header name when the client's Connection header lists nothing."""
+    action = _request_actions_by_name.get(name)
+    if action is None:
+        found = _request_action(name.lower(), _NO_OPTIONS)
+        action = _PASS if found is None else found
+        if len(_request_actions_by_name) < _MAX_REMEMBERED_NAMES:
+            _request_actions_by_name[name] = action
+    return action
+
+
 def upstream_request_head(
     head: RequestHead,
     *,
@@ -153,11 +192,12 @@ def upstream_request_head(
     out = [head.method, b" ", head.target, b" HTTP/1.1\r\nHost: ", host, b"\r\n"]
     upgrade_to: bytes | None = None
     for name, value in head.headers:
-        key = name.lower()
-        action = _REQUEST_ACTIONS.get(key)
-        if listed or (action is None and (b"_" in key or key[:6] == b"proxy-")):
-            action = _request_action(key, listed)
-        if action is None:
+        if listed:  # the names it lists are hop-by-hop for this request only: not remembered
+            found = _request_action(name.lower(), listed)
+            action = _PASS if found is None else found
+        else:
+            action = _request_name_action(name)
+        if action == _PASS:
             pass
         elif action == _DROP:
             continue
@@ -209,6 +249,25 @@ _RESPONSE_ACTIONS[b"upgrade"] = _RESPONSE_UPGRADE
 _RESPONSE_ACTIONS[b"content-length"] = _RESPONSE_LENGTH
 _RESPONSE_ACTIONS[b"set-cookie"] = _SET_COOKIE
 
+
+
+def _response_action(key: bytes) -> int:
+    """The action for a lower-case response header name (the Connection-listed rule aside)."""
+    action = _RESPONSE_ACTIONS.get(key)
+    if action is None:
+        return _RESPONSE_DROP if key[:6] == b"proxy-" else _PASS
+    return action
+
+
+def _response_name_action(name: bytes) -> int:
+    action = _response_actions_by_name.get(name)
+    if action is None:
+        action = _response_action(name.lower())
+        if len(_response_actions_by_name) < _MAX_REMEMBERED_NAMES:
+            _response_actions_by_name[name] = action
+    return action
+
+
 _STATUS_LINES: Final[dict[tuple[int, bytes], bytes]] = {}
 
 
@@ -233,14 +292,16 @@ def client_response_head(
     upgrading = connection == b"upgrade"
     out = [_status_line(head.status, head.reason), b"\r\n"]
     for name, value in head.headers:
-        key = name.lower()
-        action = _RESPONSE_ACTIONS.get(key)
-        if action is None:
-            if key[:6] == b"proxy-" or (listed and key in listed):
+        if listed:  # names the upstream listed in Connection are hop-by-hop for this response only
+            key = name.lower()
+            action = _response_action(key)
+            if (action == _PASS or action == _SET_COOKIE) and key in listed:
                 continue
+        else:
+            action = _response_name_action(name)
+        if action == _PASS:
+            pass
         elif action == _SET_COOKIE:
-            if listed and key in listed:
-                continue
             if host_only_cookies:
                 value = without_cookie_domain(value)
         elif not (

@@ -36,6 +36,10 @@ IDEMPOTENT_METHODS: Final = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"
 # A Host value: reg-name or IPv4 (RFC 3986 unreserved, sub-delims, pct-encoded) or IPv6 literal; a port.
 _HOST_VALUE: Final = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?")
 
+# Host values already checked against `_HOST_VALUE` (the same few arrive on every request); bounded, as above.
+_valid_hosts: Final[set[bytes]] = set()
+_MAX_REMEMBERED_HOSTS: Final = 1024
+
 # Headers the readers interpret themselves; gathered in one pass over the head.
 _NOTABLE_HEADERS: Final = frozenset({b"host", b"content-length", b"transfer-encoding", b"connection"})
 
@@ -117,10 +121,11 @@ class RequestHead:
 
 
 class ResponseHead:
+    # No HTTP version: the proxy answers every client in HTTP/1.1 whatever the upstream spoke (llhttp checks it),
+    # and asking llhttp for it formats a new string each time.
     __slots__ = (
         "status",
         "reason",
-        "http_version",
         "headers",
         "content_length",
         "chunked",
@@ -133,7 +138,6 @@ class ResponseHead:
         *,
         status: int,
         reason: bytes,
-        http_version: str,
         headers: list[tuple[bytes, bytes]],
         content_length: int | None,
         chunked: bool,
@@ -142,7 +146,6 @@ class ResponseHead:
     ) -> None:
         self.status = status
         self.reason = reason
-        self.http_version = http_version
         self.headers = headers
         self.content_length = content_length
         self.chunked = chunked
@@ -150,7 +153,7 @@ class ResponseHead:
         self.connection_options = connection_options
 
     def __repr__(self) -> str:
-        return f"ResponseHead({self.status} {self.reason!r} HTTP/{self.http_version})"
+        return f"ResponseHead({self.status} {self.reason!r})"
 
     @property
     def informational(self) -> bool:
@@ -176,12 +179,29 @@ def _connection_options(notable: dict[bytes, list[bytes]]) -> frozenset[bytes]:
 _NO_NOTABLE: Final[dict[bytes, list[bytes]]] = {}
 
 
+# Header names by their spelling on the wire -> the lower-case name if notable, else b"": peers send the same
+# few names in the same case every time, and a dict lookup costs less than lower-casing each. Bounded, since
+# names are the peer's to choose (past the bound a name is lower-cased each time).
+_notable_by_name: Final[dict[bytes, bytes]] = {}
+_MAX_REMEMBERED_NAMES: Final = 1024
+
+
+def _notable_key(name: bytes) -> bytes:
+    key = _notable_by_name.get(name)
+    if key is None:
+        lowered = name.lower()
+        key = lowered if lowered in _NOTABLE_HEADERS else b""
+        if len(_notable_by_name) < _MAX_REMEMBERED_NAMES:
+            _notable_by_name[name] = key
+    return key
+
+
 def notable_headers(headers: list[tuple[bytes, bytes]]) -> dict[bytes, list[bytes]]:
     """The values of the `_NOTABLE_HEADERS` by lower-case name, in one pass (the result must not be changed)."""
     found = _NO_NOTABLE
     for name, value in headers:
-        key = name.lower()
-        if key in _NOTABLE_HEADERS:
+        key = _notable_key(name)
+        if key:
             if found is _NO_NOTABLE:
                 found = {key: [value]}
             elif key in found:
@@ -222,7 +242,6 @@ def response_head(
     return ResponseHead(
         status=parser.get_status_code(),
         reason=reason,
-        http_version=parser.get_http_version(),
         headers=headers,
         content_length=int(lengths[0]) if lengths and not chunked else None,
         chunked=chunked,
@@ -414,8 +433,11 @@ class RequestReader(_MessageReader):
             raise BadRequest("more than one Host header")
         if host is None and version != "1.0":
             raise BadRequest("missing Host header")
-        if host is not None and not _HOST_VALUE.fullmatch(host):
-            raise BadRequest("invalid Host header")
+        if host is not None and host not in _valid_hosts:
+            if not _HOST_VALUE.fullmatch(host):
+                raise BadRequest("invalid Host header")
+            if len(_valid_hosts) < _MAX_REMEMBERED_HOSTS:
+                _valid_hosts.add(host)
 
         lengths = notable.get(b"content-length", ())
         encodings = notable.get(b"transfer-encoding", ())

@@ -51,5 +51,9 @@ class Resolver(Protocol):
         answers from memory what it can (e.g. a public space's route) and returns None for anything that needs
         more (a database lookup, a credential check, the request target), and the proxy then awaits the call
         above. A route known at once lets a request without a body be served with no task at all.
+
+        A resolver that also has an integer `routes_version` promises that the routes `resolve_cached` returns
+        depend on the Host value alone and hold until that number changes: the proxy then remembers them per
+        raw Host header value and asks again only for a Host it has not seen since the last change.
         """
         ...

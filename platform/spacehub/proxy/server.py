@@ -40,6 +40,8 @@ from .routing import Resolver, Route
 
 logger: Final = logging.getLogger(__name__)
 
+_MAX_KNOWN_HOSTS: Final = 4096
+
 
 class ProxyServer:
     # Tunables kept out of the constructor's fixed signature; set them on the instance before `start()`.
@@ -65,6 +67,11 @@ class ProxyServer:
         self._resolve_cached: Callable[[str, list[tuple[bytes, bytes]]], Route | None] | None = getattr(
             resolver, "resolve_cached", None
         )
+        # Routes `resolve_cached` gave, by raw Host header value, while the resolver's `routes_version` holds
+        # (routing.Resolver): most requests then cost one dict lookup to route.
+        self._versioned = isinstance(getattr(resolver, "routes_version", None), int)
+        self._known_routes: dict[bytes, Route] = {}
+        self._known_version = -1
         self._scheme = scheme.encode("ascii")
         self._credential_rules = CredentialRules(
             token_prefix=platform_token_prefix.encode(), session_cookie=session_cookie.encode()
@@ -132,12 +139,26 @@ class ProxyServer:
         if head.chunked or head.content_length or head.upgrade:  # has_body, inlined: the hot path
             conn.task = asyncio.get_running_loop().create_task(self._serve_with_body(conn, head))
             return
+        host = head.host
+        if self._versioned and host is not None:
+            version: int = getattr(self._resolver, "routes_version")  # noqa: B009 - not in the Protocol's type
+            if version != self._known_version:
+                self._known_routes.clear()
+                self._known_version = version
+            known = self._known_routes.get(host)
+            if known is not None:
+                self._relay(conn, head, known)
+                return
         resolve_cached = self._resolve_cached
         if resolve_cached is not None:
             try:
-                route = resolve_cached(_routing_host(head.host), head.headers)
+                route = resolve_cached(_routing_host(host), head.headers)
                 if route is not None and not isinstance(route, Route):
                     raise TypeError(f"the resolver returned {route!r}, not a Route")
+                if route is not None and self._versioned and host is not None:
+                    if len(self._known_routes) >= _MAX_KNOWN_HOSTS:  # Host values are the client's to choose
+                        self._known_routes.clear()
+                    self._known_routes[host] = route
             except SpacehubError as exc:
                 conn.exchange_done(self.answer_error(conn, head, exc.status, exc.message, exc.code))
                 return
