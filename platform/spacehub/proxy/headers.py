@@ -295,7 +295,7 @@ def client_response_head(
         if listed:  # names the upstream listed in Connection are hop-by-hop for this response only
             key = name.lower()
             action = _response_action(key)
-            if (action == _PASS or action == _SET_COOKIE) and key in listed:
+            if action in (_PASS, _SET_COOKIE) and key in listed:
                 continue
         else:
             action = _response_name_action(name)
