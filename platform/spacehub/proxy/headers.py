@@ -324,6 +324,19 @@ def client_response_head(
     return b"".join(out)
 
 
+def passes_unchanged(head: ResponseHead, *, framing: int, connection: bytes | None) -> bool:
+    """True when `client_response_head` would send this head as the upstream sent it, up to the spelling of
+    Content-Length: a response with a length, nothing hop-by-hop, no cookie to rewrite, no Connection header
+    to add. The caller may then pass the upstream's own bytes on (the usual answer of an app server)."""
+    if framing != BODY_LENGTH or connection is not None or head.connection_options:
+        return False
+    for name, _ in head.headers:
+        action = _response_name_action(name)
+        if action != _PASS and action != _RESPONSE_LENGTH:
+            return False
+    return True
+
+
 def simple_response(
     status: int,
     body: bytes,

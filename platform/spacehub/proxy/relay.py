@@ -24,7 +24,15 @@ import httptools
 
 from .channel import UpstreamChannel
 from .errors import ProxyError, UpstreamFailed
-from .headers import BODY_CHUNKED, BODY_NONE, BODY_UNTIL_CLOSE, LAST_CHUNK, client_response_head, response_framing
+from .headers import (
+    BODY_CHUNKED,
+    BODY_NONE,
+    BODY_UNTIL_CLOSE,
+    LAST_CHUNK,
+    client_response_head,
+    passes_unchanged,
+    response_framing,
+)
 from .http1 import RequestHead, ResponseHead, response_head
 from .routing import Route
 
@@ -59,6 +67,8 @@ class Relay:
         "finished",
         "upstream_paused",
         "complete",
+        "chunk",
+        "passed_unchanged",
     )
 
     def __init__(self, conn: ClientConnection, head: RequestHead, route: Route, request_bytes: bytes) -> None:
@@ -85,6 +95,10 @@ class Relay:
         self.upstream_paused = False
         self.complete = False  # llhttp saw the final response's end: its parser may read the next response
         self.parser: httptools.HttpResponseParser | None = None  # the channel's (see UpstreamChannel)
+        # The bytes being parsed, while the final response's head may start at their first byte; and whether
+        # that head is passed on as the upstream sent it (`headers.passes_unchanged`).
+        self.chunk: bytes | None = None
+        self.passed_unchanged = False
 
     # Starting
 
@@ -158,6 +172,7 @@ class Relay:
         )
         head = self.head
         if response.informational:
+            self.chunk = None  # the final head follows this one: not at the start of these bytes
             if response.status == 101:
                 raise UpstreamFailed("upstream switched protocols without being asked to")
             if head.http_version != "1.0":  # 100 Continue, 103 Early Hints: HTTP/1.0 clients know none
@@ -174,11 +189,21 @@ class Relay:
             connection: bytes | None = b"close"
         else:
             connection = b"keep-alive" if head.http_version == "1.0" else None
-        self.out.append(
-            client_response_head(
-                response, framing=framing, connection=connection, host_only_cookies=self.route.is_space
+        chunk = self.chunk
+        if (
+            chunk is not None
+            and chunk.startswith(b"HTTP/1.1 ")
+            and passes_unchanged(response, framing=framing, connection=connection)
+        ):
+            # The head llhttp has just accepted starts these bytes and needs no change: pass it on as it came.
+            self.passed_unchanged = True
+            self.out.append(chunk[: chunk.find(b"\r\n\r\n") + 4])
+        else:
+            self.out.append(
+                client_response_head(
+                    response, framing=framing, connection=connection, host_only_cookies=self.route.is_space
+                )
             )
-        )
         if framing == BODY_NONE:
             self.done = True  # HEAD, 204, 304: over at the head, whatever llhttp still expects
 
@@ -204,6 +229,8 @@ class Relay:
     def upstream_data(self, data: bytes) -> None:
         self.received_any = True
         if self.response is None:
+            # Nothing of the response before these bytes: its head starts them (unless an interim one comes first).
+            self.chunk = data if self.unfinished_head_bytes == 0 else None
             self.unfinished_head_bytes += len(data)
         parser = self.parser
         if parser is None:
@@ -225,6 +252,19 @@ class Relay:
         if self.response is None and self.unfinished_head_bytes > self.conn.server.max_header_bytes:
             self._fail(UpstreamFailed("upstream response headers too large"))  # a head that never ends
             return
+        if self.chunk is not None:
+            self.chunk = None
+            response = self.response
+            if (
+                self.passed_unchanged
+                and self.complete
+                and not self.unexpected
+                and response is not None
+                and len(data) == len(self.out[0]) + (response.content_length or 0)
+            ):
+                # Head and body as they came, and nothing else in these bytes: they are the client's answer.
+                self.out.clear()
+                self.out.append(data)
         self._flush()
         if self.done:
             self._finish()
