@@ -22,6 +22,8 @@ HEARTBEAT_PREFIXES: Final = (b"/gradio_api/heartbeat/", b"/heartbeat/")
 
 ActivityHook = Callable[[int], object] | Callable[[int, bytes], object]
 
+_now: Final = time.time  # bound once: called for every request
+
 
 def is_activity(target: bytes) -> bool:
     """False for a request that only keeps a page's connection alive (Gradio's heartbeat stream)."""
@@ -44,7 +46,8 @@ def takes_target(hook: Callable[..., object]) -> bool:
 
 
 class RequestCounter:
-    """Requests in flight per space, and when each space was last active and last fell idle (epoch seconds).
+    """Requests in flight per space, and when a request to each space last ended and when its count last fell to
+    zero (epoch seconds).
 
     Its `request_start` / `request_end` are the proxy's activity hooks as `spacehub serve` wires them
     (`spacehub.activity.ActivityTracker` publishes what they count): plain dict updates on the request path,
@@ -59,16 +62,16 @@ class RequestCounter:
         self.dirty: set[int] = set()
 
     def request_start(self, space_id: int, target: bytes) -> None:
+        # Only the count: a space with requests open is published at every flush, as active at that flush, from
+        # `in_flight` itself (spacehub.activity), so a start needs neither a time nor a mark of its own.
         if not is_activity(target):
             return
         self.in_flight[space_id] = self.in_flight.get(space_id, 0) + 1
-        self.last_active[space_id] = time.time()
-        self.dirty.add(space_id)
 
     def request_end(self, space_id: int, target: bytes) -> None:
         if not is_activity(target):
             return
-        now = time.time()
+        now = _now()
         left = self.in_flight.get(space_id, 0) - 1
         if left <= 0:
             self.in_flight.pop(space_id, None)

@@ -79,6 +79,8 @@ def _normalized(name: bytes) -> bytes:
 
 def is_platform_credential(authorization: bytes, token_prefix: bytes) -> bool:
     """True for `Bearer <platform token>` and for Basic credentials whose user or password is one."""
+    if authorization[:7] == b"Bearer ":  # how clients write it (every request of a signed-in client)
+        return authorization[7:].lstrip().startswith(token_prefix)
     scheme, _, credentials = authorization.strip().partition(b" ")
     scheme = scheme.lower()
     credentials = credentials.strip()
@@ -106,8 +108,9 @@ def without_cookie(cookie_header: bytes, name: bytes) -> bytes:
         if at < 0:
             return value
         after = at + len(name)
-        separator = value.rfind(b";", 0, at)  # the end of the pair before (-1: this is the first pair)
-        if value[separator + 1 : at].strip() or (
+        # The end of the pair before (-1: this is the first pair); `name` at the very start begins a pair.
+        separator = value.rfind(b";", 0, at) if at else -1
+        if (at and value[separator + 1 : at].strip()) or (
             value[after : after + 1] != b"=" and not value[after:].lstrip().startswith(b"=")
         ):
             search = after  # `name` inside another pair's name or value

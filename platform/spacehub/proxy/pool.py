@@ -25,6 +25,7 @@ class UpstreamPool:
         self._closed = False
         # Looked up once: asyncio.get_running_loop() costs a getpid() system call on every call.
         self._loop = asyncio.get_running_loop()
+        self._now = self._loop.time  # bound once: called twice per request
 
     async def acquire(self, upstream: Upstream) -> tuple[UpstreamChannel, bool]:
         """A connection to `upstream` and whether it was reused (only a reused one may fail stale)."""
@@ -37,7 +38,7 @@ class UpstreamPool:
         """A pooled connection to `upstream`, fit for another request, or None (then `connect`)."""
         idle = self._idle.get(upstream)
         if idle:
-            now = self._loop.time()
+            now = self._now()
             while idle:
                 since, channel = idle.pop()
                 if now - since < self._idle_s and channel.idle_and_open:
@@ -66,11 +67,13 @@ class UpstreamPool:
         if self._closed or not channel.idle_and_open:
             channel.close()
             return
-        idle = self._idle.setdefault(upstream, deque())
-        if len(idle) >= self._max_idle_per_upstream:
+        idle = self._idle.get(upstream)
+        if idle is None:
+            idle = self._idle[upstream] = deque()
+        elif len(idle) >= self._max_idle_per_upstream:
             channel.close()
             return
-        idle.append((self._loop.time(), channel))
+        idle.append((self._now(), channel))
         if self._sweep_timer is None:
             self._sweep_timer = self._loop.call_later(self._idle_s, self._sweep)
 
