@@ -284,3 +284,41 @@ def test_malformed_response_is_an_upstream_failure() -> None:
     ):
         with pytest.raises(UpstreamFailed):
             run(read_response(responses(raw)))
+
+
+def _fed(*pieces: bytes) -> list[RequestHead | Exception]:
+    """What a push-mode reader (the server's way) yields for these reads, heads and errors in order."""
+    reader = RequestReader(None, max_header_bytes=65536, head_timeout_s=0)
+    found: list[RequestHead | Exception] = []
+    for piece in pieces:
+        reader.feed(piece)
+        while (event := reader.next_event()) is not None:
+            kind, payload = event
+            if kind != 2:  # HEAD or ERROR; END of a body-less request carries nothing
+                found.append(payload)  # type: ignore[arg-type]
+    return found
+
+
+@pytest.mark.parametrize(
+    ("pieces", "versions"),
+    [
+        ((b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",), ["1.1"]),
+        ((b"GET / HTTP/1.0\r\n\r\n",), ["1.0"]),
+        # The second request does not start the bytes: its version comes from llhttp.
+        ((b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.0\r\n\r\n",), ["1.1", "1.0"]),
+        ((b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n",), ["1.0", "1.1"]),
+        ((b"\r\nGET / HTTP/1.0\r\n\r\n",), ["1.0"]),  # a blank line before the request
+        ((b"GET / HTTP/1.0\r", b"\n\r\n"), ["1.0"]),  # the request line split across reads
+        ((b"GET /", b" HTTP/1.1\r\nHost: x\r\n\r\n"), ["1.1"]),
+    ],
+)
+def test_the_version_is_the_request_lines_however_the_bytes_arrive(
+    pieces: tuple[bytes, ...], versions: list[str]
+) -> None:
+    heads = _fed(*pieces)
+    assert [head.http_version for head in heads if isinstance(head, RequestHead)] == versions
+
+
+def test_an_http2_request_line_is_refused_with_505() -> None:
+    (error,) = _fed(b"GET / HTTP/2.0\r\nHost: x\r\n\r\n")
+    assert isinstance(error, BadRequest) and error.status == 505

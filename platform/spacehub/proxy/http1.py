@@ -36,6 +36,8 @@ IDEMPOTENT_METHODS: Final = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"
 # A Host value: reg-name or IPv4 (RFC 3986 unreserved, sub-delims, pct-encoded) or IPv6 literal; a port.
 _HOST_VALUE: Final = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?")
 
+_VERSIONS: Final[dict[bytes, str]] = {b"HTTP/1.1": "1.1", b"HTTP/1.0": "1.0"}
+
 # Host values already checked against `_HOST_VALUE` (the same few arrive on every request); bounded, as above.
 _valid_hosts: Final[set[bytes]] = set()
 _MAX_REMEMBERED_HOSTS: Final = 1024
@@ -361,12 +363,16 @@ class RequestReader(_MessageReader):
         self._fed_eof = False  # push mode: the owner has seen the client's EOF
         self.on_body_taken: Callable[[], None] | None = None  # push mode: the owner may read on (backpressure)
         self._feed_waiter: asyncio.Future[None] | None = None  # push mode: a read waiting for the next feed
+        self._chunk: bytes | None = None  # push mode: the bytes being parsed, while a request line may start them
 
     # Push mode
 
     def feed(self, data: bytes) -> None:
         """Parse bytes the owner received; what they complete waits in the queue (see `next_event`)."""
+        # Nothing of a request before these bytes: the next request line, if they hold one, starts them.
+        self._chunk = data if self._state == _IDLE and self._unfinished_head_bytes == 0 else None
         self._feed(self._parser, data)
+        self._chunk = None
         if self._feed_waiter is not None:
             self._wake()
 
@@ -418,7 +424,9 @@ class RequestReader(_MessageReader):
         notable = notable_headers(self._headers)
         parser = self._parser
         method = parser.get_method()
-        version = parser.get_http_version()
+        version = self._version_from_request_line()
+        if version is None:
+            version = parser.get_http_version()
         if version not in ("1.1", "1.0"):
             raise BadRequest(f"HTTP/{version} is not supported", status=505, code="HTTPVersionNotSupported")
         if method == b"CONNECT":
@@ -473,6 +481,17 @@ class RequestReader(_MessageReader):
                 connection_options=_connection_options(notable) if b"connection" in notable else _NO_OPTIONS,
             )
         )
+
+    def _version_from_request_line(self) -> str | None:
+        """The request's HTTP version read off its request line, where that line starts the bytes being parsed
+        (almost always: a request arrives whole in one read); llhttp has accepted the line, so it ends in
+        `HTTP/x.y` and CRLF. Cheaper than asking llhttp, which formats a new string each time. None: ask it."""
+        chunk = self._chunk
+        if chunk is None:
+            return None
+        self._chunk = None  # a second request in the same bytes does not start them
+        line_end = chunk.find(b"\r\n")
+        return _VERSIONS.get(chunk[line_end - 8 : line_end]) if line_end >= 8 else None
 
     async def read_head(self) -> RequestHead | None:
         """The next request's head; None when the client closed (or idled past the timeout) between requests.
