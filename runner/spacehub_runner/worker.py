@@ -27,6 +27,11 @@ class SpacehubWorker(Worker):
 
 
 def run_worker(settings: Settings, queues: list[str] | None = None, burst: bool = False) -> None:
+    # Imported here, once, before any job: RQ forks a work-horse per job, which would otherwise import the job
+    # module (and all it pulls in, about a second on a small machine) on every job, a start that wakes a
+    # sleeping space included.
+    import spacehub_runner.jobs  # noqa: F401
+
     conn = redisconn.connect(settings)
     names = queues or [OPS, BUILDS]
     worker = SpacehubWorker([Queue(n, connection=conn, serializer=JSONSerializer) for n in names],

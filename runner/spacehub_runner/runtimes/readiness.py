@@ -38,9 +38,12 @@ def wait_ready(
     *,
     poll: Callable[[Handle], int | None],
     logs: Callable[[Handle], Iterator[str]],
-    interval: float = 0.25,
+    interval: float = 0.05,
 ) -> None:
     """Return once GET `path` on the handle's target answers 200-399.
+
+    Probed every `interval` seconds: a probe of an app that is not listening yet is a refused connection on
+    127.0.0.1 (nothing to speak of), and each poll of delay is added to every wake from sleep.
 
     Raise StartFailed, carrying the last log lines, if the app exits first or `timeout` seconds pass. The app
     is left as it is: stopping it is the caller's call (it may want to keep a slow app's logs streaming).
