@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Final
 
-from .http1 import RequestHead, ResponseHead
+from .http1 import NO_OPTIONS, RequestHead, ResponseHead
 
 HOP_BY_HOP: Final = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade"}
@@ -164,7 +164,6 @@ def _request_action(key: bytes, listed: frozenset[bytes]) -> int | None:
 # is cheaper than lower-casing and testing each name again. Bounded, since names are the client's to choose;
 # past the bound a name is classified afresh each time.
 _PASS: Final = -1  # no rule applies: passed on as it is
-_NO_OPTIONS: Final[frozenset[bytes]] = frozenset()
 _MAX_REMEMBERED_NAMES: Final = 1024
 _request_actions_by_name: Final[dict[bytes, int]] = {}
 _response_actions_by_name: Final[dict[bytes, int]] = {}
@@ -174,7 +173,7 @@ def _request_name_action(name: bytes) -> int:
     """The action for a request header name when the client's Connection header lists nothing."""
     action = _request_actions_by_name.get(name)
     if action is None:
-        found = _request_action(name.lower(), _NO_OPTIONS)
+        found = _request_action(name.lower(), NO_OPTIONS)
         action = _PASS if found is None else found
         if len(_request_actions_by_name) < _MAX_REMEMBERED_NAMES:
             _request_actions_by_name[name] = action

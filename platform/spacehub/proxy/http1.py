@@ -167,14 +167,14 @@ class ResponseHead:
         return self.informational or self.status in (204, 304)
 
 
-_NO_OPTIONS: Final[frozenset[bytes]] = frozenset()
+NO_OPTIONS: Final[frozenset[bytes]] = frozenset()
 
 
 def _connection_options(notable: dict[bytes, list[bytes]]) -> frozenset[bytes]:
     """Header names listed in `Connection` (RFC 9110 §7.6.1), lower-cased."""
     values = notable.get(b"connection")
     if not values:
-        return _NO_OPTIONS
+        return NO_OPTIONS
     return frozenset(token.strip().lower() for value in values for token in value.split(b",") if token.strip())
 
 
@@ -248,7 +248,7 @@ def response_head(
         content_length=int(lengths[0]) if lengths and not chunked else None,
         chunked=chunked,
         keep_alive=parser.should_keep_alive(),
-        connection_options=_connection_options(notable) if b"connection" in notable else _NO_OPTIONS,
+        connection_options=_connection_options(notable) if b"connection" in notable else NO_OPTIONS,
     )
 
 
@@ -478,7 +478,7 @@ class RequestReader(_MessageReader):
                 chunked=encoding is not None,
                 keep_alive=parser.should_keep_alive(),
                 upgrade=upgrade,
-                connection_options=_connection_options(notable) if b"connection" in notable else _NO_OPTIONS,
+                connection_options=_connection_options(notable) if b"connection" in notable else NO_OPTIONS,
             )
         )
 
