@@ -7,8 +7,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test test-unit lint bench bench-proxy bench-spaces images install system clean
 
-# setup.py compiles the proxy's per-request modules: a change to them rebuilds (else the old build would run).
-$(STAMP): pyproject.toml setup.py $(wildcard platform/spacehub/proxy/*.py)
+# setup.py compiles the proxy's per-request modules and wire layer: a change to them rebuilds (else the old build would run).
+$(STAMP): pyproject.toml setup.py $(wildcard platform/spacehub/proxy/*.py platform/spacehub/proxy/*.pyx platform/spacehub/proxy/llhttp/*)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'

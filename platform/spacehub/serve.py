@@ -25,7 +25,7 @@ from spacehub.activity import ActivityTracker
 from spacehub.api import create_app
 from spacehub.context import Platform
 from spacehub.gateway import SpaceResolver
-from spacehub.proxy import ProxyServer, compiled
+from spacehub.proxy import ProxyServer, compiled, wireimpl
 from spacehub.queue import BUILDS, OPS
 from spacehub.redisconn import EmbeddedRedis, redis_url
 from spacehub.settings import Settings, settings_env
@@ -149,6 +149,9 @@ async def _serve(settings: Settings) -> None:
           f"{settings.host}:{proxy.port}", flush=True)
     if not compiled():
         log.warning("the proxy runs as plain Python (no mypyc build: see setup.py); it serves less per CPU")
+    if not wireimpl.NATIVE:
+        log.warning("the proxy parses HTTP with its reference wire layer (no Cython build: see setup.py); "
+                    "it serves less per CPU")
     try:
         await stop.wait()
     finally:

@@ -1,8 +1,8 @@
 """The proxy that the tests (and `make bench`) exercise is the compiled one `make install` builds.
 
-setup.py compiles the proxy's per-request modules with mypyc; a build that silently fell back to plain Python
-would still pass every behaviour test while serving at a fraction of the speed, so the test run says so.
-`SPACEHUB_PURE_PYTHON=1` is the deliberate plain-Python build.
+setup.py compiles the proxy's wire layer (Cython over llhttp) and its per-request modules (mypyc); a build that
+silently fell back to plain Python would still pass every behaviour test while serving at a fraction of the
+speed, so the test run says so. `SPACEHUB_PURE_PYTHON=1` is the deliberate plain-Python build.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import spacehub.proxy
-from spacehub.proxy import activity, connection, headers, http1, relay, server
+from spacehub.proxy import activity, connection, headers, http1, relay, server, wireimpl
 
 
 def test_the_per_request_modules_run_compiled_unless_plain_python_was_chosen() -> None:
@@ -22,6 +22,22 @@ def test_the_per_request_modules_run_compiled_unless_plain_python_was_chosen() -
     for module in (activity, connection, headers, http1, relay, server):
         origin = module.__spec__.origin if module.__spec__ is not None else ""
         assert origin is not None and origin.endswith(".so") is expected, f"{module.__name__}: {origin}"
+
+
+def test_the_wire_layer_is_the_compiled_one_unless_plain_python_was_chosen() -> None:
+    expected = os.environ.get("SPACEHUB_PURE_PYTHON") != "1"
+    assert wireimpl.NATIVE is expected
+    assert (http1.RequestHead.__module__ == "spacehub.proxy._wire") is expected
+
+
+def test_the_compiled_wire_layer_is_not_older_than_its_source() -> None:
+    if not wireimpl.NATIVE:
+        assert os.environ.get("SPACEHUB_PURE_PYTHON") == "1"
+        return
+    proxy = Path(spacehub.proxy.__file__).parent
+    built = next(proxy.glob("_wire.cpython-*.so"))
+    for source in [proxy / "_wire.pyx", *(proxy / "llhttp").glob("*.[ch]")]:
+        assert built.stat().st_mtime >= source.stat().st_mtime, f"{built.name} predates {source.name}: make install"
 
 
 def test_compiled_reports_the_source_build_as_not_compiled(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,13 +1,15 @@
 """The public reverse proxy: one port for the API/UI and every space (design §5).
 
-A lean asyncio HTTP/1.1 proxy on httptools (llhttp). The resolver decides where each request goes; the proxy
-parses strictly, rewrites headers (forwarding headers, hop-by-hop, platform credentials for spaces), streams
-bodies both ways without buffering, pools upstream keep-alive connections and tunnels upgrades. Requests
+A lean asyncio HTTP/1.1 proxy on llhttp (`wireimpl`: the compiled wire layer, or its reference on httptools).
+The resolver decides where each request goes; the proxy parses strictly, rewrites headers (forwarding headers,
+hop-by-hop, platform credentials for spaces), streams bodies both ways without buffering, pools upstream
+keep-alive connections and tunnels upgrades. Requests
 without a body are served inside the socket callbacks (`relay`), the rest by a task each (`exchange`); see
 `server`. Activity hooks and `is_activity` (Gradio's heartbeat is not activity): see `activity`.
 
-The per-request modules are compiled to C by mypyc when the package is built (`setup.py`); `compiled()` tells
-whether this process runs that build or the plain-Python source (same behaviour, slower).
+The wire layer (Cython) and the per-request modules (mypyc) are compiled when the package is built (`setup.py`);
+`compiled()` and `wireimpl.NATIVE` tell whether this process runs those builds or the plain-Python source (same
+behaviour, slower).
 """
 
 from .activity import is_activity

@@ -14,10 +14,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, cast
 
-import httptools
-
 if TYPE_CHECKING:
     from .relay import Relay
+    from .wireimpl import ResponseHead, ResponseParser
 
 READ_HIGH_WATER: Final = 256 * 1024
 READ_LOW_WATER: Final = 64 * 1024
@@ -165,9 +164,7 @@ class UpstreamChannel(Channel):
         # The relays' response parser, kept for the next response on this connection: making a parser costs
         # more than reading a small response with it. Its callbacks (below) go to the relay in charge; a relay
         # that leaves it mid-message (the answer to a HEAD request ends at its head) drops it.
-        self.response_parser: httptools.HttpResponseParser | None = None
-        self.on_chunk_header: None = None  # unused callbacks: found as None, so httptools does not raise
-        self.on_chunk_complete: None = None
+        self.response_parser: ResponseParser | None = None
 
     def data_received(self, data: bytes) -> None:
         receiver = self.receiver
@@ -187,23 +184,15 @@ class UpstreamChannel(Channel):
         if self.receiver is not None:
             self.receiver.upstream_closed()
 
-    # httptools callbacks of `response_parser`, for the relay in charge (it is set whenever the parser runs)
+    # The callbacks of `response_parser`, for the relay in charge (it is set whenever the parser runs)
 
     def on_message_begin(self) -> None:
         if self.receiver is not None:
             self.receiver.on_message_begin()
 
-    def on_status(self, reason: bytes) -> None:
+    def on_head(self, head: ResponseHead) -> None:
         if self.receiver is not None:
-            self.receiver.on_status(reason)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if self.receiver is not None:
-            self.receiver.on_header(name, value)
-
-    def on_headers_complete(self) -> None:
-        if self.receiver is not None:
-            self.receiver.on_headers_complete()
+            self.receiver.on_head(head)
 
     def on_body(self, body: bytes) -> None:
         if self.receiver is not None:

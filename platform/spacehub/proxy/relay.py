@@ -20,8 +20,6 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Final
 
-import httptools
-
 from .channel import UpstreamChannel
 from .errors import ProxyError, UpstreamFailed
 from .headers import (
@@ -33,8 +31,8 @@ from .headers import (
     passes_unchanged,
     response_framing,
 )
-from .http1 import RequestHead, ResponseHead, response_head
 from .routing import Route
+from .wireimpl import RequestHead, ResponseHead, ResponseParser
 
 if TYPE_CHECKING:
     from .connection import ClientConnection
@@ -54,8 +52,6 @@ class Relay:
         "reused",
         "retried",
         "received_any",
-        "headers",
-        "reason",
         "unfinished_head_bytes",
         "response",
         "framing",
@@ -81,8 +77,6 @@ class Relay:
         self.reused = False
         self.retried = False
         self.received_any = False
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.reason = b""
         self.unfinished_head_bytes = 0  # bytes received before the final head: bounds a never-ending one
         self.response: ResponseHead | None = None  # the final response's head, once parsed
         self.framing = BODY_NONE
@@ -94,7 +88,7 @@ class Relay:
         self.finished = False  # the relay is over (completed, failed or abandoned); later callbacks are ignored
         self.upstream_paused = False
         self.complete = False  # llhttp saw the final response's end: its parser may read the next response
-        self.parser: httptools.HttpResponseParser | None = None  # the channel's (see UpstreamChannel)
+        self.parser: ResponseParser | None = None  # the channel's (see UpstreamChannel)
         # The bytes being parsed, while the final response's head may start at their first byte; and whether
         # that head is passed on as the upstream sent it (`headers.passes_unchanged`).
         self.chunk: bytes | None = None
@@ -137,39 +131,21 @@ class Relay:
         channel.receiver = self
         parser = channel.response_parser
         if parser is None:
-            parser = channel.response_parser = httptools.HttpResponseParser(channel)
+            parser = channel.response_parser = ResponseParser(channel, self.conn.server.max_header_bytes)
         self.parser = parser
         channel.write(self.request_bytes)
         if self.conn.writing_paused:
             self.client_paused()
 
-    # httptools callbacks (the channel's parser passes them on)
+    # The response parser's callbacks (the channel's parser passes them on)
 
     def on_message_begin(self) -> None:
         if self.done:
             self.unexpected = True  # a second response to one request
-        self.headers = []
-        self.reason = b""
 
-    def on_status(self, reason: bytes) -> None:
-        self.reason += reason
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        # The head's size is checked once it is complete (and, while it is not, in `upstream_data`).
-        if self.response is None:  # else a chunked trailer: dropped (the proxy forwards no trailers)
-            self.headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
+    def on_head(self, response: ResponseHead) -> None:
         if self.done:
             return
-        limit = self.conn.server.max_header_bytes
-        # `unfinished_head_bytes` (all received before the final head) bounds the head's size: count it only
-        # when it may be over the limit.
-        parser = self.parser
-        assert parser is not None
-        response = response_head(
-            parser, self.headers, self.reason, limit if self.unfinished_head_bytes > limit else None
-        )
         head = self.head
         if response.informational:
             self.chunk = None  # the final head follows this one: not at the start of these bytes
@@ -195,7 +171,7 @@ class Relay:
             and chunk.startswith(b"HTTP/1.1 ")
             and passes_unchanged(response, framing=framing, connection=connection)
         ):
-            # The head llhttp has just accepted starts these bytes and needs no change: pass it on as it came.
+            # The head the parser has just accepted starts these bytes and needs no change: pass it on as it came.
             self.passed_unchanged = True
             self.out.append(chunk[: chunk.find(b"\r\n\r\n") + 4])
         else:
@@ -236,19 +212,17 @@ class Relay:
         if parser is None:
             return  # finished: nothing more is read for this exchange
         try:
-            parser.feed_data(data)
-        except httptools.HttpParserError as exc:
+            parser.feed(data)
+        except ProxyError as exc:
             if self.done:  # garbage after a complete response: it stands, the connection is not reused
                 self.unexpected = True
             else:
-                cause = exc.__context__
-                if isinstance(cause, UpstreamFailed):
-                    self._fail(cause)
-                    return
-                if cause is not None and not isinstance(cause, ProxyError):  # a bug in a callback, not the app
-                    logger.error("proxy: relaying a response failed", exc_info=cause)
-                self._fail(UpstreamFailed(f"malformed upstream response: {exc}"))
+                self._fail(exc)
                 return
+        except Exception as exc:  # a bug in a callback, not the app's doing
+            logger.error("proxy: relaying a response failed", exc_info=exc)
+            self._fail(UpstreamFailed("relaying the upstream response failed"))
+            return
         if self.response is None and self.unfinished_head_bytes > self.conn.server.max_header_bytes:
             self._fail(UpstreamFailed("upstream response headers too large"))  # a head that never ends
             return
