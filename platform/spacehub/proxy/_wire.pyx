@@ -313,6 +313,8 @@ cdef Py_ssize_t without_cookie_in_place(char* v, Py_ssize_t n, const char* name,
     cdef Py_ssize_t search = 0
     cdef Py_ssize_t at, after, separator, end, i, rest, keep
     cdef bint inside
+    if k == 0:
+        return n
     while True:
         at = find(v, n, name, k, search)
         if at < 0:
@@ -1163,6 +1165,8 @@ cdef Py_ssize_t _write_request_headers(RequestHead head, Out* out, bytes token_p
             elif _reference.is_platform_credential(PyBytes_FromStringAndSize(value, n), token_prefix):
                 continue
         elif action == COOKIE:
+            if n == 0:
+                continue  # nothing left of it for the app, as of a value that loses its only pair
             if find(value, n, PyBytes_AS_STRING(session_cookie), PyBytes_GET_SIZE(session_cookie), 0) >= 0:
                 # The pair is cut out where the value goes in the output (room enough: the whole value fits).
                 cookie = out.data + out.length + header.name.length + 2

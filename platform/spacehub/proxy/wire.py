@@ -544,6 +544,8 @@ def without_cookie(cookie_header: bytes, name: bytes) -> bytes:
     The pairs are cut out with their separator and the rest is passed on as the client sent it: a few searches
     instead of splitting every pair.
     """
+    if not name:
+        return cookie_header
     value = cookie_header
     search = 0
     while True:
