@@ -87,12 +87,12 @@ class ActivityTracker:
         """The fields to write now: spaces that changed since the last flush, and every busy one (its
         `last active` moves on while requests are open)."""
         counter = self.counter
-        changed = counter.take_dirty() | set(counter.in_flight)
+        changed = counter.take_dirty() | set(counter.busy())
         fields = {}
         for space_id in changed:
-            in_flight = counter.in_flight.get(space_id, 0)
-            last = now if in_flight else counter.last_active.get(space_id, now)
-            fields[str(space_id)] = Activity(last, in_flight, counter.last_idle.get(space_id, 0.0)).encode()
+            count = counter.spaces[space_id]
+            last = now if count.in_flight else (count.last_active or now)
+            fields[str(space_id)] = Activity(last, count.in_flight, count.last_idle).encode()
         return fields
 
     async def start(self) -> None:

@@ -62,6 +62,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, sdk_image: str) -> Iterator
     srv.start()
     yield srv
     srv.stop()
+    srv.kill_apps()  # a static space is served by a process, which outlives serve like any app
     remove_instance(data_dir)
 
 

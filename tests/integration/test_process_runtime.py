@@ -6,6 +6,7 @@ is the host's (UV_CACHE_DIR, else uv's default user cache), so runs after the fi
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import importlib.metadata
 import json
@@ -27,6 +28,7 @@ from spacehub_runner import registry
 from spacehub_runner.builders.process import ENV_MARKER, ProcessBuilder
 from spacehub_runner.plugs import Artifact, BuildPlan, Handle, RunSpec
 from spacehub_runner.runtimes.process import ProcessRuntime, app_env, poll_handle, wait_ready
+from support.server import fork_server_pids
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -101,12 +103,17 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
         mp.setenv("UV_CACHE_DIR", os.environ.get("UV_CACHE_DIR") or str(Path.home() / ".cache" / "uv"))
         # A platform secret in the worker's environment, which no app may see.
         mp.setenv(PLATFORM_SECRET, "s3cret-platform-value")
-        yield Settings(
+        settings = Settings(
             data_dir=tmp_path_factory.mktemp("spacehub-data"),
             ready_timeout_s=90,
             stop_grace_s=5,
             build_timeout_s=600,
         )
+        yield settings
+    # Fork-servers outlive their starters by design (they hold the apps forked from them): end this run's here.
+    for pid in fork_server_pids(settings.data_dir):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(os.getpgid(pid), signal.SIGKILL)
 
 
 def write_tree(root: Path, files: dict[str, str]) -> Path:

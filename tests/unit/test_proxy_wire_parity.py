@@ -504,3 +504,116 @@ def test_generated_cookies_lose_the_session_the_same(
 def test_arbitrary_bytes_get_the_same_verdict(start: bytes, rest: bytes, request: bool, points: list[int]) -> None:
     raw = start + rest
     assert_same_parse(request, cut(raw, points) if raw else [raw])
+
+
+@pytest.mark.parametrize("raw", RESPONSES)
+def test_responses_are_framed_the_same(raw: bytes) -> None:
+    requests = [
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET / HTTP/1.0\r\n\r\n",
+        b"POST / HTTP/1.0\r\nContent-Length: 0\r\n\r\n",
+    ]
+    for response in assert_same_parse(False, [raw]):
+        for request in (head for raw_request in requests for head in assert_same_parse(True, [raw_request])):
+            assert compiled.response_framing(response, request) == reference.response_framing(
+                reference_head(response), reference_head(request)
+            )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [*RESPONSES, b"", b"HTTP/1.1 ", b"HTTP/1.1 200 OK\r\n\r", b"HTTP/1.0 200 OK\r\n\r\n", b"xHTTP/1.1 200\r\n\r\n"],
+)
+def test_a_leading_head_is_measured_the_same(data: bytes) -> None:
+    assert compiled.leading_head_length(data) == reference.leading_head_length(data)
+
+
+# Framing responses for the client: the same bytes, flags and verdicts, piece by piece.
+
+FRAMED_REQUESTS = [
+    b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET / HTTP/1.0\r\n\r\n",
+    b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+]
+
+
+def request_head(implementation: ModuleType, raw: bytes) -> Any:
+    owner = Recorder()
+    implementation.RequestParser(owner, LIMIT).feed(raw)
+    (head,) = owner.heads
+    return head
+
+
+def framed(implementation: ModuleType, raw_request: bytes, exchanges: list[list[bytes]], space: bool) -> list[Any]:
+    """What a framer gives for each piece of each exchange (one framer: the connection's, reused), then at EOF."""
+    framer = implementation.ResponseFramer(LIMIT)
+    record: list[Any] = []
+    for pieces in exchanges:
+        framer.start(request_head(implementation, raw_request), host_only_cookies=space)
+        for piece in pieces:
+            try:
+                record.append(("out", framer.feed(piece)))
+            except ProxyError as error:
+                record.append(("error", type(error).__name__, error.message))
+                return record
+            response = framer.response
+            record.append(
+                (
+                    "state",
+                    framer.framing,
+                    framer.close_client,
+                    framer.done,
+                    framer.complete,
+                    framer.unexpected,
+                    None if response is None else describe(response),
+                )
+            )
+            if framer.done:
+                break
+    record.append(("eof", framer.at_eof(), framer.done, framer.unexpected))
+    return record
+
+
+def assert_same_framing(raw_request: bytes, exchanges: list[list[bytes]], space: bool = True) -> None:
+    assert framed(compiled, raw_request, exchanges, space) == framed(reference, raw_request, exchanges, space)
+
+
+@pytest.mark.parametrize("raw_request", FRAMED_REQUESTS)
+@pytest.mark.parametrize("raw", RESPONSES)
+def test_responses_are_framed_for_the_client_the_same(raw_request: bytes, raw: bytes) -> None:
+    for pieces in splits(raw):
+        assert_same_framing(raw_request, [pieces])
+    assert_same_framing(raw_request, [[raw], [raw]], space=False)  # a second exchange on the same connection
+
+
+@GENERATED
+@given(
+    raw_request=st.sampled_from(FRAMED_REQUESTS),
+    responses=st.lists(
+        st.tuples(
+            st.sampled_from([b"200 OK", b"204 No Content", b"304 X", b"100 Continue", b"103 Hints", b"500 E"]),
+            HEADERS,
+            st.sampled_from([b"", b"hello", b"5\r\nhello\r\n0\r\n\r\n", b"3\r\nabc\r\n0\r\nX-T: 1\r\n\r\nextra"]),
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+    points=st.lists(st.integers(min_value=0, max_value=600), max_size=3),
+    exchanges=st.integers(min_value=1, max_value=2),
+    space=st.booleans(),
+)
+def test_generated_responses_are_framed_the_same(
+    raw_request: bytes,
+    responses: list[tuple[bytes, list[tuple[bytes, bytes]], bytes]],
+    points: list[int],
+    exchanges: int,
+    space: bool,
+) -> None:
+    raw = b"".join(
+        b"HTTP/1.1 " + status + b"\r\n" + b"".join(b"%s: %s\r\n" % h for h in headers) + b"\r\n" + body
+        for status, headers, body in responses
+    )
+    assert_same_framing(raw_request, [cut(raw, points)] * exchanges, space)

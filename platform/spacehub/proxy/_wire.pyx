@@ -406,19 +406,18 @@ cdef class _Head:
     cdef Py_ssize_t _listed_count
     cdef object _header_list      # the (name, value) list, once asked for
     cdef object _options          # the frozenset of listed names, once asked for
+    cdef bint _own_headers        # `_headers` was allocated for it (else it lies in `_buffer`, after the text)
 
     def __dealloc__(self):
-        PyMem_Free(self._headers)
+        if self._own_headers:
+            PyMem_Free(self._headers)
         PyMem_Free(self._listed)
 
-    cdef int _take(self, bytes buffer, const Header* headers, Py_ssize_t count) except -1:
+    cdef int _take(self, bytes buffer, Py_ssize_t headers_at, Py_ssize_t count) except -1:
+        """Take a parser's buffer: the head's text, then (from `headers_at`) its `count` headers' positions."""
         self._buffer = buffer
         self._count = count
-        if count:
-            self._headers = <Header*>PyMem_Malloc(count * sizeof(Header))
-            if self._headers == NULL:
-                raise MemoryError()
-            memcpy(self._headers, headers, count * sizeof(Header))
+        self._headers = <Header*>(PyBytes_AS_STRING(buffer) + headers_at)
         self._find_listed()
         return 0
 
@@ -522,6 +521,7 @@ cdef int _build(_Head head, list headers, frozenset listed, bint request) except
         head._headers = <Header*>PyMem_Malloc(count * sizeof(Header))
         if head._headers == NULL:
             raise MemoryError()
+        head._own_headers = True
     for name, value in headers:
         memcpy(base + at, PyBytes_AS_STRING(name), len(name))
         head._headers[h].name.at = <uint32_t>at
@@ -603,7 +603,8 @@ cdef class RequestHead(_Head):
 
 cdef class ResponseHead(_Head):
     cdef readonly int status
-    cdef readonly bytes reason
+    cdef object _reason                  # bytes, made when first asked for (a head passed on never is)
+    cdef Py_ssize_t _reason_length       # until then: its length at the start of the buffer
     cdef readonly object content_length  # int, or None
     cdef readonly bint chunked
     cdef readonly bint keep_alive
@@ -620,7 +621,7 @@ cdef class ResponseHead(_Head):
         frozenset connection_options,
     ):
         self.status = status
-        self.reason = reason
+        self._reason = reason
         self.content_length = content_length
         self.chunked = chunked
         self.keep_alive = keep_alive
@@ -628,6 +629,12 @@ cdef class ResponseHead(_Head):
 
     def __repr__(self):
         return f"ResponseHead({self.status} {self.reason!r})"
+
+    @property
+    def reason(self):
+        if self._reason is None:
+            self._reason = PyBytes_FromStringAndSize(PyBytes_AS_STRING(self._buffer), self._reason_length)
+        return self._reason
 
     @property
     def informational(self):
@@ -686,10 +693,11 @@ cdef class _Parser:
 
     cdef int _setup(self, owner, Py_ssize_t max_header_bytes, bint request) except -1:
         self._request = request
-        self._on_message_begin = owner.on_message_begin if not request else None
-        self._on_head = owner.on_head
-        self._on_body = owner.on_body
-        self._on_message_complete = owner.on_message_complete
+        if owner is not None:  # else a subclass takes the events itself (its `_notify_*`)
+            self._on_message_begin = owner.on_message_begin if not request else None
+            self._on_head = owner.on_head
+            self._on_body = owner.on_body
+            self._on_message_complete = owner.on_message_complete
         self._max_header_bytes = max_header_bytes
         self._capacity = 1024
         self._buffer = <char*>PyMem_Malloc(self._capacity)
@@ -741,8 +749,11 @@ cdef class _Parser:
         self._line_length = 0
         self._count = 0
         self._in_name = False
-        if self._on_message_begin is not None:
-            return self._call0(self._on_message_begin)
+        try:
+            self._notify_begin()
+        except BaseException as error:
+            self._error = error
+            return -1
         return 0
 
     cdef int first_line(self, const char* at, size_t n) noexcept:
@@ -816,7 +827,7 @@ cdef class _Parser:
         try:
             if self._pending_head is not None:
                 self._release_pending_head()
-            self._on_body(PyBytes_FromStringAndSize(at, n))
+            self._notify_body(at, n)
         except BaseException as error:
             self._error = error
             return HPE_USER
@@ -828,18 +839,29 @@ cdef class _Parser:
                 self._release_pending_head()
             self._state = IDLE
             self._unfinished_head_bytes = 0
-            self._on_message_complete()
+            self._notify_complete()
         except BaseException as error:
             self._error = error
             return -1
         return 0
 
-    cdef int _call0(self, callback) noexcept:
-        try:
-            callback()
-        except BaseException as error:
-            self._error = error
-            return -1
+    # What the owner is told (see `wire`); a subclass may take the events itself instead.
+
+    cdef int _notify_begin(self) except -1:
+        if self._on_message_begin is not None:
+            self._on_message_begin()
+        return 0
+
+    cdef int _notify_head(self, object head) except -1:
+        self._on_head(head)
+        return 0
+
+    cdef int _notify_body(self, const char* at, size_t n) except -1:
+        self._on_body(PyBytes_FromStringAndSize(at, n))
+        return 0
+
+    cdef int _notify_complete(self) except -1:
+        self._on_message_complete()
         return 0
 
     cdef int _fail_memory(self) noexcept:
@@ -853,11 +875,12 @@ cdef class _Parser:
         # wire._head_size: the first line with its allowance, each header with its ": " and CRLF.
         return self._length + FIRST_LINE_OVERHEAD + HEADER_LINE_OVERHEAD * self._count
 
-    cdef void _release_pending_head(self) except *:
+    cdef int _release_pending_head(self) except -1:
         head = self._pending_head
         if head is not None:
             self._pending_head = None
-            self._on_head(head)
+            self._notify_head(head)
+        return 0
 
     cdef object _too_large(self):
         raise NotImplementedError
@@ -868,11 +891,22 @@ cdef class _Parser:
     cdef object _make_head(self):
         raise NotImplementedError
 
-    cdef bytes _head_buffer(self):
-        return PyBytes_FromStringAndSize(self._buffer, self._length)
+    cdef bytes _head_buffer(self, Py_ssize_t* headers_at):
+        """The head's text, then its headers' positions (aligned), in one bytes object: one allocation a head."""
+        cdef Py_ssize_t at = (self._length + 7) & ~7
+        cdef bytes buffer = PyBytes_FromStringAndSize(NULL, at + self._count * sizeof(Header))
+        cdef char* data = <char*>PyBytes_AS_STRING(buffer)
+        memcpy(data, self._buffer, self._length)
+        memcpy(data + at, self._headers, self._count * sizeof(Header))
+        headers_at[0] = at
+        return buffer
 
     def feed(self, bytes data):
         """Parse `data` (see `wire`): -1, or where the bytes after an upgrade's head start in `data`."""
+        return self._feed(data)
+
+    cdef Py_ssize_t _feed(self, bytes data) except -2:
+        cdef Py_ssize_t offset
         cdef const char* start = PyBytes_AS_STRING(data)
         cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
         cdef llhttp_errno_t status
@@ -926,6 +960,7 @@ cdef class RequestParser(_Parser):
         cdef Header* encoding = NULL
         cdef RequestHead head
         cdef bytes buffer
+        cdef Py_ssize_t headers_at
         method = method_name(parser.method)
         if parser.http_major == 1 and parser.http_minor == 1:
             version = _V11
@@ -978,9 +1013,9 @@ cdef class RequestParser(_Parser):
         if upgrade and (encoding != NULL or content_length):
             raise BadRequest("an upgrade request cannot carry a body")
 
-        buffer = self._head_buffer()
+        buffer = self._head_buffer(&headers_at)
         head = RequestHead.__new__(RequestHead)
-        head._take(buffer, self._headers, self._count)
+        head._take(buffer, headers_at, self._count)
         head.method = method
         head.target = PyBytes_FromStringAndSize(base, self._line_length)
         head.http_version = version
@@ -1011,6 +1046,7 @@ cdef class ResponseParser(_Parser):
         cdef Header* encoding = NULL
         cdef ResponseHead head
         cdef bytes buffer
+        cdef Py_ssize_t headers_at
         for h in range(self._count):
             kind = self._headers[h].notable
             if kind == N_CONTENT_LENGTH:
@@ -1022,11 +1058,11 @@ cdef class ResponseParser(_Parser):
         if encoding != NULL and not is_chunked(base + encoding.value.at, encoding.value.length):
             # Anything else would have to be decoded or passed on verbatim; no app server sends it.
             raise UpstreamFailed("unsupported Transfer-Encoding in upstream response")
-        buffer = self._head_buffer()
+        buffer = self._head_buffer(&headers_at)
         head = ResponseHead.__new__(ResponseHead)
-        head._take(buffer, self._headers, self._count)
+        head._take(buffer, headers_at, self._count)
         head.status = self._parser.status_code
-        head.reason = PyBytes_FromStringAndSize(base, self._line_length)
+        head._reason_length = self._line_length
         head.content_length = (
             int(PyBytes_FromStringAndSize(base + length.value.at, length.value.length))
             if length != NULL and encoding == NULL else None
@@ -1190,6 +1226,10 @@ cdef Py_ssize_t _write_request_headers(RequestHead head, Out* out, bytes token_p
 
 def client_response_head(ResponseHead head, *, int framing, connection, bint host_only_cookies):
     """The response head to send to the client. `connection`: b"close", b"keep-alive", b"upgrade" or None."""
+    return _client_response_head(head, framing, connection, host_only_cookies)
+
+
+cdef bytes _client_response_head(ResponseHead head, int framing, object connection, bint host_only_cookies):
     cdef const char* base = PyBytes_AS_STRING(head._buffer)
     cdef char stack[STACK_OUT]
     cdef char number[32]
@@ -1199,7 +1239,7 @@ def client_response_head(ResponseHead head, *, int framing, connection, bint hos
     cdef uint8_t action
     cdef const char* name
     cdef bint upgrading = connection is not None and connection == b"upgrade"
-    cdef bytes reason = head.reason if head.reason else _reference.reason_phrase(head.status)
+    cdef bytes reason = head.reason or _reference.reason_phrase(head.status)
     cdef bytes cookie
     cdef bytes length_line = None
     cdef list rewritten = None
@@ -1265,9 +1305,46 @@ def client_response_head(ResponseHead head, *, int framing, connection, bint hos
         out_free(&out)
 
 
+def response_framing(ResponseHead response, RequestHead request):
+    """How the final response to `request` is framed towards the client (see `wire.response_framing`)."""
+    return _response_framing(response, request)
+
+
+cdef int _response_framing(ResponseHead response, RequestHead request) except -1:
+    cdef int status = response.status
+    if 100 <= status < 200 or status == 204 or status == 304 or request.method == b"HEAD":
+        return BODY_NONE
+    if response.content_length is not None:
+        return BODY_LENGTH
+    return BODY_UNTIL_CLOSE if _is_http10(request) else BODY_CHUNKED
+
+
+cdef inline bint _is_http10(RequestHead request) except -1:
+    return request.http_version is _V10 or request.http_version == _V10
+
+
+def leading_head_length(bytes data):
+    """The length of the HTTP/1.1 response head that starts `data`, its blank line included; 0 if none does."""
+    return _leading_head_length(data)
+
+
+cdef Py_ssize_t _leading_head_length(bytes data) noexcept:
+    cdef const char* s = PyBytes_AS_STRING(data)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+    cdef Py_ssize_t end
+    if n < 9 or memcmp(s, b"HTTP/1.1 ", 9) != 0:
+        return 0
+    end = find(s, n, b"\r\n\r\n", 4, 9)
+    return end + 4 if end >= 0 else 0
+
+
 def passes_unchanged(ResponseHead head, *, int framing, connection):
     """True when `client_response_head` would send this head as the upstream sent it, up to the spelling of
     Content-Length (see `wire.passes_unchanged`)."""
+    return _passes_unchanged(head, framing, connection)
+
+
+cdef bint _passes_unchanged(ResponseHead head, int framing, object connection) noexcept:
     cdef Py_ssize_t h
     cdef uint8_t action
     if framing != BODY_LENGTH or connection is not None or head._listed_count:
@@ -1285,3 +1362,209 @@ def without_cookie(bytes cookie_header, bytes name):
     cdef bytes copy = PyBytes_FromStringAndSize(PyBytes_AS_STRING(cookie_header), n)
     n = without_cookie_in_place(<char*>PyBytes_AS_STRING(copy), n, PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name))
     return copy[:n]
+
+
+
+# Framing responses (see `wire.ResponseFramer`)
+
+cdef bytes LAST_CHUNK = b"0\r\n\r\n"
+
+
+cdef class ResponseFramer
+
+
+cdef class _FramerParser(ResponseParser):
+    """The framer's response parser: it hands what it parses to the framer directly, with no Python call."""
+    cdef ResponseFramer framer
+
+    def __init__(self, ResponseFramer framer, Py_ssize_t max_header_bytes):
+        self.framer = framer
+        self._setup(None, max_header_bytes, False)
+
+    cdef int _notify_begin(self) except -1:
+        if self.framer.done:
+            self.framer.unexpected = True  # a second response to one request
+        return 0
+
+    cdef int _notify_head(self, object head) except -1:
+        return self.framer._head(<ResponseHead>head)
+
+    cdef int _notify_body(self, const char* at, size_t n) except -1:
+        return self.framer._body(at, n)
+
+    cdef int _notify_complete(self) except -1:
+        return self.framer._complete()
+
+
+cdef class ResponseFramer:
+    """What a client gets of its upstream's answer (see `wire.ResponseFramer`): the same steps, with the parser's
+    events handled in C and the client's bytes gathered in one buffer."""
+    cdef _FramerParser _parser
+    cdef Py_ssize_t _max_header_bytes
+    cdef RequestHead _request
+    cdef bint _host_only_cookies
+    cdef readonly object response        # the final response's ResponseHead, once parsed
+    cdef readonly int framing
+    cdef readonly bint close_client
+    cdef readonly bint done
+    cdef readonly bint complete
+    cdef readonly bint unexpected
+    cdef Py_ssize_t _unfinished_head_bytes
+    cdef bytes _chunk
+    cdef bint _passed_unchanged
+    cdef Py_ssize_t _head_length         # of a head passed on as it came
+    cdef char* _out
+    cdef Py_ssize_t _out_length
+    cdef Py_ssize_t _out_capacity
+
+    def __cinit__(self):
+        self._out_capacity = 4096
+        self._out = <char*>PyMem_Malloc(self._out_capacity)
+        if self._out == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        PyMem_Free(self._out)
+
+    def __init__(self, Py_ssize_t max_header_bytes):
+        self._max_header_bytes = max_header_bytes
+        self._reset()
+
+    cdef void _reset(self) noexcept:
+        self.response = None
+        self.framing = BODY_NONE
+        self.close_client = False
+        self.done = False
+        self.complete = False
+        self.unexpected = False
+        self._unfinished_head_bytes = 0
+        self._chunk = None
+        self._passed_unchanged = False
+        self._head_length = 0
+        self._out_length = 0
+
+    def start(self, RequestHead request not None, *, bint host_only_cookies):
+        """A new exchange on this connection: the answer to `request` comes next."""
+        if self._parser is None or not self.complete:  # new, or left mid-message: not in step any more
+            self._parser = _FramerParser(self, self._max_header_bytes)
+        self._reset()
+        self._request = request
+        self._host_only_cookies = host_only_cookies
+
+    def feed(self, bytes data):
+        """What the client gets now for these bytes of the upstream's answer (b"" for nothing yet)."""
+        if self._request is None:
+            raise RuntimeError("start() first")
+        if self.response is None:
+            self._chunk = data if self._unfinished_head_bytes == 0 else None
+            self._unfinished_head_bytes += PyBytes_GET_SIZE(data)
+        self._out_length = 0
+        try:
+            self._parser._feed(data)
+        except ProxyError:
+            if not self.done:
+                raise
+            self.unexpected = True  # garbage after a complete response: it stands, the connection is not reused
+        if self.response is None and self._unfinished_head_bytes > self._max_header_bytes:
+            raise UpstreamFailed("upstream response headers too large")  # a head that never ends
+        if self._chunk is not None:
+            self._chunk = None
+            if (
+                self._passed_unchanged
+                and self.complete
+                and not self.unexpected
+                and self.response is not None
+                and PyBytes_GET_SIZE(data) == self._head_length + ((<ResponseHead>self.response).content_length or 0)
+            ):
+                return data  # head and body as they came, and nothing else in these bytes: the client's answer
+        if self._out_length == 0:
+            return b""
+        return PyBytes_FromStringAndSize(self._out, self._out_length)
+
+    def at_eof(self):
+        """The upstream closed: what ends a body that runs until then (the exchange is then done), or None."""
+        cdef ResponseHead response
+        if self.response is None or self.done:
+            return None
+        response = <ResponseHead>self.response
+        if response.chunked or response.content_length is not None or self.framing == BODY_NONE:
+            return None
+        self.done = self.unexpected = True  # complete, and the connection is spent
+        return LAST_CHUNK if self.framing == BODY_CHUNKED else b""
+
+    # The parser's events
+
+    cdef int _emit(self, const char* s, Py_ssize_t n) except -1:
+        cdef Py_ssize_t wanted = self._out_length + n
+        cdef Py_ssize_t capacity = self._out_capacity
+        cdef char* grown
+        if wanted > capacity:
+            while capacity < wanted:
+                capacity *= 2
+            grown = <char*>PyMem_Realloc(self._out, capacity)
+            if grown == NULL:
+                raise MemoryError()
+            self._out = grown
+            self._out_capacity = capacity
+        memcpy(self._out + self._out_length, s, n)
+        self._out_length = wanted
+        return 0
+
+    cdef int _emit_bytes(self, bytes b) except -1:
+        return self._emit(PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
+
+    cdef int _head(self, ResponseHead response) except -1:
+        cdef RequestHead request = self._request
+        cdef bint http10, close
+        cdef int framing
+        cdef Py_ssize_t length = 0
+        if self.done or request is None:
+            return 0
+        http10 = _is_http10(request)
+        if 100 <= response.status < 200:
+            self._chunk = None  # the final head follows this one: not at the start of these bytes
+            if response.status == 101:
+                raise UpstreamFailed("upstream switched protocols without being asked to")
+            if not http10:  # 100 Continue, 103 Early Hints: HTTP/1.0 clients know none
+                self._emit_bytes(_client_response_head(response, BODY_NONE, None, self._host_only_cookies))
+            return 0
+        self.response = response
+        framing = self.framing = _response_framing(response, request)
+        self.close_client = close = not request.keep_alive or framing == BODY_UNTIL_CLOSE
+        connection = b"close" if close else (b"keep-alive" if http10 else None)
+        if self._chunk is not None and _passes_unchanged(response, framing, connection):
+            length = _leading_head_length(self._chunk)
+        if length:
+            # The head the parser has just accepted starts these bytes and needs no change: pass it on as it came.
+            self._passed_unchanged = True
+            self._head_length = length
+            self._emit(PyBytes_AS_STRING(self._chunk), length)
+        else:
+            self._emit_bytes(_client_response_head(response, framing, connection, self._host_only_cookies))
+        if framing == BODY_NONE:
+            self.done = True  # HEAD, 204, 304: over at the head, whatever the parser still expects
+        return 0
+
+    cdef int _body(self, const char* at, size_t n) except -1:
+        cdef char size_line[24]
+        cdef int digits
+        if self.done:
+            self.unexpected = True  # a body after a HEAD answer
+        elif self.framing == BODY_CHUNKED:
+            digits = snprintf(size_line, 24, "%zx\r\n", n)
+            self._emit(size_line, digits)
+            self._emit(at, n)
+            self._emit(b"\r\n", 2)
+        else:
+            self._emit(at, n)
+        return 0
+
+    cdef int _complete(self) except -1:
+        if self.response is None:
+            return 0  # the end of an interim response: the final one follows
+        if not self.done:  # (else a 204/304 answer, over at its head already)
+            if self.framing == BODY_CHUNKED:
+                self._emit_bytes(LAST_CHUNK)
+            self.done = True
+        self.complete = True
+        return 0

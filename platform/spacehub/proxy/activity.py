@@ -45,42 +45,67 @@ def takes_target(hook: Callable[..., object]) -> bool:
     return True
 
 
+class SpaceCount:
+    """One space's count: requests in flight, when one last ended, when the count last fell to zero (epoch
+    seconds, 0.0: never), and whether any of it changed since the publisher last took the changes."""
+
+    __slots__ = ("in_flight", "last_active", "last_idle", "dirty")
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.last_active = 0.0
+        self.last_idle = 0.0
+        self.dirty = False
+
+
 class RequestCounter:
     """Requests in flight per space, and when a request to each space last ended and when its count last fell to
-    zero (epoch seconds).
+    zero: a `SpaceCount` per space, in `spaces`.
 
     Its `request_start` / `request_end` are the proxy's activity hooks as `spacehub serve` wires them
-    (`spacehub.activity.ActivityTracker` publishes what they count): plain dict updates on the request path,
-    here so that they run compiled with the rest of the proxy. Both skip the same requests (`is_activity`), so
-    the count stays balanced. `dirty`: spaces changed since the publisher last took them.
+    (`spacehub.activity.ActivityTracker` publishes what they count): one dict lookup and a few field updates on the
+    request path, here so that they run compiled with the rest of the proxy. Both skip the same requests
+    (`is_activity`), so the count stays balanced. `take_dirty()`: the spaces changed since it was last called.
     """
 
     def __init__(self) -> None:
-        self.in_flight: dict[int, int] = {}
-        self.last_active: dict[int, float] = {}
-        self.last_idle: dict[int, float] = {}
-        self.dirty: set[int] = set()
+        self.spaces: dict[int, SpaceCount] = {}
+        self._dirty: list[int] = []
+
+    def _count(self, space_id: int) -> SpaceCount:
+        count = self.spaces.get(space_id)
+        if count is None:
+            count = self.spaces[space_id] = SpaceCount()
+        return count
 
     def request_start(self, space_id: int, target: bytes) -> None:
         # Only the count: a space with requests open is published at every flush, as active at that flush, from
         # `in_flight` itself (spacehub.activity), so a start needs neither a time nor a mark of its own.
         if not is_activity(target):
             return
-        self.in_flight[space_id] = self.in_flight.get(space_id, 0) + 1
+        self._count(space_id).in_flight += 1
 
     def request_end(self, space_id: int, target: bytes) -> None:
         if not is_activity(target):
             return
+        count = self._count(space_id)
         now = _now()
-        left = self.in_flight.get(space_id, 0) - 1
-        if left <= 0:
-            self.in_flight.pop(space_id, None)
-            self.last_idle[space_id] = now
+        if count.in_flight <= 1:
+            count.in_flight = 0
+            count.last_idle = now
         else:
-            self.in_flight[space_id] = left
-        self.last_active[space_id] = now
-        self.dirty.add(space_id)
+            count.in_flight -= 1
+        count.last_active = now
+        if not count.dirty:
+            count.dirty = True
+            self._dirty.append(space_id)
+
+    def busy(self) -> list[int]:
+        """The spaces with requests in flight."""
+        return [space_id for space_id, count in self.spaces.items() if count.in_flight > 0]
 
     def take_dirty(self) -> set[int]:
-        dirty, self.dirty = self.dirty, set()
-        return dirty
+        dirty, self._dirty = self._dirty, []
+        for space_id in dirty:
+            self.spaces[space_id].dirty = False
+        return set(dirty)

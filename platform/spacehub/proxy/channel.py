@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Final, cast
 
 if TYPE_CHECKING:
     from .relay import Relay
-    from .wireimpl import ResponseHead, ResponseParser
+    from .wireimpl import ResponseFramer
 
 READ_HIGH_WATER: Final = 256 * 1024
 READ_LOW_WATER: Final = 64 * 1024
@@ -26,6 +26,7 @@ class Channel(asyncio.Protocol):
     def __init__(self, on_connected: Callable[[Channel], None] | None = None) -> None:
         self._on_connected = on_connected
         self.transport: asyncio.Transport | None = None
+        self._write: Callable[[bytes], object] | None = None  # the transport's, bound once: called per response
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
         self._reading_paused = False
@@ -34,6 +35,7 @@ class Channel(asyncio.Protocol):
         self._drain_waiter: asyncio.Future[None] | None = None
         self.at_eof = False  # the peer will send nothing more (EOF or connection lost)
         self.closed = False  # the connection is gone: writes are dropped, drain() raises
+        self.closing = False  # close() or abort() was called: the transport is being closed
         # Called once when the peer sends EOF or the connection is lost; the server points it at the task
         # serving the exchange in flight so that a vanished client stops its upstream work at once.
         self.on_disconnect: Callable[[], object] | None = None
@@ -42,6 +44,7 @@ class Channel(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        self._write = self.transport.write
         if self._on_connected is not None:
             self._on_connected(self)
 
@@ -115,8 +118,8 @@ class Channel(asyncio.Protocol):
         return data
 
     def write(self, data: bytes) -> None:
-        if not self.closed and self.transport is not None:
-            self.transport.write(data)
+        if not self.closed and self._write is not None:
+            self._write(data)
 
     def writelines(self, parts: tuple[bytes, ...] | list[bytes]) -> None:
         if not self.closed and self.transport is not None:
@@ -133,11 +136,13 @@ class Channel(asyncio.Protocol):
 
     def close(self) -> None:
         """Flush what is buffered, then close."""
+        self.closing = True
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
     def abort(self) -> None:
         """Close at once, dropping unsent bytes: the peer sees a reset, never a cut message as a whole one."""
+        self.closing = True
         if self.transport is not None:
             self.transport.abort()
 
@@ -161,10 +166,10 @@ class UpstreamChannel(Channel):
     def __init__(self) -> None:
         super().__init__()
         self.receiver: Relay | None = None
-        # The relays' response parser, kept for the next response on this connection: making a parser costs
-        # more than reading a small response with it. Its callbacks (below) go to the relay in charge; a relay
-        # that leaves it mid-message (the answer to a HEAD request ends at its head) drops it.
-        self.response_parser: ResponseParser | None = None
+        # What turns its responses into the client's (the wire layer's): kept for the next exchange on this
+        # connection, whose parser stays in step with it (see `ResponseFramer.start`).
+        self.framer: ResponseFramer | None = None
+        self.idle_since = 0.0  # when it was last returned to the pool (loop time)
 
     def data_received(self, data: bytes) -> None:
         receiver = self.receiver
@@ -183,21 +188,3 @@ class UpstreamChannel(Channel):
         super().connection_lost(exc)
         if self.receiver is not None:
             self.receiver.upstream_closed()
-
-    # The callbacks of `response_parser`, for the relay in charge (it is set whenever the parser runs)
-
-    def on_message_begin(self) -> None:
-        if self.receiver is not None:
-            self.receiver.on_message_begin()
-
-    def on_head(self, head: ResponseHead) -> None:
-        if self.receiver is not None:
-            self.receiver.on_head(head)
-
-    def on_body(self, body: bytes) -> None:
-        if self.receiver is not None:
-            self.receiver.on_body(body)
-
-    def on_message_complete(self) -> None:
-        if self.receiver is not None:
-            self.receiver.on_message_complete()

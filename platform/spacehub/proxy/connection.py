@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Final
 from .channel import READ_HIGH_WATER, READ_LOW_WATER, Channel
 from .errors import ProxyError
 from .headers import error_response
-from .http1 import ERROR, HEAD, RequestHead, RequestReader
+from .http1 import RequestHead, RequestReader
 
 if TYPE_CHECKING:
     from .relay import Relay
@@ -107,25 +107,22 @@ class ClientConnection(Channel):
         try:
             requests = self.requests
             while not self.busy:
-                if self.transport is None or self.transport.is_closing():
+                if self.transport is None or self.closing or self.closed:
                     return
-                event = requests.next_event()
-                if event is None:
+                item = requests.next_item()
+                if item is None:
                     self._resume_reading_if_drained()
                     if self.at_eof:
                         self.close()  # the client is done and everything it sent is answered
                     else:
                         self._await_head()
                     return
-                kind, payload = event
-                if kind == HEAD:
-                    assert isinstance(payload, RequestHead)
+                if isinstance(item, RequestHead):
                     self._head_deadline = None
                     self.busy = True
-                    self.server.begin(self, payload)
-                elif kind == ERROR:
-                    assert isinstance(payload, ProxyError)
-                    self.write(error_response(payload.status, payload.message, payload.code, close=True))
+                    self.server.begin(self, item)
+                elif isinstance(item, ProxyError):
+                    self.write(error_response(item.status, item.message, item.code, close=True))
                     self.close()
                     return
                 # else the END of a body-less request: nothing to do. (What is left of a body the server did not

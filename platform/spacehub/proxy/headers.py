@@ -11,20 +11,20 @@ response is framed towards the client, and the complete responses the proxy answ
 from __future__ import annotations
 
 import json
-from typing import Final
 
 from .wire import (
     BODY_CHUNKED,
     BODY_LENGTH,
     BODY_NONE,
     BODY_UNTIL_CLOSE,
+    LAST_CHUNK,
     CredentialRules,
     is_platform_credential,
     reason_phrase,
     without_cookie,
     without_cookie_domain,
 )
-from .wireimpl import RequestHead, ResponseHead, client_response_head, passes_unchanged, upstream_request_head
+from .wireimpl import client_response_head, passes_unchanged, response_framing, upstream_request_head
 
 __all__ = [
     "BODY_CHUNKED",
@@ -44,19 +44,6 @@ __all__ = [
     "without_cookie",
     "without_cookie_domain",
 ]
-
-LAST_CHUNK: Final = b"0\r\n\r\n"
-
-
-def response_framing(response: ResponseHead, request: RequestHead) -> int:
-    """How the final response to `request` is framed towards the client (one of the BODY_* values)."""
-    if response.bodyless or request.method == b"HEAD":
-        return BODY_NONE
-    if response.content_length is not None:
-        return BODY_LENGTH
-    # Chunked or close-delimited upstream: re-chunk for HTTP/1.1 clients, so their connection survives.
-    return BODY_UNTIL_CLOSE if request.http_version == "1.0" else BODY_CHUNKED
-
 
 def simple_response(
     status: int,

@@ -21,6 +21,7 @@ from .wireimpl import RequestHead, RequestParser, ResponseHead, ResponseParser
 __all__ = [
     "BODY",
     "END",
+    "END_OF_MESSAGE",
     "ERROR",
     "HEAD",
     "ByteSource",
@@ -43,6 +44,15 @@ _END_EVENT: Final = (_END, None)
 _FED: Final = b"(fed)"  # push mode: "new bytes were parsed by the owner's feed"
 
 
+class _EndOfMessage:
+    """The queue's mark for the end of a message (the other items are heads, body pieces and errors)."""
+
+    __slots__ = ()
+
+
+END_OF_MESSAGE: Final = _EndOfMessage()
+
+
 class ByteSource(Protocol):
     """What a reader pulls bytes from (a `Channel`; tests may pass anything with these two members)."""
 
@@ -51,12 +61,19 @@ class ByteSource(Protocol):
     def close(self) -> None: ...
 
 
+def _no_parser(data: bytes) -> int:
+    raise AssertionError("a reader without a parser")
+
+
 class _MessageReader:
     """The event queue shared by the request and response readers; the owner of their parser."""
 
     def __init__(self, source: ByteSource | None) -> None:
         self._source = source
-        self._events: deque[tuple[int, object]] = deque()
+        # What the parser completed, in order: a head, a body piece (bytes), END_OF_MESSAGE, or the ProxyError that
+        # stopped it. Items, not (kind, payload) pairs: the server takes two or three a request.
+        self._events: deque[object] = deque()
+        self._parse: Callable[[bytes], int] = _no_parser  # the parser's `feed`, bound once (subclasses set it)
         self.upgrade_leftover: bytes | None = None  # bytes after an upgrade message, not HTTP any more
         self.queued_body_bytes = 0  # body bytes parsed and not yet taken (the owner's backpressure signal)
 
@@ -66,33 +83,46 @@ class _MessageReader:
         pass
 
     def on_head(self, head: object) -> None:
-        self._events.append((_HEAD, head))
+        self._events.append(head)
 
     def on_body(self, body: bytes) -> None:
-        self._events.append((_BODY, body))
+        self._events.append(body)
         self.queued_body_bytes += len(body)
 
     def on_message_complete(self) -> None:
-        self._events.append(_END_EVENT)
+        self._events.append(END_OF_MESSAGE)
 
     # Shared machinery
 
-    def _feed(self, parser: RequestParser | ResponseParser, data: bytes) -> None:
+    def _feed(self, data: bytes) -> None:
         try:
-            offset = parser.feed(data)
+            offset = self._parse(data)
         except ProxyError as error:  # never a head llhttp or the checks rejected: the parser is done
-            self._events.append((_ERROR, error))
+            self._events.append(error)
             return
         if offset >= 0:
             self.upgrade_leftover = data[offset:]
 
-    def _pop_event(self) -> tuple[int, object] | None:
+    def _pop(self) -> object | None:
+        """The next item (see `_events`), or None."""
         if not self._events:
             return None
-        event = self._events.popleft()
-        if event[0] == _BODY:
-            self.queued_body_bytes -= len(event[1])  # type: ignore[arg-type]
-        return event
+        item = self._events.popleft()
+        if isinstance(item, bytes):
+            self.queued_body_bytes -= len(item)
+        return item
+
+    def _pop_event(self) -> tuple[int, object] | None:
+        item = self._pop()
+        if item is None:
+            return None
+        if item is END_OF_MESSAGE:
+            return _END_EVENT
+        if isinstance(item, bytes):
+            return (_BODY, item)
+        if isinstance(item, ProxyError):
+            return (_ERROR, item)
+        return (_HEAD, item)
 
     @property
     def event_ready(self) -> bool:
@@ -109,7 +139,7 @@ class RequestReader(_MessageReader):
 
     def __init__(self, source: ByteSource | None, *, max_header_bytes: int, head_timeout_s: float) -> None:
         super().__init__(source)
-        self._parser = RequestParser(self, max_header_bytes)
+        self._parse = RequestParser(self, max_header_bytes).feed
         self._head_timeout_s = head_timeout_s
         self._body_consumed = False  # read_body() has returned the current request's end
         self._fed_eof = False  # push mode: the owner has seen the client's EOF
@@ -120,7 +150,7 @@ class RequestReader(_MessageReader):
 
     def feed(self, data: bytes) -> None:
         """Parse bytes the owner received; what they complete waits in the queue (see `next_event`)."""
-        self._feed(self._parser, data)
+        self._feed(data)
         if self._feed_waiter is not None:
             self._wake()
 
@@ -134,6 +164,14 @@ class RequestReader(_MessageReader):
         if event is not None and event[0] == _HEAD:
             self._body_consumed = False
         return event
+
+    def next_item(self) -> object | None:
+        """`next_event` without the pair: a `RequestHead`, a body piece (bytes), END_OF_MESSAGE, a ProxyError, or
+        None (the server's way: no pair to build and take apart per request)."""
+        item = self._pop()
+        if isinstance(item, RequestHead):
+            self._body_consumed = False
+        return item
 
     @property
     def queued_events(self) -> int:
@@ -177,7 +215,7 @@ class RequestReader(_MessageReader):
                     if not data:
                         return None
                     if data is not _FED:
-                        self._feed(self._parser, data)
+                        self._feed(data)
                     continue
                 kind, payload = event
                 if kind == _HEAD:
@@ -203,7 +241,7 @@ class RequestReader(_MessageReader):
                 if not data:
                     raise ClientGone("client closed the connection in the middle of the request body")
                 if data is not _FED:
-                    self._feed(self._parser, data)
+                    self._feed(data)
                 continue
             kind, payload = event
             if kind == _BODY:
@@ -221,7 +259,7 @@ class RequestReader(_MessageReader):
 
     def body_finished(self) -> bool:
         """True when the current request's end has been parsed (read or waiting in the queue)."""
-        return self._body_consumed or any(kind == _END for kind, _ in self._events)
+        return self._body_consumed or any(item is END_OF_MESSAGE for item in self._events)
 
 
 class ResponseReader(_MessageReader):
@@ -230,7 +268,7 @@ class ResponseReader(_MessageReader):
     def __init__(self, source: ByteSource, *, max_header_bytes: int, head_request: bool) -> None:
         super().__init__(source)
         self._source_channel = source
-        self._parser = ResponseParser(self, max_header_bytes)
+        self._parse = ResponseParser(self, max_header_bytes).feed
         self._head_request = head_request
         self._current: ResponseHead | None = None
         self._final_complete = False
@@ -280,7 +318,7 @@ class ResponseReader(_MessageReader):
                 data = await self._read()
                 if not data:
                     raise UpstreamFailed("upstream closed the connection before responding")
-                self._feed(self._parser, data)
+                self._feed(data)
                 continue
             kind, payload = event
             if kind == _HEAD:
@@ -304,7 +342,7 @@ class ResponseReader(_MessageReader):
                     if self.close_delimited:
                         return None
                     raise UpstreamFailed("upstream closed the connection in the middle of the response")
-                self._feed(self._parser, data)
+                self._feed(data)
                 continue
             kind, payload = event
             if kind == _BODY:

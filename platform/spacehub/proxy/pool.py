@@ -8,7 +8,6 @@ the most recently used one is handed out first: it is the least likely to be mid
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 
 from .channel import UpstreamChannel
 from .errors import UpstreamFailed
@@ -20,7 +19,9 @@ class UpstreamPool:
         self._idle_s = idle_s
         self._connect_timeout_s = connect_timeout_s
         self._max_idle_per_upstream = max_idle_per_upstream
-        self._idle: dict[Upstream, deque[tuple[float, UpstreamChannel]]] = {}
+        # Idle connections per upstream, most recently released last (a stack: no entry objects per request; the
+        # time a connection went idle is kept on it, `idle_since`).
+        self._idle: dict[Upstream, list[UpstreamChannel]] = {}
         self._sweep_timer: asyncio.TimerHandle | None = None
         self._closed = False
         # Looked up once: asyncio.get_running_loop() costs a getpid() system call on every call.
@@ -40,8 +41,8 @@ class UpstreamPool:
         if idle:
             now = self._now()
             while idle:
-                since, channel = idle.pop()
-                if now - since < self._idle_s and channel.idle_and_open:
+                channel = idle.pop()
+                if now - channel.idle_since < self._idle_s and channel.idle_and_open:
                     return channel
                 channel.close()
         return None
@@ -69,11 +70,12 @@ class UpstreamPool:
             return
         idle = self._idle.get(upstream)
         if idle is None:
-            idle = self._idle[upstream] = deque()
+            idle = self._idle[upstream] = []
         elif len(idle) >= self._max_idle_per_upstream:
             channel.close()
             return
-        idle.append((self._now(), channel))
+        channel.idle_since = self._now()
+        idle.append(channel)
         if self._sweep_timer is None:
             self._sweep_timer = self._loop.call_later(self._idle_s, self._sweep)
 
@@ -86,20 +88,19 @@ class UpstreamPool:
             self._sweep_timer.cancel()
             self._sweep_timer = None
         for idle in self._idle.values():
-            for _, channel in idle:
+            for channel in idle:
                 channel.close()
         self._idle.clear()
 
     def _sweep(self) -> None:
         """Close connections idle for `idle_s` or closed by the upstream; runs while any are pooled."""
         self._sweep_timer = None
-        loop = self._loop
-        now = loop.time()
+        now = self._loop.time()
         for upstream in list(self._idle):
-            fresh: deque[tuple[float, UpstreamChannel]] = deque()
-            for since, channel in self._idle[upstream]:
-                if now - since < self._idle_s and channel.idle_and_open:
-                    fresh.append((since, channel))
+            fresh: list[UpstreamChannel] = []
+            for channel in self._idle[upstream]:
+                if now - channel.idle_since < self._idle_s and channel.idle_and_open:
+                    fresh.append(channel)
                 else:
                     channel.close()
             if fresh:
@@ -107,4 +108,4 @@ class UpstreamPool:
             else:
                 del self._idle[upstream]
         if self._idle and not self._closed:
-            self._sweep_timer = loop.call_later(self._idle_s / 2, self._sweep)
+            self._sweep_timer = self._loop.call_later(self._idle_s / 2, self._sweep)

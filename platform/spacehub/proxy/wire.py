@@ -763,6 +763,24 @@ def client_response_head(
     return b"".join(out)
 
 
+def response_framing(response: ResponseHead, request: RequestHead) -> int:
+    """How the final response to `request` is framed towards the client (one of the BODY_* values)."""
+    if response.bodyless or request.method == b"HEAD":
+        return BODY_NONE
+    if response.content_length is not None:
+        return BODY_LENGTH
+    # Chunked or close-delimited upstream: re-chunk for HTTP/1.1 clients, so their connection survives.
+    return BODY_UNTIL_CLOSE if request.http_version == "1.0" else BODY_CHUNKED
+
+
+def leading_head_length(data: bytes) -> int:
+    """The length of the HTTP/1.1 response head that starts `data`, its blank line included; 0 if none does."""
+    if not data.startswith(b"HTTP/1.1 "):
+        return 0
+    end = data.find(b"\r\n\r\n")
+    return end + 4 if end >= 0 else 0
+
+
 def passes_unchanged(head: ResponseHead, *, framing: int, connection: bytes | None) -> bool:
     """True when `client_response_head` would send this head as the upstream sent it, up to the spelling of
     Content-Length: a response with a length, nothing hop-by-hop, no cookie to rewrite, no Connection header
@@ -774,3 +792,156 @@ def passes_unchanged(head: ResponseHead, *, framing: int, connection: bytes | No
         if action != _PASS and action != _RESPONSE_LENGTH:
             return False
     return True
+
+
+# Framing responses
+
+LAST_CHUNK: Final = b"0\r\n\r\n"
+
+
+class ResponseFramer:
+    """What a client gets of its upstream's answer: the bytes to send it for each piece the upstream sends.
+
+    One per upstream connection, `start()`ed for each request sent on it; `feed()` parses what arrived and
+    returns what the client gets now (interim 1xx answers to HTTP/1.1 clients, the final head, rewritten or as the
+    upstream sent it, and the body re-framed for the client: passed on, re-chunked, or until close), and
+    `at_eof()` what ends a body that runs until the upstream closes. Once `done`, the exchange is over: `complete`
+    says the parser read the whole final message (the connection can carry the next one unless `unexpected`:
+    bytes beyond the answer, or a body after a HEAD answer), `close_client` that the client connection must close
+    after it. `feed` raises `UpstreamFailed` for an answer that cannot be relayed (malformed, oversized head, a 101
+    nobody asked for); after `done`, what goes wrong only marks `unexpected`.
+    """
+
+    def __init__(self, max_header_bytes: int) -> None:
+        self._max_header_bytes = max_header_bytes
+        self._parser: ResponseParser | None = None  # kept while the messages on this connection stay in step
+        self._request: RequestHead | None = None
+        self._host_only_cookies = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self.response: ResponseHead | None = None  # the final response's head, once parsed
+        self.framing = BODY_NONE
+        self.close_client = False
+        self.done = False  # the final response is complete (for the client)
+        self.complete = False  # the parser saw the final response's end: it may read the next response
+        self.unexpected = False  # bytes beyond the final response: the connection is out of step
+        self._out: list[bytes] = []
+        self._unfinished_head_bytes = 0  # bytes received before the final head: bounds a never-ending one
+        self._chunk: bytes | None = None  # the bytes being parsed, while the final head may start at their start
+        self._passed_unchanged = False
+
+    def start(self, request: RequestHead, *, host_only_cookies: bool) -> None:
+        """A new exchange on this connection: the answer to `request` comes next."""
+        if self._parser is None or not self.complete:  # new, or left mid-message: not in step any more
+            self._parser = ResponseParser(self, self._max_header_bytes)
+        self._reset()
+        self._request = request
+        self._host_only_cookies = host_only_cookies
+
+    def feed(self, data: bytes) -> bytes:
+        """What the client gets now for these bytes of the upstream's answer (b"" for nothing yet)."""
+        if self.response is None:
+            # Nothing of the response before these bytes: its head starts them (unless an interim one comes first).
+            self._chunk = data if self._unfinished_head_bytes == 0 else None
+            self._unfinished_head_bytes += len(data)
+        parser = self._parser
+        assert parser is not None, "start() first"
+        try:
+            parser.feed(data)
+        except ProxyError:
+            if not self.done:
+                raise
+            self.unexpected = True  # garbage after a complete response: it stands, the connection is not reused
+        if self.response is None and self._unfinished_head_bytes > self._max_header_bytes:
+            raise UpstreamFailed("upstream response headers too large")  # a head that never ends
+        out = self._out
+        if self._chunk is not None:
+            self._chunk = None
+            response = self.response
+            if (
+                self._passed_unchanged
+                and self.complete
+                and not self.unexpected
+                and response is not None
+                and len(data) == len(out[0]) + (response.content_length or 0)
+            ):
+                out.clear()
+                return data  # head and body as they came, and nothing else in these bytes: the client's answer
+        if not out:
+            return b""
+        joined = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        return joined
+
+    def at_eof(self) -> bytes | None:
+        """The upstream closed: what ends a body that runs until then (and marks the exchange done), or None when
+        its answer is not one of those (then it is cut short)."""
+        response = self.response
+        if response is None or self.done:
+            return None
+        if response.chunked or response.content_length is not None or self.framing == BODY_NONE:
+            return None
+        self.done = self.unexpected = True  # complete, and the connection is spent
+        return LAST_CHUNK if self.framing == BODY_CHUNKED else b""
+
+    # The parser's callbacks
+
+    def on_message_begin(self) -> None:
+        if self.done:
+            self.unexpected = True  # a second response to one request
+
+    def on_head(self, response: ResponseHead) -> None:
+        request = self._request
+        if self.done or request is None:
+            return
+        http10 = request.http_version == "1.0"
+        if response.informational:
+            self._chunk = None  # the final head follows this one: not at the start of these bytes
+            if response.status == 101:
+                raise UpstreamFailed("upstream switched protocols without being asked to")
+            if not http10:  # 100 Continue, 103 Early Hints: HTTP/1.0 clients know none
+                self._out.append(
+                    client_response_head(
+                        response, framing=BODY_NONE, connection=None, host_only_cookies=self._host_only_cookies
+                    )
+                )
+            return
+        self.response = response
+        framing = self.framing = response_framing(response, request)
+        self.close_client = close = not request.keep_alive or framing == BODY_UNTIL_CLOSE
+        connection = b"close" if close else (b"keep-alive" if http10 else None)
+        chunk = self._chunk
+        if (
+            chunk is not None
+            and passes_unchanged(response, framing=framing, connection=connection)
+            and (length := leading_head_length(chunk))
+        ):
+            # The head the parser has just accepted starts these bytes and needs no change: pass it on as it came.
+            self._passed_unchanged = True
+            self._out.append(chunk[:length])
+        else:
+            self._out.append(
+                client_response_head(
+                    response, framing=framing, connection=connection, host_only_cookies=self._host_only_cookies
+                )
+            )
+        if framing == BODY_NONE:
+            self.done = True  # HEAD, 204, 304: over at the head, whatever the parser still expects
+
+    def on_body(self, body: bytes) -> None:
+        if self.done:
+            self.unexpected = True  # a body after a HEAD answer
+        elif self.framing == BODY_CHUNKED:
+            self._out += (b"%x\r\n" % len(body), body, b"\r\n")
+        else:
+            self._out.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.response is None:
+            return  # the end of an interim response: the final one follows
+        if not self.done:  # (else a 204/304 answer, over at its head already)
+            if self.framing == BODY_CHUNKED:
+                self._out.append(LAST_CHUNK)
+            self.done = True
+        self.complete = True

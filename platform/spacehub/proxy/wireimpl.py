@@ -11,10 +11,13 @@ try:
     from ._wire import (
         RequestHead,
         RequestParser,
+        ResponseFramer,
         ResponseHead,
         ResponseParser,
         client_response_head,
+        leading_head_length,
         passes_unchanged,
+        response_framing,
         upstream_request_head,
     )
 
@@ -23,10 +26,13 @@ except ImportError:  # built without a C compiler, or SPACEHUB_PURE_PYTHON=1
     from .wire import (  # type: ignore[assignment]
         RequestHead,
         RequestParser,
+        ResponseFramer,
         ResponseHead,
         ResponseParser,
         client_response_head,
+        leading_head_length,
         passes_unchanged,
+        response_framing,
         upstream_request_head,
     )
 
@@ -37,8 +43,11 @@ __all__ = [
     "RequestHead",
     "RequestParser",
     "ResponseHead",
+    "ResponseFramer",
     "ResponseParser",
     "client_response_head",
+    "leading_head_length",
     "passes_unchanged",
+    "response_framing",
     "upstream_request_head",
 ]
