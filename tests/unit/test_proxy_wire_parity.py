@@ -71,6 +71,7 @@ def describe(head: Any) -> tuple[Any, ...]:
             head.upgrade,
             head.connection_options,
             head.has_body,
+            head.plain,
             head.idempotent,
             repr(head),
         )

@@ -564,6 +564,7 @@ cdef class RequestHead(_Head):
     cdef readonly bint chunked
     cdef readonly bint keep_alive
     cdef readonly bint upgrade           # Connection: upgrade + Upgrade: ... (llhttp's definition)
+    cdef readonly bint plain             # no body and no upgrade: relayed in the socket callbacks
 
     def __init__(
         self,
@@ -587,6 +588,7 @@ cdef class RequestHead(_Head):
         self.chunked = chunked
         self.keep_alive = keep_alive
         self.upgrade = upgrade
+        self.plain = not (chunked or content_length or upgrade)
         _build(self, headers, connection_options, True)
 
     def __repr__(self):
@@ -1024,6 +1026,7 @@ cdef class RequestParser(_Parser):
         head.chunked = encoding != NULL
         head.keep_alive = llhttp_should_keep_alive(parser) != 0
         head.upgrade = upgrade
+        head.plain = not (encoding != NULL or content_length or upgrade)
         return head
 
 

@@ -5,18 +5,34 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Final, Protocol
 
 
-class Upstream(NamedTuple):
-    """Where to send a request: a TCP `host`/`port` or a unix socket at `unix_path`.
+class Upstream:
+    """Where to send a request: a TCP `host`/`port` or a unix socket at `unix_path`. Compared by value.
 
-    A named tuple rather than a dataclass: it keys the connection pool, and a tuple hashes in C.
+    It keys the connection pool, twice a request: its hash is computed once, when it is made (a tuple's is not
+    kept, and would be recomputed at each lookup).
     """
 
-    host: str | None = None
-    port: int | None = None
-    unix_path: str | None = None
+    __slots__ = ("host", "port", "unix_path", "_hash")
+
+    def __init__(self, host: str | None = None, port: int | None = None, unix_path: str | None = None) -> None:
+        self.host: Final = host
+        self.port: Final = port
+        self.unix_path: Final = unix_path
+        self._hash: Final = hash((host, port, unix_path))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Upstream):
+            return NotImplemented
+        return self.host == other.host and self.port == other.port and self.unix_path == other.unix_path
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __repr__(self) -> str:
+        return f"Upstream(host={self.host!r}, port={self.port!r}, unix_path={self.unix_path!r})"
 
     def describe(self) -> str:
         return f"unix:{self.unix_path}" if self.unix_path else f"{self.host}:{self.port}"

@@ -136,7 +136,7 @@ class ProxyServer:
 
     def begin(self, conn: ClientConnection, head: RequestHead) -> None:
         """Start serving `head`; the connection hears of the end through `conn.exchange_done(keep_alive)`."""
-        if head.chunked or head.content_length or head.upgrade:  # has_body, inlined: the hot path
+        if not head.plain:  # a body or an upgrade: streamed by a task
             conn.task = asyncio.get_running_loop().create_task(self._serve_with_body(conn, head))
             return
         host = head.host

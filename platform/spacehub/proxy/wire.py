@@ -140,6 +140,11 @@ class RequestHead:
         return self.chunked or bool(self.content_length)
 
     @property
+    def plain(self) -> bool:
+        """No body and no upgrade: the proxy relays it in the socket callbacks."""
+        return not (self.chunked or self.content_length or self.upgrade)
+
+    @property
     def idempotent(self) -> bool:
         return self.method in IDEMPOTENT_METHODS
 
