@@ -11,7 +11,6 @@ with no task waiting.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Callable
 from typing import Final, Protocol
 
@@ -71,8 +70,10 @@ class _MessageReader:
     def __init__(self, source: ByteSource | None) -> None:
         self._source = source
         # What the parser completed, in order: a head, a body piece (bytes), END_OF_MESSAGE, or the ProxyError that
-        # stopped it. Items, not (kind, payload) pairs: the server takes two or three a request.
-        self._events: deque[object] = deque()
+        # stopped it; the items before `_taken` have been taken. Items, not (kind, payload) pairs, and a list, not a
+        # deque (compiled, a list's own operations are native): the server takes two or three a request.
+        self._events: list[object] = []
+        self._taken = 0
         self._parse: Callable[[bytes], int] = _no_parser  # the parser's `feed`, bound once (subclasses set it)
         self.upgrade_leftover: bytes | None = None  # bytes after an upgrade message, not HTTP any more
         self.queued_body_bytes = 0  # body bytes parsed and not yet taken (the owner's backpressure signal)
@@ -105,9 +106,16 @@ class _MessageReader:
 
     def _pop(self) -> object | None:
         """The next item (see `_events`), or None."""
-        if not self._events:
+        events = self._events
+        taken = self._taken
+        if taken >= len(events):
             return None
-        item = self._events.popleft()
+        item = events[taken]
+        taken += 1
+        if taken == len(events):
+            events.clear()
+            taken = 0
+        self._taken = taken
         if isinstance(item, bytes):
             self.queued_body_bytes -= len(item)
         return item
@@ -127,7 +135,7 @@ class _MessageReader:
     @property
     def event_ready(self) -> bool:
         """Something already parsed waits to be read: the next read returns without touching the network."""
-        return bool(self._events)
+        return self._taken < len(self._events)
 
 
 class RequestReader(_MessageReader):
@@ -175,7 +183,7 @@ class RequestReader(_MessageReader):
 
     @property
     def queued_events(self) -> int:
-        return len(self._events)
+        return len(self._events) - self._taken
 
     def _wake(self) -> None:
         waiter = self._feed_waiter
@@ -194,7 +202,7 @@ class RequestReader(_MessageReader):
             await self._feed_waiter
         finally:
             self._feed_waiter = None
-        return b"" if self._fed_eof and not self._events else _FED
+        return b"" if self._fed_eof and not self.event_ready else _FED
 
     async def read_head(self) -> RequestHead | None:
         """The next request's head; None when the client closed (or idled past the timeout) between requests.
@@ -259,7 +267,7 @@ class RequestReader(_MessageReader):
 
     def body_finished(self) -> bool:
         """True when the current request's end has been parsed (read or waiting in the queue)."""
-        return self._body_consumed or any(item is END_OF_MESSAGE for item in self._events)
+        return self._body_consumed or any(item is END_OF_MESSAGE for item in self._events[self._taken :])
 
 
 class ResponseReader(_MessageReader):
