@@ -292,10 +292,9 @@ def _fed(*pieces: bytes) -> list[RequestHead | Exception]:
     found: list[RequestHead | Exception] = []
     for piece in pieces:
         reader.feed(piece)
-        while (event := reader.next_event()) is not None:
-            kind, payload = event
-            if kind != 2:  # HEAD or ERROR; END of a body-less request carries nothing
-                found.append(payload)  # type: ignore[arg-type]
+        while (item := reader.next_item()) is not None:
+            if isinstance(item, RequestHead | Exception):  # not the END of a body-less request, which carries nothing
+                found.append(item)
     return found
 
 

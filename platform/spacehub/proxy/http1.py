@@ -18,11 +18,7 @@ from .errors import ClientGone, ProxyError, UpstreamFailed
 from .wireimpl import RequestHead, RequestParser, ResponseHead, ResponseParser
 
 __all__ = [
-    "BODY",
-    "END",
     "END_OF_MESSAGE",
-    "ERROR",
-    "HEAD",
     "ByteSource",
     "RequestHead",
     "RequestReader",
@@ -30,16 +26,6 @@ __all__ = [
     "ResponseReader",
 ]
 
-# The event kinds (the public names are for owners of push-mode readers).
-_HEAD: Final = 0
-_BODY: Final = 1
-_END: Final = 2
-_ERROR: Final = 3
-HEAD: Final = _HEAD
-BODY: Final = _BODY
-END: Final = _END
-ERROR: Final = _ERROR
-_END_EVENT: Final = (_END, None)
 _FED: Final = b"(fed)"  # push mode: "new bytes were parsed by the owner's feed"
 
 
@@ -120,18 +106,6 @@ class _MessageReader:
             self.queued_body_bytes -= len(item)
         return item
 
-    def _pop_event(self) -> tuple[int, object] | None:
-        item = self._pop()
-        if item is None:
-            return None
-        if item is END_OF_MESSAGE:
-            return _END_EVENT
-        if isinstance(item, bytes):
-            return (_BODY, item)
-        if isinstance(item, ProxyError):
-            return (_ERROR, item)
-        return (_HEAD, item)
-
     @property
     def event_ready(self) -> bool:
         """Something already parsed waits to be read: the next read returns without touching the network."""
@@ -142,7 +116,7 @@ class RequestReader(_MessageReader):
     """Reads requests from a client, one after another on the same connection.
 
     With a `source` it pulls bytes itself. With `source=None` its owner feeds it (`feed`, `feed_eof`) and takes
-    events with `next_event()`; `read_body()` then waits for the owner's next feed.
+    what it parsed with `next_item()`; `read_body()` then waits for the owner's next feed.
     """
 
     def __init__(self, source: ByteSource | None, *, max_header_bytes: int, head_timeout_s: float) -> None:
@@ -157,7 +131,7 @@ class RequestReader(_MessageReader):
     # Push mode
 
     def feed(self, data: bytes) -> None:
-        """Parse bytes the owner received; what they complete waits in the queue (see `next_event`)."""
+        """Parse bytes the owner received; what they complete waits in the queue (see `next_item`)."""
         self._feed(data)
         if self._feed_waiter is not None:
             self._wake()
@@ -166,16 +140,8 @@ class RequestReader(_MessageReader):
         self._fed_eof = True
         self._wake()
 
-    def next_event(self) -> tuple[int, object] | None:
-        """The next parsed event (`HEAD`, `BODY`, `END`, `ERROR` with its payload), or None."""
-        event = self._pop_event()
-        if event is not None and event[0] == _HEAD:
-            self._body_consumed = False
-        return event
-
     def next_item(self) -> object | None:
-        """`next_event` without the pair: a `RequestHead`, a body piece (bytes), END_OF_MESSAGE, a ProxyError, or
-        None (the server's way: no pair to build and take apart per request)."""
+        """The next parsed item: a `RequestHead`, a body piece (bytes), END_OF_MESSAGE, a ProxyError, or None."""
         item = self._pop()
         if isinstance(item, RequestHead):
             self._body_consumed = False
@@ -212,8 +178,8 @@ class RequestReader(_MessageReader):
         timer: asyncio.TimerHandle | None = None
         try:
             while True:
-                event = self._pop_event()
-                if event is None:
+                item = self._pop()
+                if item is None:
                     if self.upgrade_leftover is not None:
                         return None  # nothing after an upgrade is HTTP; the server never gets here
                     if timer is None and self._source is not None:
@@ -225,15 +191,12 @@ class RequestReader(_MessageReader):
                     if data is not _FED:
                         self._feed(data)
                     continue
-                kind, payload = event
-                if kind == _HEAD:
-                    assert isinstance(payload, RequestHead)
+                if isinstance(item, RequestHead):
                     self._body_consumed = False
-                    return payload
-                if kind == _ERROR:
-                    assert isinstance(payload, Exception)
-                    raise payload
-                # _END of a body-less message the server did not read to its end: nothing to do.
+                    return item
+                if isinstance(item, ProxyError):
+                    raise item
+                # The end of a body-less message the server did not read to its end: nothing to do.
         finally:
             if timer is not None:
                 timer.cancel()
@@ -241,8 +204,8 @@ class RequestReader(_MessageReader):
     async def read_body(self) -> bytes | None:
         """The next piece of the current request's body (de-chunked); None at its end."""
         while True:
-            event = self._pop_event()
-            if event is None:
+            item = self._pop()
+            if item is None:
                 if self.upgrade_leftover is not None:
                     return None
                 data = await self._next_bytes()
@@ -251,18 +214,15 @@ class RequestReader(_MessageReader):
                 if data is not _FED:
                     self._feed(data)
                 continue
-            kind, payload = event
-            if kind == _BODY:
-                assert isinstance(payload, bytes)
+            if isinstance(item, bytes):
                 if self.on_body_taken is not None:
                     self.on_body_taken()
-                return payload
-            if kind == _END:
+                return item
+            if item is END_OF_MESSAGE:
                 self._body_consumed = True
                 return None
-            if kind == _ERROR:
-                assert isinstance(payload, Exception)
-                raise payload
+            if isinstance(item, ProxyError):
+                raise item
             raise AssertionError("a new request head before the end of the current body")
 
     def body_finished(self) -> bool:
@@ -321,21 +281,18 @@ class ResponseReader(_MessageReader):
     async def read_head(self) -> ResponseHead:
         """The next response head (interim 1xx ones included). Raises `UpstreamFailed`."""
         while True:
-            event = self._pop_event()
-            if event is None:
+            item = self._pop()
+            if item is None:
                 data = await self._read()
                 if not data:
                     raise UpstreamFailed("upstream closed the connection before responding")
                 self._feed(data)
                 continue
-            kind, payload = event
-            if kind == _HEAD:
-                assert isinstance(payload, ResponseHead)
-                return payload
-            if kind == _ERROR:
-                assert isinstance(payload, Exception)
-                raise payload
-            # _END of an interim response: the final one follows.
+            if isinstance(item, ResponseHead):
+                return item
+            if isinstance(item, ProxyError):
+                raise item
+            # The end of an interim response: the final one follows.
 
     async def read_body(self) -> bytes | None:
         """The next piece of the final response's body (de-chunked); None at its end."""
@@ -343,8 +300,8 @@ class ResponseReader(_MessageReader):
         if head is None or head.bodyless or self._head_request or self.upgrade_leftover is not None:
             return None
         while True:
-            event = self._pop_event()
-            if event is None:
+            item = self._pop()
+            if item is None:
                 data = await self._read()
                 if not data:
                     if self.close_delimited:
@@ -352,15 +309,12 @@ class ResponseReader(_MessageReader):
                     raise UpstreamFailed("upstream closed the connection in the middle of the response")
                 self._feed(data)
                 continue
-            kind, payload = event
-            if kind == _BODY:
-                assert isinstance(payload, bytes)
-                return payload
-            if kind == _END:
+            if isinstance(item, bytes):
+                return item
+            if item is END_OF_MESSAGE:
                 return None
-            if kind == _ERROR:
-                assert isinstance(payload, Exception)
-                raise payload
+            if isinstance(item, ProxyError):
+                raise item
             raise UpstreamFailed("upstream sent a second response")
 
     async def _read(self) -> bytes:
