@@ -145,7 +145,8 @@ def test_an_idle_space_freezes_then_sleeps_even_with_a_tab_open_and_wakes_on_the
     set_sleep_time(server, sleepy, 6)
     wait_until("the space sleeps", lambda: stage(server, sleepy) == "SLEEPING", server=server)
     wait_until("its process is gone", lambda: process_state(pid) is None, server=server)
-    assert handle_of(server, sleepy) is None
+    # The stop job ends the process first and clears the handle after, in its own commit: wait for both.
+    wait_until("its handle is cleared", lambda: handle_of(server, sleepy) is None, server=server)
 
     # A heartbeat never wakes a sleeping space.
     with space_client(server) as client:
