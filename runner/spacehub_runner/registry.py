@@ -75,8 +75,9 @@ ARTIFACT_CHECKS: dict[str, Callable[[Settings, Artifact], bool]] = {
     "docker-image": _docker_image_exists,
 }
 
-# The readiness probe per recipe. Gradio's /theme.css is always 200, even with `auth=` or `auth_dependency=`
-# (where `/` is 401), and cheap (reference/gradio-behind-a-proxy.md §4).
+# The path the readiness probe asks for, per recipe. Any HTTP answer means ready (readiness.answered): the path
+# only refines what is asked. Gradio's /theme.css is cheap and runs none of the app's code (`/` runs an
+# `auth_dependency`); an app that mounts Gradio under a sub-path answers it 404, which is ready all the same.
 READY_PATHS: dict[str, str] = {"gradio": "/theme.css"}
 
 

@@ -181,7 +181,7 @@ class Supervisor:
                 if runtime.poll(handle) is not None:
                     continue
                 status = readiness.probe(handle.target, path, timeout=2.0)
-                if status is None or not 200 <= status < 400:
+                if not readiness.answered(status):
                     if _age_s(handle) < self.settings.ready_timeout_s:
                         return {handle.data["container_id"]}  # maybe still starting: look again next tick
                     continue

@@ -13,6 +13,16 @@ from spacehub_runner.plugs import Handle
 # How many of the app's last log lines a StartFailed message carries.
 TAIL_LINES = 20
 
+# Answers that come from something in front of the app while the app itself is not up yet: Gradio's SSR front
+# (Node) answers 502 until its Python server listens, and a gateway inside a Docker app may answer 503 or 504.
+NOT_UP_YET = frozenset({502, 503, 504})
+
+
+def answered(status: int | None) -> bool:
+    """Is an app that gave this probe answer ready? Any HTTP answer counts (a 404 too: an app that mounts Gradio
+    under a sub-path, or serves nothing at the probed path, is up all the same), except the not-up-yet ones."""
+    return status is not None and status not in NOT_UP_YET
+
 
 def probe(target: str, path: str = "/", timeout: float = 5.0) -> int | None:
     """GET http://<target><path> once; the status code, or None when nothing answers (yet)."""
@@ -40,10 +50,11 @@ def wait_ready(
     logs: Callable[[Handle], Iterator[str]],
     interval: float = 0.05,
 ) -> None:
-    """Return once GET `path` on the handle's target answers 200-399.
+    """Return once GET `path` on the handle's target answers HTTP at all (see `answered`).
 
-    Probed every `interval` seconds: a probe of an app that is not listening yet is a refused connection on
-    127.0.0.1 (nothing to speak of), and each poll of delay is added to every wake from sleep.
+    One answer is enough, so the app's access log shows at most one probe line. Probed every `interval`
+    seconds: a probe of an app that is not listening yet is a refused connection on 127.0.0.1 (nothing to speak
+    of), and each poll of delay is added to every wake from sleep.
 
     Raise StartFailed, carrying the last log lines, if the app exits first or `timeout` seconds pass. The app
     is left as it is: stopping it is the caller's call (it may want to keep a slow app's logs streaming).
@@ -56,7 +67,7 @@ def wait_ready(
             raise StartFailed(_with_logs(message, handle, logs))
         remaining = deadline - time.monotonic()
         status = probe(handle.target, path, timeout=max(0.5, min(5.0, remaining)))
-        if status is not None and 200 <= status < 400:
+        if answered(status):
             return
         if time.monotonic() >= deadline:
             answer = f"it answered {status}" if status is not None else "nothing answered"
