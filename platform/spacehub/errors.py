@@ -101,5 +101,18 @@ class Superseded(SpacehubError):
 
 
 class ServiceUnavailable(SpacehubError):
+    """A dependency (Redis, the database) is down: the client should try again after `retry_after_s`."""
+
     status = 503
     code = "ServiceUnavailable"
+
+    def __init__(self, message: str, *, retry_after_s: int = 5, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after_s = retry_after_s
+
+
+class InsufficientStorage(SpacehubError):
+    """The disk under the data dir is full: nothing can be written until space is freed."""
+
+    status = 507
+    code = "InsufficientStorage"

@@ -3,6 +3,10 @@
 This process runs the public proxy and the API (on an internal unix socket) in one asyncio loop, and owns its
 helpers as child processes: an embedded redis-server (unless SPACEHUB_REDIS_URL is set), build and ops workers,
 and the supervisor. Apps are not its children: they live in their own sessions and outlive a restart.
+
+Stopping (SIGTERM or Ctrl-C): it stops taking new work, lets the requests, streams and jobs in flight finish for
+at most `shutdown_grace_s` (a second signal cuts them at once), stops its own children and says which apps it
+leaves running on purpose (the next start re-adopts them; `spacehub stop` stops them).
 """
 
 from __future__ import annotations
@@ -11,10 +15,12 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import uvicorn
@@ -29,6 +35,8 @@ from spacehub.proxy import ProxyServer, compiled, wireimpl
 from spacehub.queue import BUILDS, OPS
 from spacehub.redisconn import EmbeddedRedis, redis_url
 from spacehub.settings import Settings, settings_env
+from spacehub.stages import SHOULD_RUN
+from spacehub.store.models import Space
 
 log = logging.getLogger("spacehub.serve")
 
@@ -46,16 +54,38 @@ class Child:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def stop(self, timeout: float = 10.0) -> None:
-        if not self.alive():
+    def terminate(self) -> None:
+        """Ask it to stop (a worker finishes its job in hand first, RQ's warm shutdown)."""
+        if self.alive():
+            assert self.process is not None
+            self.process.terminate()
+
+    def wait(self, deadline: float) -> None:
+        """Wait for it to exit until `deadline` (monotonic), then kill it."""
+        if self.process is None:
             return
-        assert self.process is not None
-        self.process.terminate()
         try:
-            self.process.wait(timeout)
+            self.process.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
+            log.warning("%s did not stop in time; killing it", " ".join(self.args))
             self.process.kill()
             self.process.wait()
+
+
+def _stop_children(children: list[Child], grace_s: float) -> None:
+    for child in children:
+        child.terminate()
+    deadline = time.monotonic() + grace_s
+    for child in children:
+        child.wait(deadline)
+
+
+class _ApiServer(uvicorn.Server):
+    """uvicorn, minus its own signal handlers (which would end the API at the first signal): serve decides."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def _children(settings: Settings, url: str) -> list[Child]:
@@ -99,17 +129,50 @@ async def _listen_on_docker_bridge(settings: Settings, new_proxy: Callable[[], P
     return bridge_proxy
 
 
+async def _keep_redis_alive(embedded: EmbeddedRedis, every_s: float) -> None:
+    """The embedded redis-server is a dependency, not a single point of failure: one that died starts again."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await asyncio.to_thread(embedded.keep_alive)
+        except Exception:  # noqa: BLE001 - keep trying: the API answers 503 meanwhile
+            log.exception("could not start the embedded redis-server again; retrying")
+
+
+def remove_stale_uploads(settings: Settings) -> int:
+    """Upload staging folders left by a process that died mid-upload (nothing else is running yet)."""
+    removed = 0
+    for path in (settings.data_dir / "tmp").glob("upload-*"):
+        shutil.rmtree(path, ignore_errors=True)
+        removed += 1
+    if removed:
+        log.info("removed %d upload staging folder(s) left by an earlier run", removed)
+    return removed
+
+
 async def run(settings: Settings) -> None:
+    remove_stale_uploads(settings)
     embedded = None
+    keeper: asyncio.Task[None] | None = None
     if settings.redis_url is None:
         settings.run_dir.mkdir(parents=True, exist_ok=True)
         embedded = EmbeddedRedis(settings)
-        embedded.start()
+        await asyncio.to_thread(embedded.start)
+        keeper = asyncio.create_task(_keep_redis_alive(embedded, settings.redis_check_s))
     try:
         await _serve(settings)
     finally:
+        if keeper is not None:
+            keeper.cancel()
         if embedded is not None:
             embedded.stop()
+
+
+def _apps_left_running(platform: Platform) -> list[str]:
+    with platform.db.session() as session:
+        rows = session.execute(Space.__table__.select().where(Space.handle.is_not(None),
+                                                             Space.stage.in_([str(s) for s in SHOULD_RUN])))
+        return sorted(f"{row.owner}/{row.name}" for row in rows)
 
 
 async def _serve(settings: Settings) -> None:
@@ -117,8 +180,9 @@ async def _serve(settings: Settings) -> None:
     url = redis_url(settings)
     settings.api_socket.unlink(missing_ok=True)
     os.chmod(settings.run_dir, 0o700)  # the API socket and redis socket: only this user
-    api = uvicorn.Server(uvicorn.Config(create_app(platform), uds=str(settings.api_socket), log_level="warning",
-                                        proxy_headers=True, forwarded_allow_ips="*", timeout_keep_alive=30))
+    api = _ApiServer(uvicorn.Config(create_app(platform), uds=str(settings.api_socket), log_level="warning",
+                                        proxy_headers=True, forwarded_allow_ips="*", timeout_keep_alive=30,
+                                        timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_s))))
     resolver = SpaceResolver(settings, platform.db, url)
     # Requests per space, for sleep, freeze and drains (spacehub.activity): one tracker for every listener.
     activity = ActivityTracker(url, settings.activity_flush_s)
@@ -129,10 +193,16 @@ async def _serve(settings: Settings) -> None:
 
     proxy = new_proxy()
     children = _children(settings, url)
-    stop = asyncio.Event()
+    stop, hurry = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            hurry.set()  # a second signal: cut what is still in flight
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     api_task = asyncio.create_task(api.serve())
     while not api.started:
         if api_task.done():
@@ -154,10 +224,11 @@ async def _serve(settings: Settings) -> None:
                     "it serves less per CPU")
     try:
         await stop.wait()
+        watcher.cancel()  # children that exit from now on are meant to
+        await _drain(settings, [p for p in (proxy, bridge_proxy) if p is not None], children, hurry)
     finally:
         watcher.cancel()
-        for child in children:
-            child.stop()
+        await asyncio.to_thread(_stop_children, children, 0 if hurry.is_set() else settings.shutdown_grace_s)
         await proxy.close()
         if bridge_proxy is not None:
             await bridge_proxy.close()
@@ -166,3 +237,32 @@ async def _serve(settings: Settings) -> None:
         api.should_exit = True
         with contextlib.suppress(Exception):
             await api_task
+        with contextlib.suppress(Exception):
+            left = await asyncio.to_thread(_apps_left_running, platform)
+            if left:
+                log.info("leaving %d app(s) running on purpose, for the next start to re-adopt: %s "
+                         "(`spacehub stop` stops them)", len(left), ", ".join(left))
+        print("spacehub stopped", flush=True)
+
+
+async def _drain(settings: Settings, proxies: list[ProxyServer], children: list[Child],
+                 hurry: asyncio.Event) -> None:
+    """No new work; what is in flight (requests, streams, jobs) gets `shutdown_grace_s` to finish."""
+    grace = settings.shutdown_grace_s
+    log.info("stopping: no new connections or jobs; what is in flight gets up to %gs to finish "
+             "(signal again to stop at once)", grace)
+    drains = [asyncio.create_task(p.drain(grace)) for p in proxies]
+    stopping = asyncio.create_task(asyncio.to_thread(_stop_children, children, grace))
+    work: list[asyncio.Task[object]] = [*drains, stopping]  # type: ignore[list-item]
+    cut = asyncio.create_task(hurry.wait())
+    while not all(task.done() for task in work) and not cut.done():
+        await asyncio.wait([*work, cut], return_when=asyncio.FIRST_COMPLETED)
+    cut.cancel()
+    if hurry.is_set():
+        for task in drains:
+            task.cancel()  # busy connections are cut by close(); children are killed by the caller
+        log.warning("stopping now, as asked again: what is still in flight is cut")
+        return
+    busy = sum(task.result() for task in drains)
+    if busy:
+        log.warning("stopping now: %d connection(s) still busy after %gs are cut", busy, grace)

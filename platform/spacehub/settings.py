@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CommaList = Annotated[list[str], NoDecode]
@@ -37,6 +37,12 @@ class Settings(BaseSettings):
 
     # Backing services
     redis_url: str | None = Field(default=None, description="Unset: embedded redis-server on a unix socket")
+    redis_check_s: float = Field(default=1.0, gt=0, description="How often `serve` checks its embedded "
+                                 "redis-server (one that died is started again at once)")
+    redis_connect_timeout_s: float = Field(default=5.0, gt=0, description="How long connecting to Redis may "
+                                           "take before the request fails with 503")
+    retry_after_s: int = Field(default=5, ge=1, description="Retry-After of a 503 answered while a dependency "
+                               "(Redis, the database) is down")
     database_url: str | None = Field(default=None, description="Unset: SQLite under the data dir")
     admin_token: SecretStr | None = Field(default=None, description="First start creates user `admin` with it")
 
@@ -52,6 +58,9 @@ class Settings(BaseSettings):
     build_cancel_check_s: float = Field(default=1.0, description="How often a running build checks whether a "
                                         "newer push superseded it (and then stops)")
     workers: int = Field(default=1, description="Build workers started by `spacehub serve`")
+    job_timeout_s: int | None = Field(default=None, gt=0, description="Hard limit on one build job (build, then "
+                                      "start until ready); must exceed build_timeout_s + ready_timeout_s. Unset: "
+                                      "their sum plus 120")
 
     # Uploads (every upload is hostile until checked)
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, description="Largest upload body")
@@ -78,6 +87,8 @@ class Settings(BaseSettings):
                                                "its modules; past it the app is started plainly")
     fork_server_idle_s: float = Field(default=600.0, description="A fork-server whose environment no space uses "
                                       "(running, starting or sleeping) is stopped after this long without a start")
+    shutdown_grace_s: float = Field(default=30.0, ge=0, description="On SIGTERM or Ctrl-C, how long open "
+                                    "requests, streams and jobs get to finish before they are cut")
     reconcile_interval_s: float = Field(default=5.0, description="How often the supervisor repairs drift")
     log_stream_max: int = Field(default=5000, description="Lines kept per log stream")
     run_log_max_bytes: int = Field(default=16 * 1024 * 1024, gt=0, description="Process runtime: an app's log "
@@ -174,6 +185,32 @@ class Settings(BaseSettings):
             if not secret.startswith("sh_") or len(secret) < 24:
                 raise ValueError("SPACEHUB_ADMIN_TOKEN must start with 'sh_' and be at least 24 characters long")
         return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        """Settings that only make sense together: a contradiction refuses to start, naming both sides."""
+        problems = [message for broken, message in (
+            (self.job_timeout_s is not None and self.job_timeout_s <= self.build_timeout_s + self.ready_timeout_s,
+             f"SPACEHUB_JOB_TIMEOUT_S ({self.job_timeout_s}) must exceed SPACEHUB_BUILD_TIMEOUT_S "
+             f"({self.build_timeout_s}) + SPACEHUB_READY_TIMEOUT_S ({self.ready_timeout_s:g}): a build job builds, "
+             "then starts the app and waits until it is ready"),
+            (self.wake_page_after_s > self.wake_timeout_s,
+             f"SPACEHUB_WAKE_PAGE_AFTER_S ({self.wake_page_after_s:g}) must not exceed SPACEHUB_WAKE_TIMEOUT_S "
+             f"({self.wake_timeout_s:g}): the waiting page is shown while the request is still held"),
+            (self.restart_backoff_s > self.restart_backoff_max_s,
+             f"SPACEHUB_RESTART_BACKOFF_S ({self.restart_backoff_s:g}) must not exceed "
+             f"SPACEHUB_RESTART_BACKOFF_MAX_S ({self.restart_backoff_max_s:g})"),
+        ) if broken]
+        if problems:
+            raise ValueError("contradictory settings: " + "; ".join(problems))
+        return self
+
+    @property
+    def build_job_timeout_s(self) -> int:
+        """RQ's hard limit on one build job: longer than the build and the start it ends with together."""
+        if self.job_timeout_s is not None:
+            return self.job_timeout_s
+        return int(self.build_timeout_s + self.ready_timeout_s) + 120
 
     @cached_property
     def base_url(self) -> str:

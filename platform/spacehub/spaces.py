@@ -236,7 +236,7 @@ def request_build(platform: Platform, session: Session, space: Space, sha: str,
     LogWriter(platform.redis, space.id, "build").reset()
     session.commit()  # the worker must see the row before it picks the job up
     build.job_id = enqueue(platform.redis, BUILDS, "spacehub_runner.jobs.build", build.id, factory,
-                           timeout=platform.settings.build_timeout_s + 60)
+                           timeout=platform.settings.build_job_timeout_s)
     return build.id
 
 

@@ -245,7 +245,7 @@ class Supervisor:
                     build.status = BuildStatus.QUEUED
                     build.created_at = now
                     build.job_id = enqueue(self.platform.redis, BUILDS, "spacehub_runner.jobs.build", build.id,
-                                           False, timeout=self.settings.build_timeout_s + 60)
+                                           False, timeout=self.settings.build_job_timeout_s)
 
     def _job_status(self, job_id: str) -> JobStatus | None:
         try:

@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from spacehub import __version__, web
 from spacehub.api import errors, git, hub_commits, hub_files, hub_repos, hub_runtime, identity, logs, spaces
 from spacehub.context import Platform
+from spacehub.health import run_checks
 
 
 def create_app(platform: Platform) -> FastAPI:
@@ -26,8 +27,17 @@ def create_app(platform: Platform) -> FastAPI:
 
     @app.get("/health")
     def health() -> JSONResponse:
-        platform.redis.ping()
-        return JSONResponse({"status": "ok", "version": __version__})
+        """200 when every dependency works; else 503 naming each one that does not (and Retry-After)."""
+        checks = run_checks(platform.settings, platform.db, lambda: platform.redis)
+        failed = [check for check in checks if not check.ok]
+        body: dict[str, object] = {
+            "status": "unavailable" if failed else "ok", "version": __version__,
+            "checks": {check.name: {"ok": check.ok, "detail": check.detail} for check in checks}}
+        if not failed:
+            return JSONResponse(body)
+        body["error"] = "; ".join(f"{check.name}: {check.detail}" for check in failed)
+        return JSONResponse(body, status_code=503, headers={
+            "Retry-After": str(platform.settings.retry_after_s), "X-Error-Code": "ServiceUnavailable"})
 
     # The web UI (issue 5) goes last: its owner pages (`/{owner}`) match any single-segment path.
     web.install(app, platform)

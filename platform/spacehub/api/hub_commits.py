@@ -80,15 +80,19 @@ def preupload(kind: str, owner: str, name: str, rest: str, body: Preupload, requ
 async def commit(kind: str, owner: str, name: str, rest: str, request: Request, create_pr: str | None = None,
                  platform: Platform = Depends(get_platform), user: User = Depends(require_user)) -> JSONResponse:
     repo_type = repo_type_of(kind)
-    with platform.db.session() as session:
-        spaces.get_writable(session, user, owner, name, repo_type)  # refuse before reading a byte of the body
+
+    def check_writable() -> None:
+        with platform.db.session() as session:
+            spaces.get_writable(session, user, owner, name, repo_type)
+
+    await asyncio.to_thread(check_writable)  # refuse before reading a byte of the body
     _refuse_pull_requests(create_pr)
     branch = revision_after(request, "commit", 4)
     limits = limits_of(platform.settings)
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limits.max_upload_bytes:
         raise PayloadTooLarge(f"commit of {declared} bytes is over the limit of {limits.max_upload_bytes} bytes")
-    staging = spaces.staging_dir(platform)
+    staging = await asyncio.to_thread(spaces.staging_dir, platform)
     try:
         parser = CommitStreamParser(staging, limits)
         pending = bytearray()
@@ -102,7 +106,7 @@ async def commit(kind: str, owner: str, name: str, rest: str, request: Request, 
         parsed = parser.finish()
         outcome, repo_id = await asyncio.to_thread(_apply, platform, user, repo_type, owner, name, branch, parsed)
     finally:
-        spaces.remove_tree(staging)
+        await asyncio.to_thread(spaces.remove_tree, staging)
     url = repo_url(base_url(request, platform.settings), repo_type, repo_id)
     return JSONResponse({"success": True, "commitOid": outcome.sha, "commitUrl": f"{url}/commit/{outcome.sha}",
                          "hookOutput": "", "changed": outcome.changed, "buildId": outcome.build_id})

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
@@ -51,21 +54,28 @@ def stop_space(owner: str, name: str, platform: Platform = Depends(get_platform)
 @router.post("/api/spaces/{owner}/{name}/upload")
 async def upload(owner: str, name: str, request: Request, message: str = "Upload through spacehub",
                  platform: Platform = Depends(get_platform), user: User = Depends(require_user)) -> JSONResponse:
-    """Replace the space's whole tree with a zip, a tar(.gz) or multipart files; nothing is written on refusal."""
-    with platform.db.session() as session:
-        spaces.get_writable(session, user, owner, name)  # refuse before reading a byte of the body
-    staging = spaces.staging_dir(platform)
-    try:
-        await receive_upload(request, staging, platform.settings)
+    """Replace the space's whole tree with a zip, a tar(.gz) or multipart files; nothing is written on refusal.
+
+    Async only to stream the body: SQL, git and the file system run in a thread, off the event loop."""
+    def check_writable() -> None:
+        with platform.db.session() as session:
+            spaces.get_writable(session, user, owner, name)
+
+    def commit(staging: Path) -> dict[str, object]:
         with platform.db.session() as session:
             space = spaces.get_writable(session, user, owner, name)
             result = spaces.commit_upload(platform, session, space, staging, message, user.name)
-            url = platform.settings.space_url(space.label)
-    finally:
-        spaces.remove_tree(staging)
-    return JSONResponse({"commit": result.sha, "changed": result.changed, "build_id": result.build_id,
-                         "url": url})
+            return {"commit": result.sha, "changed": result.changed, "build_id": result.build_id,
+                    "url": platform.settings.space_url(space.label)}
 
+    await asyncio.to_thread(check_writable)  # refuse before reading a byte of the body
+    staging = await asyncio.to_thread(spaces.staging_dir, platform)
+    try:
+        await receive_upload(request, staging, platform.settings)
+        answer = await asyncio.to_thread(commit, staging)
+    finally:
+        await asyncio.to_thread(spaces.remove_tree, staging)
+    return JSONResponse(answer)
 
 
 @router.get("/api/spaces/{owner}/{name}/builds/{sha}")

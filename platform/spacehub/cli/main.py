@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from pydantic import ValidationError
 
 from spacehub import accounts
 from spacehub.cli.client import Client, save_credentials
@@ -28,6 +29,18 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except SpacehubError as exc:  # the platform's own errors are messages, not tracebacks
             raise click.ClickException(exc.message) from None
+        except ValidationError as exc:  # bad or contradictory SPACEHUB_* settings: refuse to start, say why
+            raise click.ClickException(settings_problem(exc)) from None
+
+
+def settings_problem(exc: ValidationError) -> str:
+    """One line per broken setting, named as the operator sets it (SPACEHUB_NAME), without pydantic's prefixes."""
+    lines = []
+    for error in exc.errors():
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        where = ".".join(str(part) for part in error.get("loc", ()))
+        lines.append(f"SPACEHUB_{where.upper()}: {message}" if where else message)
+    return "invalid settings: " + "; ".join(lines)
 
 
 @click.group(cls=_Group)

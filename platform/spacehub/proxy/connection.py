@@ -138,7 +138,7 @@ class ClientConnection(Channel):
         self.busy = False
         self.relay = None
         self.task = None
-        if not keep_alive:
+        if not keep_alive or self.server.draining:
             self.close()
             return
         self._serve_next()

@@ -87,6 +87,7 @@ class ProxyServer:
         self._pool: UpstreamPool | None = None
         self._server: asyncio.Server | None = None
         self.connections: set[ClientConnection] = set()  # kept by the connections themselves
+        self.draining = False  # stopping: connections close after the exchange in flight instead of waiting
 
     async def start(self, host: str, port: int) -> None:
         """Bind and start accepting (`port=0`: any free port, see `.port`)."""
@@ -115,6 +116,23 @@ class ProxyServer:
     def open_connections(self) -> int:
         """Client connections being served right now (for metrics and tests)."""
         return len(self.connections)
+
+    async def drain(self, grace_s: float, poll_s: float = 0.05) -> int:
+        """Stop accepting and let the exchanges in flight (streams included) finish, for at most `grace_s`.
+
+        Idle keep-alive connections close at once, busy ones after their exchange. Returns how many
+        connections were still busy when the grace ran out (`close` then cuts them)."""
+        self.draining = True
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            if not conn.busy:
+                conn.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        while any(conn.busy for conn in self.connections) and loop.time() < deadline:
+            await asyncio.sleep(poll_s)
+        return sum(1 for conn in self.connections if conn.busy)
 
     async def close(self) -> None:
         """Stop accepting, end every client connection and close pooled upstream connections."""
