@@ -28,7 +28,7 @@ from spacehub.stages import SERVING, Stage, building_stage, starting_stage
 from spacehub.store.models import Build, BuildStatus, Space, SpaceVariable, utcnow
 from spacehub_runner import backoff, diskguard, drain, gpus, registry
 from spacehub_runner.appenv import app_env
-from spacehub_runner.plugs import Artifact, BuildPlan, Handle, RunSpec
+from spacehub_runner.plugs import Artifact, BuildInputs, BuildPlan, Handle, RunSpec
 from spacehub_runner.recipes import plan_for
 
 logger = logging.getLogger("spacehub.jobs")
@@ -160,8 +160,8 @@ def build(build_id: int, factory: bool = False) -> str:
         log(f"==> Recipe {recipe.plan.recipe}, runtime {runtime_name}" + (" (factory rebuild)" if factory else ""))
         variables, secrets = _build_inputs(platform, space_id)
         try:
-            artifact = registry.build(builder, recipe.plan, workdir, _CancellableLog(platform, build_id, log),
-                                      variables=variables, secrets=secrets, no_cache=factory)
+            artifact = builder.build(recipe.plan, workdir, _CancellableLog(platform, build_id, log),
+                                     BuildInputs(variables=variables, secrets=secrets, no_cache=factory))
         except Superseded:
             return "superseded"  # the builder killed its build on the way out; the newer one owns the log now
         except BuildFailed as exc:
@@ -359,16 +359,14 @@ def teardown(space_id: int, handle: dict[str, Any] | None) -> str:
     if stopped is not None:
         registry.runtime_for(settings, stopped.runtime).stop(stopped)
     gpus.GpuAllocator(settings, platform.db).release(space_id)  # (the rows also cascade with the space's)
-    if (stopped is not None and stopped.runtime == "docker") or registry.runtime_name(settings) == "docker":
-        from docker.errors import DockerException
-
-        from spacehub_runner.runtimes.docker import DockerRuntime
-
-        runtime = registry.runtime_for(settings, "docker")
-        assert isinstance(runtime, DockerRuntime)
+    # The storage of the runtime it ran on, and of the one it would run on next (a space may be stopped).
+    for name in {registry.runtime_name(settings)} | ({stopped.runtime} if stopped is not None else set()):
+        storage = registry.wired(settings, name).storage
+        if storage is None:
+            continue
         try:
-            runtime.remove_volume(runtime.volume_name(space_id))
-        except DockerException as exc:  # e.g. still in use by a container on its way out
+            storage.remove_volume(storage.volume_name(space_id))
+        except Exception as exc:  # noqa: BLE001 - e.g. still in use by an app on its way out
             logger.warning("space %s: volume not removed yet (%s); the supervisor removes it later", space_id, exc)
     shutil.rmtree(settings.logs_dir / str(space_id), ignore_errors=True)
     gpus.start_waiting_spaces(settings, platform.db, platform.redis)

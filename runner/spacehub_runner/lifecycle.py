@@ -36,7 +36,7 @@ from spacehub.stages import SERVING, Stage
 from spacehub.store.models import RetiredApp, Space, utcnow
 from spacehub.wake import WAKE_CHANNEL
 from spacehub_runner import backoff, drain, gc, registry
-from spacehub_runner.plugs import Freezable, Handle
+from spacehub_runner.plugs import Handle
 
 log = logging.getLogger("spacehub.lifecycle")
 
@@ -118,9 +118,9 @@ class Lifecycle:
 
     def _freeze_step(self, space: Space, handle: Handle, record: activity.Activity, idle: float,
                      now: float) -> None:
-        runtime = registry.runtime_for(self.settings, handle.runtime)
+        freezer = registry.wired(self.settings, handle.runtime).freezer
         after = self.settings.freeze_after_s
-        if after <= 0 or not isinstance(runtime, Freezable) or self.frozen.get(space.id) == handle.target:
+        if after <= 0 or freezer is None or self.frozen.get(space.id) == handle.target:
             return
         pending = self.pending_freeze.get(space.id)
         if pending is not None and pending[1] != handle.target:
@@ -139,7 +139,7 @@ class Lifecycle:
             self.routes.set(space.label, handle.target)
             return
         if now - since >= 2 * flush:
-            runtime.freeze(handle)
+            freezer.freeze(handle)
             self.pending_freeze.pop(space.id)
             self.frozen[space.id] = handle.target
             log.info("froze %s after %.0fs without requests", space.repo_id, idle)
@@ -159,9 +159,9 @@ class Lifecycle:
             if space.handle is None or space.stage not in SERVING:
                 continue
             handle = Handle.from_json(space.handle)
-            runtime = registry.runtime_for(self.settings, handle.runtime)
+            freezer = registry.wired(self.settings, handle.runtime).freezer
             try:
-                if isinstance(runtime, Freezable) and runtime.is_frozen(handle):
+                if freezer is not None and freezer.is_frozen(handle):
                     self.frozen[space.id] = handle.target
             except Exception:  # noqa: BLE001 - e.g. the engine is away: assume not frozen
                 log.exception("could not tell whether %s is frozen", space.repo_id)
@@ -176,9 +176,9 @@ class Lifecycle:
                 return "gone"
             if space.stage in SERVING and space.handle:
                 handle = Handle.from_json(space.handle)
-                runtime = registry.runtime_for(self.settings, handle.runtime)
-                if isinstance(runtime, Freezable):
-                    runtime.thaw(handle)  # idempotent; cheaper than asking first
+                freezer = registry.wired(self.settings, handle.runtime).freezer
+                if freezer is not None:
+                    freezer.thaw(handle)  # idempotent; cheaper than asking first
                 self.frozen.pop(space.id, None)
                 self.pending_freeze.pop(space.id, None)
                 activity.touch(self.platform.redis, space.id)

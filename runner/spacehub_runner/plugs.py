@@ -6,7 +6,7 @@ persisted in SQL and passed between processes, never kept on a plug's `self`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -88,8 +88,24 @@ class Handle:
 LogFn = Callable[[str], None]
 
 
+@dataclass(frozen=True)
+class BuildInputs:
+    """What a build is given besides the plan and the tree; every builder takes it, and each uses what applies
+    to it (the Hub hands a Docker space's variables and secrets to its build; a gradio space gets them only at
+    run time, never in an artifact)."""
+
+    variables: Mapping[str, str] = field(default_factory=dict)
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    no_cache: bool = False  # a factory rebuild: build every step again, even when the artifact seems present
+
+
+NO_INPUTS = BuildInputs()
+
+
 class Builder(Protocol):
-    def build(self, plan: BuildPlan, src: Path, log: LogFn) -> Artifact: ...
+    name: str
+
+    def build(self, plan: BuildPlan, src: Path, log: LogFn, inputs: BuildInputs = NO_INPUTS) -> Artifact: ...
 
 
 class Runtime(Protocol):
@@ -123,3 +139,47 @@ class Freezable(Protocol):
     def thaw(self, handle: Handle) -> None: ...  # idempotent
 
     def is_frozen(self, handle: Handle) -> bool: ...
+
+
+@runtime_checkable
+class ManagedResources(Protocol):
+    """A runtime that can list every app it started for this platform, whoever started it and whatever SQL says
+    (docker: containers carry labels), so the supervisor can adopt lost ones and remove orphans. Each handle's
+    `data` carries `space_id` (int), `revision` (sha) and `container_id` (unique per app), newest first."""
+
+    def list_managed(self) -> list[Handle]: ...
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """A runtime that keeps a space's persistent storage (`RunSpec.storage`, mounted at /data) apart from its
+    apps, so it outlives a redeploy and is removed with the space (`remove_volume` is idempotent; it raises
+    while an app on its way out still uses it, and the supervisor tries again)."""
+
+    def volume_name(self, space_id: int) -> str: ...
+
+    def list_volumes(self) -> dict[str, int]: ...  # name -> space id, every volume of this platform
+
+    def remove_volume(self, name: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class WiredRuntime:
+    """A runtime and the optional abilities it offers, found once when it is wired (None: not offered). Callers
+    ask these fields, never the runtime's class."""
+
+    runtime: Runtime
+    freezer: Freezable | None = None
+    log_file: LogFile | None = None
+    managed: ManagedResources | None = None
+    storage: Storage | None = None
+
+    @classmethod
+    def of(cls, runtime: Runtime) -> WiredRuntime:
+        return cls(
+            runtime=runtime,
+            freezer=runtime if isinstance(runtime, Freezable) else None,
+            log_file=runtime if isinstance(runtime, LogFile) else None,
+            managed=runtime if isinstance(runtime, ManagedResources) else None,
+            storage=runtime if isinstance(runtime, Storage) else None,
+        )

@@ -1,18 +1,20 @@
-"""Builders and runtimes by name, and the few questions the jobs ask about them.
+"""Wires the backends: builders and runtimes by name, each runtime with its optional abilities (`plugs.WiredRuntime`,
+found once here, when it is made), and the few questions the jobs ask about them.
 
 To add a runtime: add a factory to BUILDERS and RUNTIMES, and a check to ARTIFACT_CHECKS for the kind of
-artifact its builder makes. Factories import lazily: picking one runtime never imports the others.
+artifact its builder makes; it is done when it passes tests/contract/. Factories import lazily: picking one
+runtime never imports the others.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 from spacehub import dockerhost
 from spacehub.settings import Settings
-from spacehub_runner.plugs import Artifact, Builder, BuildPlan, Handle, LogFn, Runtime
+from spacehub_runner.plugs import Artifact, Builder, BuildPlan, Handle, Runtime, WiredRuntime
 from spacehub_runner.runtimes import readiness
 
 
@@ -88,16 +90,21 @@ def builder_for(settings: Settings, runtime_name: str) -> Builder:
 
 # The last runtime made per name, with the settings it was made for: a runtime keeps no state about apps
 # (handles are data), but the docker one holds an engine connection worth reusing across supervisor ticks.
-_RUNTIMES: dict[str, tuple[Settings, Runtime]] = {}
+_RUNTIMES: dict[str, tuple[Settings, WiredRuntime]] = {}
 
 
-def runtime_for(settings: Settings, name: str) -> Runtime:
+def wired(settings: Settings, name: str) -> WiredRuntime:
+    """The runtime `name` and its optional abilities (freeze, log file, managed resources, storage)."""
     cached = _RUNTIMES.get(name)
     if cached is not None and cached[0] is settings:
         return cached[1]
-    runtime = _pick(RUNTIMES, name, "runtime")(settings)
-    _RUNTIMES[name] = (settings, runtime)
-    return runtime
+    plugged = WiredRuntime.of(_pick(RUNTIMES, name, "runtime")(settings))
+    _RUNTIMES[name] = (settings, plugged)
+    return plugged
+
+
+def runtime_for(settings: Settings, name: str) -> Runtime:
+    return wired(settings, name).runtime
 
 
 def runtime_name(settings: Settings) -> str:
@@ -106,17 +113,6 @@ def runtime_name(settings: Settings) -> str:
     if settings.runtime != "auto":
         return settings.runtime
     return "docker" if "docker" in RUNTIMES and dockerhost.uses_docker(settings) else "process"
-
-
-def build(builder: Builder, plan: BuildPlan, src: Path, log: LogFn, *, variables: Mapping[str, str],
-          secrets: Mapping[str, str], no_cache: bool) -> Artifact:
-    """Run a builder. Only the docker builder takes build args, BuildKit secrets and a cache bypass (the Hub
-    hands a Docker space's variables and secrets to its build); the others build from the plan alone."""
-    from spacehub_runner.builders.docker import DockerBuilder
-
-    if isinstance(builder, DockerBuilder):
-        return builder.build(plan, src, log, build_args=variables, build_secrets=secrets, no_cache=no_cache)
-    return builder.build(plan, src, log)
 
 
 def artifact_exists(settings: Settings, artifact: Artifact) -> bool:

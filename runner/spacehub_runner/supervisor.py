@@ -33,7 +33,7 @@ from spacehub.store.models import Build, BuildStatus, Space, utcnow
 from spacehub_runner import backoff, forkserver_upkeep, gpus, registry
 from spacehub_runner.jobs import space_lock_key
 from spacehub_runner.lifecycle import Lifecycle
-from spacehub_runner.plugs import BuildPlan, Handle, LogFile, Runtime
+from spacehub_runner.plugs import BuildPlan, Handle, Runtime, Storage, WiredRuntime
 from spacehub_runner.runtimes import readiness
 from spacehub_runner.runtimes.logfile import LogFileReader
 
@@ -131,14 +131,12 @@ class Supervisor:
     def reconcile_containers(self) -> None:
         """Adopt what SQL lost track of, remove every other container of this platform (never the current one
         of a space, never one of a space some job is working on)."""
-        if registry.runtime_name(self.settings) != "docker":
+        plugged = registry.wired(self.settings, registry.runtime_name(self.settings))
+        if plugged.managed is None:
             return
-        from spacehub_runner.runtimes.docker import DockerRuntime
-
-        runtime = registry.runtime_for(self.settings, "docker")
-        assert isinstance(runtime, DockerRuntime)
+        runtime = plugged.runtime
         by_space: dict[int, list[Handle]] = {}
-        for handle in runtime.list_managed():  # newest first
+        for handle in plugged.managed.list_managed():  # newest first
             by_space.setdefault(int(handle.data["space_id"]), []).append(handle)
         for space_id, handles in by_space.items():
             # A deploy or stop holds this lock while it creates and removes containers: they are its business.
@@ -153,7 +151,8 @@ class Supervisor:
                     log.info("removing container %s (space %s, revision %s): not the space's current one",
                              handle.data["name"], space_id, str(handle.data["revision"])[:12])
                     runtime.stop(handle)
-        self._remove_orphan_volumes(runtime)
+        if plugged.storage is not None:
+            self._remove_orphan_volumes(plugged.storage)
 
     def _current_container(self, space_id: int, handles: list[Handle], runtime: Runtime) -> set[str]:
         """Container ids to keep for this space; adopts a ready container of its revision when SQL has none."""
@@ -195,11 +194,8 @@ class Supervisor:
                 return {handle.data["container_id"]}
             return set()
 
-    def _remove_orphan_volumes(self, runtime: Runtime) -> None:
-        from spacehub_runner.runtimes.docker import DockerRuntime
-
-        assert isinstance(runtime, DockerRuntime)
-        volumes = runtime.list_volumes()
+    def _remove_orphan_volumes(self, storage: Storage) -> None:
+        volumes = storage.list_volumes()
         if not volumes:
             return
         with self.platform.db.session() as session:
@@ -208,7 +204,7 @@ class Supervisor:
             if space_id not in existing:
                 log.info("removing volume %s of deleted space %s", name, space_id)
                 try:
-                    runtime.remove_volume(name)
+                    storage.remove_volume(name)
                 except Exception as exc:  # noqa: BLE001 - in use by a container on its way out: next tick
                     log.info("volume %s not removed yet: %s", name, exc)
 
@@ -259,28 +255,28 @@ class Supervisor:
 
     def _pump_logs(self, space_id: int, handle: Handle, *, exited: bool = False) -> None:
         """Copy the app's output written since the last copy to its run-log stream."""
-        runtime = registry.runtime_for(self.settings, handle.runtime)
+        plugged = registry.wired(self.settings, handle.runtime)
         state = self._pumped.setdefault(self._handle_key(handle), _Pumped())
         writer = LogWriter(self.platform.redis, space_id, "run", self.settings.log_stream_max)
-        for line in _new_lines(runtime, handle, state, self.settings.run_log_max_bytes, exited):
+        for line in _new_lines(plugged, handle, state, self.settings.run_log_max_bytes, exited):
             writer(line)
             state.recent.append(line)
 
 
-def _new_lines(runtime: Runtime, handle: Handle, state: _Pumped, cap: int, exited: bool) -> Iterator[str]:
+def _new_lines(plugged: WiredRuntime, handle: Handle, state: _Pumped, cap: int, exited: bool) -> Iterator[str]:
     """The app's lines not copied yet; each counts as copied once the next is asked for.
 
     A log file is read from where the last read stopped and emptied once over `cap` (so neither the file nor the
     cost of a read grows with the app's age); other runtimes' logs are read whole, skipping the lines copied.
     """
-    if isinstance(runtime, LogFile):
+    if plugged.log_file is not None:
         if state.reader is None:
-            state.reader = LogFileReader(runtime.log_path(handle))
+            state.reader = LogFileReader(plugged.log_file.log_path(handle))
         yield from state.reader.read(cap)
         if exited:
             yield from state.reader.rest()  # its unterminated last line: nobody will finish it now
         return
-    for index, line in enumerate(runtime.logs(handle)):
+    for index, line in enumerate(plugged.runtime.logs(handle)):
         if index >= state.lines:
             yield line
             state.lines = index + 1

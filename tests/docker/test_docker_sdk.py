@@ -12,7 +12,7 @@ import pytest
 from dockerkit import Log, docker, run_spec, write_tree
 
 from spacehub_runner.builders.docker import DockerBuilder
-from spacehub_runner.plugs import BuildPlan
+from spacehub_runner.plugs import BuildInputs, BuildPlan
 from spacehub_runner.runtimes.docker import DockerRuntime
 
 pytestmark = pytest.mark.docker
@@ -38,7 +38,10 @@ CMD ["python3", "-m", "http.server", "7860"]
     tree = write_tree(tmp_path, {"Dockerfile": dockerfile})
     log = Log()
     artifact = builder.build(
-        BuildPlan(recipe="docker"), tree, log, build_args={"GREETING": "hi there"}, build_secrets={"API_TOKEN": token}
+        BuildPlan(recipe="docker"),
+        tree,
+        log,
+        BuildInputs(variables={"GREETING": "hi there"}, secrets={"API_TOKEN": token}),
     )
     first_id = docker("image", "inspect", "--format", "{{.Id}}", artifact.ref).stdout.strip()
     try:
@@ -61,9 +64,7 @@ CMD ["python3", "-m", "http.server", "7860"]
             BuildPlan(recipe="docker"),
             tree,
             Log(),
-            build_args={"GREETING": "hi there"},
-            build_secrets={"API_TOKEN": rotated},
-            no_cache=True,
+            BuildInputs(variables={"GREETING": "hi there"}, secrets={"API_TOKEN": rotated}, no_cache=True),
         )
         digest = docker("run", "--rm", rebuilt.ref, "cat", "/secret.sha256").stdout.strip()
         assert digest == hashlib.sha256(rotated.encode()).hexdigest()
@@ -86,5 +87,5 @@ CMD ["python3", "-m", "http.server", "7860"]
 
 def test_build_args_of_a_gradio_space_are_ignored(builder: DockerBuilder, hello) -> None:
     # Variables and secrets reach gradio spaces at run time only: passing them must not change the image.
-    again = builder.build(hello.plan, hello.tree, Log(), build_args={"X": "1"}, build_secrets={"S": "secret"})
+    again = builder.build(hello.plan, hello.tree, Log(), BuildInputs(variables={"X": "1"}, secrets={"S": "secret"}))
     assert again.ref == hello.artifact.ref

@@ -36,7 +36,7 @@ from .headers import CredentialRules, error_response, reason_phrase, simple_resp
 from .http1 import RequestHead, RequestReader
 from .pool import UpstreamPool
 from .relay import Relay
-from .routing import Resolver, Route
+from .routing import CachedResolver, Resolver, Route, TargetResolver, VersionedRoutes
 
 logger: Final = logging.getLogger(__name__)
 
@@ -63,13 +63,18 @@ class ProxyServer:
         max_header_bytes: int = 65536,
     ) -> None:
         self._resolver = resolver
-        self._pass_target = bool(getattr(resolver, "accepts_target", False))  # see routing.Resolver
-        self._resolve_cached: Callable[[str, list[tuple[bytes, bytes]]], Route | None] | None = getattr(
-            resolver, "resolve_cached", None
+        # The resolver's optional abilities (routing.py), found once here.
+        self._target_resolver: TargetResolver | None = (
+            resolver if isinstance(resolver, TargetResolver) and resolver.accepts_target else None
+        )
+        self._resolve_cached: Callable[[str, list[tuple[bytes, bytes]]], Route | None] | None = (
+            resolver.resolve_cached if isinstance(resolver, CachedResolver) else None
         )
         # Routes `resolve_cached` gave, by raw Host header value, while the resolver's `routes_version` holds
-        # (routing.Resolver): most requests then cost one dict lookup to route.
-        self._versioned = isinstance(getattr(resolver, "routes_version", None), int)
+        # (routing.VersionedRoutes): most requests then cost one dict lookup to route.
+        self._versions: VersionedRoutes | None = (
+            resolver if self._resolve_cached is not None and isinstance(resolver, VersionedRoutes) else None
+        )
         self._known_routes: dict[bytes, Route] = {}
         self._known_version = -1
         self._scheme = scheme.encode("ascii")
@@ -158,8 +163,9 @@ class ProxyServer:
             conn.task = asyncio.get_running_loop().create_task(self._serve_with_body(conn, head))
             return
         host = head.host
-        if self._versioned and host is not None:
-            version: int = getattr(self._resolver, "routes_version")  # noqa: B009 - not in the Protocol's type
+        versions = self._versions
+        if versions is not None and host is not None:
+            version = versions.routes_version
             if version != self._known_version:
                 self._known_routes.clear()
                 self._known_version = version
@@ -173,7 +179,7 @@ class ProxyServer:
                 route = resolve_cached(_routing_host(host), head.headers)
                 if route is not None and not isinstance(route, Route):
                     raise TypeError(f"the resolver returned {route!r}, not a Route")
-                if route is not None and self._versioned and host is not None:
+                if route is not None and versions is not None and host is not None:
                     if len(self._known_routes) >= _MAX_KNOWN_HOSTS:  # Host values are the client's to choose
                         self._known_routes.clear()
                     self._known_routes[host] = route
@@ -238,8 +244,8 @@ class ProxyServer:
         resolve_cached = None if cached_tried else self._resolve_cached
         route = resolve_cached(host, head.headers) if resolve_cached is not None else None
         if route is None:
-            if self._pass_target:
-                route = await self._resolver(host, head.headers, target=head.target)  # type: ignore[call-arg]
+            if self._target_resolver is not None:
+                route = await self._target_resolver(host, head.headers, target=head.target)
             else:
                 route = await self._resolver(host, head.headers)
         if not isinstance(route, Route):

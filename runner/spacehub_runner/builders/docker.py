@@ -32,7 +32,6 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -43,7 +42,7 @@ from spacehub.settings import Settings
 from .. import images
 from ..dockerbuild import SECRET_ID, BuildRequest, image_id, run_build
 from ..dockeropts import DockerOptions
-from ..plugs import Artifact, BuildPlan, LogFn
+from ..plugs import NO_INPUTS, Artifact, BuildInputs, BuildPlan, LogFn
 from .process import ProcessBuilder, content_hash, tree_hash
 
 # Bump when the generated Dockerfile changes meaning, so old images are not mistaken for new ones.
@@ -64,21 +63,12 @@ class DockerBuilder:
         self.settings = settings
         self.opts = DockerOptions.from_settings(settings)
 
-    def build(
-        self,
-        plan: BuildPlan,
-        src: Path,
-        log: LogFn,
-        *,
-        build_args: Mapping[str, str] | None = None,
-        build_secrets: Mapping[str, str] | None = None,
-        no_cache: bool = False,
-    ) -> Artifact:
+    def build(self, plan: BuildPlan, src: Path, log: LogFn, inputs: BuildInputs = NO_INPUTS) -> Artifact:
         """Build (or find) the image for `plan` + `src`.
 
-        `build_args` (the space's variables) and `build_secrets` (its secrets) matter to the docker recipe
+        `inputs.variables` (as build args) and `inputs.secrets` (as BuildKit secrets) matter to the docker recipe
         only; the gradio recipe gets variables and secrets at run time, never in an image.
-        `no_cache` (a factory rebuild) builds every layer again: needed after a build secret changed, since
+        `inputs.no_cache` (a factory rebuild) builds every layer again: needed after a build secret changed, since
         neither the tag nor BuildKit's layer cache depends on secret values.
         """
         if plan.recipe == "static":
@@ -86,8 +76,9 @@ class DockerBuilder:
         if plan.recipe not in ("gradio", "docker"):
             raise BuildFailed(f"the docker builder cannot build recipe {plan.recipe!r}")
         deadline = time.monotonic() + self.settings.build_timeout_s
-        args = dict(build_args or {}) if plan.recipe == "docker" else {}
-        secrets = dict(build_secrets or {}) if plan.recipe == "docker" else {}
+        args = dict(inputs.variables) if plan.recipe == "docker" else {}
+        secrets = dict(inputs.secrets) if plan.recipe == "docker" else {}
+        no_cache = inputs.no_cache
         if plan.recipe == "docker":
             args[BASE_IMAGE_ARG] = self.opts.base_image_for(plan.python_version)
         for name in [*args, *secrets]:

@@ -38,7 +38,7 @@ import uv
 
 from spacehub.errors import BuildFailed
 from spacehub.settings import Settings
-from spacehub_runner.plugs import Artifact, BuildPlan, LogFn
+from spacehub_runner.plugs import NO_INPUTS, Artifact, BuildInputs, BuildPlan, LogFn
 
 # Bump when the way environments are built changes, so that envs built the old way are not reused.
 ENV_FORMAT = 1
@@ -130,7 +130,9 @@ class ProcessBuilder:
 
     # -- the Builder protocol ---------------------------------------------------------------------------
 
-    def build(self, plan: BuildPlan, src: Path, log: LogFn) -> Artifact:
+    def build(self, plan: BuildPlan, src: Path, log: LogFn, inputs: BuildInputs = NO_INPUTS) -> Artifact:
+        """`inputs` changes nothing here: variables and secrets reach the app at run time only (never an
+        environment), and an environment is named by everything that decides its content, so it is never stale."""
         deadline = time.monotonic() + self.settings.build_timeout_s
         if plan.recipe == "docker":
             raise BuildFailed("sdk: docker needs the Docker runtime; this platform runs spaces as processes")
