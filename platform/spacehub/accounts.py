@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 
@@ -22,6 +23,25 @@ from spacehub.store.models import Membership, Organization, Token, User, utcnow
 
 TOKEN_PREFIX = "sh_"
 _passwords = PasswordHasher()
+# RFC 6750's b64token: what a Bearer credential may be made of (every spacehub token is one).
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+
+
+def bearer_credential(authorization: str | bytes | None) -> str | None:
+    """The token of `Authorization: Bearer <token>`, or None: the request carries no Bearer token.
+
+    The one definition that authentication and the CSRF check share. A request that carries one is
+    authenticated by that token alone (never by a cookie beside it) and so needs no CSRF token; one that does
+    not (no header, another scheme, a blank or malformed value) is a cookie request like any other.
+    """
+    if not authorization:
+        return None
+    value = authorization.decode("latin-1") if isinstance(authorization, bytes) else authorization
+    scheme, _, credential = value.strip(" \t").partition(" ")
+    credential = credential.strip(" \t")
+    if scheme.lower() != "bearer" or not _B64TOKEN.fullmatch(credential):
+        return None
+    return credential
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ seconds. The README's settings table documents each of them.
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
@@ -182,8 +183,9 @@ class Settings(BaseSettings):
         # without it would reach apps and could not open private spaces.
         if value is not None:
             secret = value.get_secret_value()
-            if not secret.startswith("sh_") or len(secret) < 24:
-                raise ValueError("SPACEHUB_ADMIN_TOKEN must start with 'sh_' and be at least 24 characters long")
+            if len(secret) < 24 or not re.fullmatch(r"sh_[A-Za-z0-9_-]+", secret):
+                raise ValueError("SPACEHUB_ADMIN_TOKEN must start with 'sh_' and be at least 24 characters long "
+                                 "(letters, digits, '-' and '_')")
         return value
 
     @model_validator(mode="after")

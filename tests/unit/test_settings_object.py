@@ -17,7 +17,7 @@ def test_space_urls_carry_the_public_port():
     assert "hub.example.com" in behind_tls.platform_hosts
 
 
-@pytest.mark.parametrize("token", ["short", "x" * 40, "sh_tooshort"])
+@pytest.mark.parametrize("token", ["short", "x" * 40, "sh_tooshort", "sh_" + "k" * 30 + " !"])
 def test_admin_token_must_look_like_a_platform_token(token):
     with pytest.raises(ValidationError, match="SPACEHUB_ADMIN_TOKEN"):
         Settings(admin_token=token)

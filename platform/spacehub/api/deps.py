@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from spacehub.accounts import TOKEN_PREFIX, authenticate_token
+from spacehub.accounts import TOKEN_PREFIX, authenticate_token, bearer_credential
 from spacehub.context import Platform
 from spacehub.errors import Unauthorized
 from spacehub.store.models import User
@@ -30,11 +30,7 @@ SESSION = Depends(get_session, scope="function")
 
 
 def bearer_token(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    return None
+    return bearer_credential(request.headers.get("authorization"))
 
 
 def optional_user(request: Request, session: Session = Depends(get_session, scope="function")) -> User | None:

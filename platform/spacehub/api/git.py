@@ -68,10 +68,11 @@ class _Target:
 
 def _credential(request: Request) -> str | None:
     """The token of `Authorization: Basic` (the password, or the user name if there is no password) or Bearer."""
+    bearer = accounts.bearer_credential(request.headers.get("authorization"))
+    if bearer is not None:
+        return bearer
     scheme, _, value = request.headers.get("authorization", "").strip().partition(" ")
     value = value.strip()
-    if scheme.lower() == "bearer" and value:
-        return value
     if scheme.lower() == "basic" and value:
         try:
             user, _, password = base64.b64decode(value, validate=True).decode("utf-8").partition(":")

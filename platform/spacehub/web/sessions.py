@@ -8,8 +8,10 @@ are CSRF-protected too.
 CSRF: the token is an HMAC of the session id. Every unsafe request that a browser could send with our cookie
 (a cookie session is present, or the body is a form) must carry it, in the `X-CSRF-Token` header or in a
 urlencoded form's `csrf_token` field; otherwise 403 and nothing runs. Requests that authenticate with a Bearer
-token carry no ambient credentials and are left alone (the Hub clients, the CLI). The proxy strips this
-cookie from every request it sends to a space.
+token carry no ambient credentials and are left alone (the Hub clients, the CLI): "carries a Bearer token" is
+`accounts.bearer_credential`, the definition authentication uses too, so a request the CSRF check lets through
+as a Bearer request is never authenticated by its cookie. The proxy strips this cookie from every request it
+sends to a space.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import redis
 import redis.asyncio as aioredis
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
+from spacehub.accounts import bearer_credential
 from spacehub.settings import Settings
 
 SESSION_COOKIE = "spacehub_session"  # the name the proxy strips before a request reaches an app
@@ -136,9 +139,7 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
 
 
 def _has_bearer(headers: list[tuple[bytes, bytes]]) -> bool:
-    value = _header(headers, b"authorization") or b""
-    scheme, _, token = value.partition(b" ")
-    return scheme.lower() == b"bearer" and bool(token.strip())
+    return bearer_credential(_header(headers, b"authorization")) is not None
 
 
 class SessionMiddleware:
