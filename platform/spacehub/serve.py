@@ -34,6 +34,7 @@ from spacehub.gateway import SpaceResolver
 from spacehub.proxy import ProxyServer, compiled, wireimpl
 from spacehub.queue import BUILDS, OPS
 from spacehub.redisconn import EmbeddedRedis, redis_url
+from spacehub.servepid import remove_serve_pid, write_serve_pid
 from spacehub.settings import Settings, settings_env
 from spacehub.stages import SHOULD_RUN
 from spacehub.store.models import Space
@@ -177,6 +178,7 @@ def _apps_left_running(platform: Platform) -> list[str]:
 
 async def _serve(settings: Settings) -> None:
     platform = Platform.open(settings)
+    write_serve_pid(settings)  # for `spacehub stop`
     url = redis_url(settings)
     settings.api_socket.unlink(missing_ok=True)
     os.chmod(settings.run_dir, 0o700)  # the API socket and redis socket: only this user
@@ -242,6 +244,7 @@ async def _serve(settings: Settings) -> None:
             if left:
                 log.info("leaving %d app(s) running on purpose, for the next start to re-adopt: %s "
                          "(`spacehub stop` stops them)", len(left), ", ".join(left))
+        remove_serve_pid(settings)
         print("spacehub stopped", flush=True)
 
 

@@ -69,6 +69,18 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
 
 
 @cli.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), help="All state (SPACEHUB_DATA_DIR).")
+def stop(data_dir: Path | None) -> None:
+    """Stop everything of a data dir: `serve` (letting in-flight work finish), every app and fork-server."""
+    from spacehub.cli.stopping import stop_everything
+
+    settings = _settings(data_dir=data_dir)
+    if not settings.data_dir.is_dir():
+        raise click.ClickException(f"no spacehub data dir at {settings.data_dir}")
+    stop_everything(settings, click.echo)
+
+
+@cli.command()
 @click.option("--queue", "queues", multiple=True, help="Queue(s) to work on (default: ops and builds).")
 @click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
 def worker(queues: tuple[str, ...], burst: bool) -> None:
