@@ -11,13 +11,14 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from spacehub.errors import Conflict, NotFound, Unauthorized
+from spacehub.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from spacehub.names import check_owner
 from spacehub.store.models import Membership, Organization, Token, User, utcnow
 
@@ -134,13 +135,37 @@ def can_write(session: Session, user: User | None, owner: str) -> bool:
     return any(org.name_key == owner.lower() for org in user_orgs(session, user))
 
 
+_DURATION = re.compile(r"(\d{1,6})\s*([mhdwy])")
+_UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1),
+          "y": timedelta(days=365)}
+MAX_TOKEN_LIFETIME = timedelta(days=10 * 365)
+
+
+def parse_lifetime(text: str) -> timedelta:
+    """A token lifetime such as `30d`, `12h`, `90m`, `2w` or `1y` (minutes, hours, days, weeks, years)."""
+    match = _DURATION.fullmatch(text.strip().lower())
+    if match is None or int(match.group(1)) == 0:
+        raise InvalidInput(f"token lifetime {text!r}: write a number and a unit, e.g. 30d, 12h, 90m, 2w or 1y")
+    lifetime = int(match.group(1)) * _UNITS[match.group(2)]
+    if lifetime > MAX_TOKEN_LIFETIME:
+        raise InvalidInput(f"token lifetime {text!r}: at most 10 years (or no expiry at all)")
+    return lifetime
+
+
 def create_token(session: Session, user: User, name: str, role: str = "write",
-                 secret: str | None = None) -> NewToken:
+                 secret: str | None = None, expires_in: timedelta | None = None) -> NewToken:
+    """A new token; with `expires_in`, every use after that long is refused (as an invalid token)."""
     secret = secret or TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token = Token(user=user, name=name, prefix=secret[:8], secret_hash=_hash_secret(secret), role=role)
+    expires_at = utcnow() + expires_in if expires_in is not None else None
+    token = Token(user=user, name=name, prefix=secret[:8], secret_hash=_hash_secret(secret), role=role,
+                  expires_at=expires_at)
     session.add(token)
     session.flush()
     return NewToken(token=token, secret=secret)
+
+
+def is_expired(token: Token, now: datetime | None = None) -> bool:
+    return token.expires_at is not None and token.expires_at <= (now or utcnow())
 
 
 def authenticate_token(session: Session, secret: str) -> tuple[User, Token]:
@@ -148,6 +173,9 @@ def authenticate_token(session: Session, secret: str) -> tuple[User, Token]:
     for token in session.scalars(select(Token).where(Token.prefix == secret[:8])):
         if hmac.compare_digest(token.secret_hash, digest):
             now = utcnow()
+            if is_expired(token, now):
+                raise Unauthorized(f"the token {token.name!r} expired on {token.expires_at:%Y-%m-%d %H:%M} UTC",
+                                   code="TokenExpired")
             if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
                 token.last_used_at = now  # at most a write a minute per token
             return token.user, token

@@ -7,7 +7,7 @@ from functools import cached_property
 
 import redis
 
-from spacehub import redisconn
+from spacehub import crypto, redisconn
 from spacehub.accounts import ensure_admin
 from spacehub.repos import RepoStore
 from spacehub.settings import Settings
@@ -30,7 +30,7 @@ class Platform:
             path.mkdir(parents=True, exist_ok=True)
         url = settings.effective_database_url
         if migrate_schema:
-            migrate(url)
+            migrate(url, secrets_key_file=crypto.key_file(settings))
         db = Database(url)
         if settings.admin_token is not None:
             with db.session() as session:

@@ -138,7 +138,7 @@ def put_variable(platform: Platform, session: Session, space: Space, key: str, v
     if existing is not None and existing.secret != secret:
         kind = "secret" if existing.secret else "variable"
         raise Conflict(f"{key!r} is already a {kind} of {space.repo_id}: delete it first", code="VariableExists")
-    spaces.set_variable(session, space, key, value, description, secret=secret)
+    spaces.set_variable(platform.settings, session, space, key, value, description, secret=secret)
     session.flush()
     spaces.restart_if_running(platform, session, space)
 

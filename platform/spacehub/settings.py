@@ -46,6 +46,8 @@ class Settings(BaseSettings):
                                "(Redis, the database) is down")
     database_url: str | None = Field(default=None, description="Unset: SQLite under the data dir")
     admin_token: SecretStr | None = Field(default=None, description="First start creates user `admin` with it")
+    secrets_key_file: Path | None = Field(default=None, description="Key file that seals space secrets at rest "
+                                          "(made once, mode 0600); unset: secrets.key in the data dir")
 
     # Package sources for every build
     pip_index_url: str | None = Field(default=None, description="Package index for builds")

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from spacehub import accounts
+from spacehub import accounts, crypto
 from spacehub.context import Platform
 from spacehub.errors import (
     Conflict,
@@ -28,6 +28,7 @@ from spacehub.names import check_name, unique_label
 from spacehub.queue import BUILDS, OPS, enqueue
 from spacehub.repos import CommitResult
 from spacehub.routes import RedisRouteTable
+from spacehub.settings import Settings
 from spacehub.stages import SERVING, SHOULD_RUN, Stage, building_stage
 from spacehub.store.models import Build, BuildStatus, Space, SpaceVariable, User, utcnow
 
@@ -121,7 +122,7 @@ def create(platform: Platform, session: Session, user: User | None, owner: str |
     session.add(space)
     session.flush()
     for item, secret in [(s, True) for s in secrets] + [(v, False) for v in variables]:
-        set_variable(session, space, str(item["key"]), str(item.get("value", "")),
+        set_variable(platform.settings, session, space, str(item["key"]), str(item.get("value", "")),
                      str(item.get("description") or ""), secret=secret)
     platform.repos.create(_repo_key(space))
     return space
@@ -137,10 +138,13 @@ def repo_key(space: Space) -> str:
     return _repo_key(space)
 
 
-def set_variable(session: Session, space: Space, key: str, value: str, description: str = "", *,
-                 secret: bool) -> None:
+def set_variable(settings: Settings, session: Session, space: Space, key: str, value: str, description: str = "",
+                 *, secret: bool) -> None:
+    """Set a variable, or a secret (sealed before it is stored: the database never holds its value)."""
     if not key or not key.replace("_", "").isalnum() or key[0].isdigit():
         raise InvalidInput(f"variable name {key!r} must be letters, digits and '_', not starting with a digit")
+    if secret:
+        value = crypto.seal_value(crypto.load_box(settings), space.id, key, value)
     existing = session.scalar(select(SpaceVariable).where(SpaceVariable.space_id == space.id,
                                                           SpaceVariable.key == key))
     if existing is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from spacehub import crypto
 from spacehub.settings import Settings
 from spacehub.store.models import Space, SpaceVariable
 
@@ -38,7 +39,6 @@ def app_env(settings: Settings, session: Session, space: Space, *, hf_endpoint: 
     })
     # Variables first, then secrets, so a secret wins over a variable of the same name.
     rows = session.scalars(select(SpaceVariable).where(SpaceVariable.space_id == space.id)
-                           .order_by(SpaceVariable.secret, SpaceVariable.key))
-    for row in rows:
-        env[row.key] = row.value
+                           .order_by(SpaceVariable.secret, SpaceVariable.key)).all()
+    env.update(crypto.revealed(settings, rows))  # secrets are opened only here, for the app's own environment
     return env

@@ -17,7 +17,7 @@ from typing import Any
 from redis.exceptions import LockError, ResponseError
 from sqlalchemy import select
 
-from spacehub import activity
+from spacehub import activity, crypto
 from spacehub import spaces as space_ops
 from spacehub.context import Platform
 from spacehub.errors import BuildFailed, NoAppFile, SpaceConfigError, StartFailed, Superseded
@@ -108,7 +108,7 @@ def _build_inputs(platform: Platform, space_id: int) -> tuple[dict[str, str], di
     with platform.db.session() as session:
         rows = session.scalars(select(SpaceVariable).where(SpaceVariable.space_id == space_id)).all()
         variables = {row.key: row.value for row in rows if not row.secret}
-        secrets = {row.key: row.value for row in rows if row.secret}
+        secrets = crypto.revealed(platform.settings, [row for row in rows if row.secret])
     return variables, secrets
 
 

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from spacehub import __version__, web
-from spacehub.api import errors, git, hub_commits, hub_files, hub_repos, hub_runtime, identity, logs, spaces
+from spacehub.api import errors, git, hub_commits, hub_files, hub_repos, hub_runtime, identity, logs, spaces, tokens
 from spacehub.context import Platform
 from spacehub.health import run_checks
 
@@ -16,6 +16,7 @@ def create_app(platform: Platform) -> FastAPI:
     app.state.platform = platform
     errors.install(app)
     app.include_router(identity.router)
+    app.include_router(tokens.router)
     app.include_router(spaces.router)
     # The Hub API (issue 4): repos, runtime settings, uploads, files and downloads (`/{owner}/{name}/resolve/`).
     app.include_router(hub_repos.router)

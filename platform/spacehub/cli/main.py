@@ -197,12 +197,32 @@ def token() -> None:
 @token.command("create")
 @click.option("--user", "user_name", help="Owner of the token (default: admin).")
 @click.option("--name", "token_name", default="cli", show_default=True)
-def token_create(user_name: str | None, token_name: str) -> None:
+@click.option("--expires", help="Lifetime, e.g. 30d, 12h, 90m, 2w or 1y (default: until revoked).")
+def token_create(user_name: str | None, token_name: str, expires: str | None) -> None:
     """Create an API token and print it (it is shown only once)."""
+    lifetime = accounts.parse_lifetime(expires) if expires is not None else None
     platform = Platform.open(_settings())
     with platform.db.session() as session:
         user = accounts.get_user(session, user_name or "admin")
-        click.echo(accounts.create_token(session, user, token_name).secret)
+        click.echo(accounts.create_token(session, user, token_name, expires_in=lifetime).secret)
+
+
+@cli.group("secrets")
+def secrets_group() -> None:
+    """Space secrets at rest (on this machine's data dir)."""
+
+
+@secrets_group.command("rotate-key")
+def secrets_rotate_key() -> None:
+    """Seal every space secret under a new key and retire the old key (back up the new key file after)."""
+    from spacehub import crypto
+
+    settings = _settings()
+    platform = Platform.open(settings)
+    with platform.db.session() as session:
+        count = crypto.rotate_key(settings, session)
+    click.echo(f"Re-sealed {count} secret(s) under a new key in {crypto.key_file(settings)}; the old key is gone: "
+               "back the new key file up (database backups do not open without it)")
 
 
 @cli.group()

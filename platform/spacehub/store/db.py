@@ -31,10 +31,13 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-def migrate(url: str) -> None:
+def migrate(url: str, *, secrets_key_file: Path | None = None) -> None:
+    """Bring the schema to head. The secrets key file lets a migration seal secrets stored before sealing."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    if secrets_key_file is not None:
+        cfg.attributes["secrets_key_file"] = secrets_key_file
     command.upgrade(cfg, "head")
 
 

@@ -69,6 +69,7 @@ class Token(Base):
     role: Mapped[str] = mapped_column(String(10), default="write")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)  # None: until revoked
 
     user: Mapped[User] = relationship(back_populates="tokens")
 
@@ -106,7 +107,10 @@ class Space(Base):
 
 
 class SpaceVariable(Base):
-    """A variable (visible) or secret (write-only) of a space; both reach the app as env vars at run time."""
+    """A variable (visible) or secret (write-only) of a space; both reach the app as env vars at run time.
+
+    A secret's value is stored sealed (spacehub.crypto): the database alone never reveals it.
+    """
 
     __tablename__ = "space_variables"
     __table_args__ = (UniqueConstraint("space_id", "key"),)

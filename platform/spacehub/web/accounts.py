@@ -13,7 +13,7 @@ from spacehub import accounts, spaces
 from spacehub.api.deps import SESSION, get_platform
 from spacehub.context import Platform
 from spacehub.errors import Forbidden, InvalidInput, NotFound, SpacehubError
-from spacehub.store.models import Membership, Organization, Token, User
+from spacehub.store.models import Membership, Organization, Token, User, utcnow
 from spacehub.web.deps import HTMLRoute, WebContext, current_user, signed_in_user, web_context, web_session
 from spacehub.web.render import page
 from spacehub.web.sessions import WebSession
@@ -101,7 +101,7 @@ def _tokens_page(request: Request, session: Session, user: User, *, new_secret: 
                  error: str | None = None, status: int = 200) -> HTMLResponse:
     tokens = list(session.scalars(select(Token).where(Token.user_id == user.id).order_by(Token.created_at.desc())))
     return page(request, "tokens.html", status=status, user=user, tokens=tokens, new_secret=new_secret,
-                error=error)
+                error=error, now=utcnow())
 
 
 @router.get("/settings/tokens")
@@ -111,7 +111,7 @@ def tokens_page(request: Request, session: Session = SESSION,
 
 
 @router.post("/settings/tokens")
-def create_token(request: Request, name: str = Form(""), role: str = Form("write"),
+def create_token(request: Request, name: str = Form(""), role: str = Form("write"), expires: str = Form(""),
                  session: Session = SESSION, user: User = Depends(signed_in_user)) -> Response:
     name = name.strip()
     if not name or len(name) > 100:
@@ -119,7 +119,11 @@ def create_token(request: Request, name: str = Form(""), role: str = Form("write
                             status=400)
     if role not in ("read", "write"):
         return _tokens_page(request, session, user, error="a token's role is read or write", status=400)
-    new = accounts.create_token(session, user, name, role=role)
+    try:
+        lifetime = accounts.parse_lifetime(expires) if expires.strip() else None
+    except SpacehubError as exc:
+        return _tokens_page(request, session, user, error=exc.message, status=400)
+    new = accounts.create_token(session, user, name, role=role, expires_in=lifetime)
     session.commit()
     # Shown once, in this answer only; never stored in clear and never shown again.
     return _tokens_page(request, session, user, new_secret=new.secret)
