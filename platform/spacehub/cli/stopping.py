@@ -17,7 +17,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from spacehub.context import Platform
-from spacehub.servepid import serve_pid_file
+from spacehub.servepid import running_serve
 from spacehub.settings import Settings
 from spacehub.store.models import Space
 
@@ -36,15 +36,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _serve_pid(settings: Settings) -> int | None:
-    try:
-        pid = int(serve_pid_file(settings).read_text())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError):
-        return None
-    return pid if b"spacehub" in cmdline and b"serve" in cmdline else None  # not a recycled pid
-
-
 def _wait_gone(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while _alive(pid):
@@ -55,7 +46,7 @@ def _wait_gone(pid: int, timeout: float) -> bool:
 
 
 def stop_serve(settings: Settings, echo: Echo) -> None:
-    pid = _serve_pid(settings)
+    pid = running_serve(settings)
     if pid is None:
         echo("serve: not running")
         return

@@ -1,0 +1,108 @@
+"""kill -9 of `spacehub serve` in the middle of an upload: its helpers (embedded redis-server, workers,
+supervisor) die with it, the next start removes the upload's staging folder, and the platform serves on."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+import threading
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from support.faults import pid_with_cwd, static_tree, wait_for
+from support.server import Server
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture
+def server(tmp_path):
+    srv = Server(tmp_path / "data")
+    srv.start()
+    yield srv
+    srv.stop()
+    srv.kill_apps()
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_kill_9_of_serve_during_an_upload_leaves_no_staging_folder_or_helper(server):
+    assert server.api.post("/api/repos/create", json={"type": "space", "name": "page", "sdk": "static"}).is_success
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        data = os.urandom(8 * 1024 * 1024)
+        info = tarfile.TarInfo("big.bin")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    body = buf.getvalue()
+    held = threading.Event()
+    release = threading.Event()
+
+    def chunks() -> Iterator[bytes]:
+        yield body[: len(body) // 2]
+        held.set()
+        release.wait(60)
+        yield body[len(body) // 2:]
+
+    def send() -> None:
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=60,
+                              headers=dict(server.api.headers)) as client:
+                client.post("/api/spaces/admin/page/upload", params={"filename": "site.tar"}, content=chunks(),
+                            headers={"Content-Type": "application/x-tar", "Content-Length": str(len(body))})
+        except httpx.HTTPError:
+            pass  # the server is killed under it
+
+    uploader = threading.Thread(target=send, daemon=True)
+    uploader.start()
+    assert held.wait(60)
+    staging = server.data_dir / "tmp"
+    wait_for("the upload's staging folder", lambda: list(staging.glob("upload-*")) or None, 30)
+
+    assert server.process is not None
+    helpers = children_of(server.process.pid)
+    assert helpers, "serve runs its helpers as child processes"
+    server.process.kill()
+    server.process.wait(30)
+    release.set()
+    uploader.join(60)
+    assert list(staging.glob("upload-*")), "the killed upload left its staging folder (the fault under test)"
+    wait_for("every helper of the killed serve gone", lambda: True if not any(map(alive, helpers)) else None, 30)
+    assert pid_with_cwd(server.data_dir / "redis") is None
+
+    server.start()
+    assert list(staging.glob("upload-*")) == []
+    pushed = server.api.post("/api/spaces/admin/page/upload", params={"filename": "site.tar.gz"},
+                             content=static_tree("after the crash"), headers={"Content-Type": "application/gzip"})
+    assert pushed.status_code == 200, pushed.text
+    wait_for("served after the restart",
+             lambda: True if "after the crash" in server.space_get("admin-page").text else None, 120)
+
+
+def test_a_second_serve_on_the_same_data_dir_is_refused(server):
+    second = server.cli("serve", check=False, timeout=120)
+    assert second.returncode != 0
+    assert f"already runs on {server.data_dir}" in second.stderr
+    assert server.api.get("/health").status_code == 200
