@@ -5,12 +5,14 @@
 #   (wrk and nginx, for `make bench`, come from deploy/setup/bench.sh)
 #   chromium            the real browser of the UI tests (tests/e2e), driven by Playwright
 #   fonts-noto-color-emoji  so spaces' emoji render in the browser and in the screenshots the tests save
+#   git-lfs             `git lfs push/clone` against the LFS batch API (tests/integration/test_lfs_datasets.py)
 set -euo pipefail
 need=()
 command -v git >/dev/null || need+=(git)
 [ -e /lib/x86_64-linux-gnu/libnss_myhostname.so.2 ] || [ -e /usr/lib/x86_64-linux-gnu/libnss_myhostname.so.2 ] \
   || need+=(libnss-myhostname)
 command -v chromium >/dev/null || need+=(chromium)
+command -v git-lfs >/dev/null || need+=(git-lfs)
 dpkg -s fonts-noto-color-emoji >/dev/null 2>&1 || need+=(fonts-noto-color-emoji)
 for extra in "$@"; do dpkg -s "$extra" >/dev/null 2>&1 || need+=("$extra"); done
 if [ ${#need[@]} -gt 0 ]; then

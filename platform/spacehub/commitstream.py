@@ -11,7 +11,8 @@ base64 plus a little.
 Caps (Settings): the body (`max_upload_bytes`), one decoded file (`max_file_bytes`), all decoded files
 together (`max_tree_bytes`) and the number of operations (`max_entries`). Paths follow the archive rules
 (`archives.check_relpath`): relative, no `..`, no `.git`, and a path is added once, never both a file and the
-folder of another. spacehub never answers `uploadMode: "lfs"`, so an `lfsFile` operation is refused.
+folder of another. An `lfsFile` operation names an object already uploaded through the LFS batch API
+(sha256 and size); whether the caller may use it is checked when the commit is applied.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class ParsedCommit:
     header: CommitHeader
     additions: dict[str, Path] = field(default_factory=dict)  # repository path -> spooled content
     deletions: list[str] = field(default_factory=list)  # files or folders
+    lfs_files: dict[str, tuple[str, int]] = field(default_factory=dict)  # repository path -> (sha256, size)
 
 
 class CommitStreamParser:
@@ -59,6 +61,7 @@ class CommitStreamParser:
         self._header: CommitHeader | None = None
         self._additions: dict[str, Path] = {}
         self._deletions: list[str] = []
+        self._lfs_files: dict[str, tuple[str, int]] = {}
         self._counter = UploadCounter(files_are_body=False)
         self._line = bytearray()  # the current line, or in content mode the JSON after the content
         self._prefix = b""  # in content mode: the line's start, up to the content's opening quote
@@ -88,7 +91,7 @@ class CommitStreamParser:
         self._line.clear()
         if self._header is None:
             raise InvalidInput("the commit payload is empty: its first line must be the 'header'")
-        return ParsedCommit(self._header, self._additions, self._deletions)
+        return ParsedCommit(self._header, self._additions, self._deletions, self._lfs_files)
 
     def _feed_line(self, data: memoryview) -> memoryview:
         cap = _MAX_SMALL_LINE if self._tail else self._max_line
@@ -179,8 +182,7 @@ class CommitStreamParser:
         elif key == "file":
             self._add_file(value, spooled)
         elif key == "lfsFile":
-            raise InvalidInput(f"LFS file {value.get('path')!r}: spacehub stores every file in git; upload it "
-                               "as a regular file (the preupload endpoint answers uploadMode 'regular')")
+            self._add_lfs_file(value)
         elif key in ("deletedFile", "deletedFolder"):
             self._delete(value)
         else:
@@ -215,6 +217,17 @@ class CommitStreamParser:
         self._counter.claim_path(path, path)
         assert spooled is not None
         self._additions[path] = spooled
+
+    def _add_lfs_file(self, value: dict[str, Any]) -> None:
+        self._count_operation()
+        path = self._checked_path(value)
+        oid, size, algo = value.get("oid"), value.get("size", -1), value.get("algo", "sha256")
+        if algo != "sha256" or not isinstance(oid, str) or not re.fullmatch(r"[0-9a-f]{64}", oid):
+            raise InvalidInput(f"LFS file {path!r}: 'oid' must be a sha256 (64 lower-case hex digits)")
+        if not isinstance(size, int) or isinstance(size, bool) or size < -1:
+            raise InvalidInput(f"LFS file {path!r}: 'size' must be a byte count")
+        self._counter.claim_path(path, path)
+        self._lfs_files[path] = (oid, size)
 
     def _delete(self, value: dict[str, Any]) -> None:
         self._count_operation()

@@ -9,6 +9,7 @@ import redis
 
 from spacehub import crypto, redisconn
 from spacehub.accounts import ensure_admin
+from spacehub.objectstore import LocalObjectStore, ObjectStore
 from spacehub.repos import RepoStore
 from spacehub.settings import Settings
 from spacehub.store.db import Database, migrate
@@ -19,6 +20,11 @@ class Platform:
     settings: Settings
     db: Database
     repos: RepoStore
+
+    @cached_property
+    def objects(self) -> ObjectStore:
+        """Where LFS objects live (the data dir; an S3-compatible store implements the same Protocol)."""
+        return LocalObjectStore(self.settings.lfs_dir)
 
     @cached_property
     def redis(self) -> redis.Redis:

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from spacehub import accounts, repoview, spaces
+from spacehub import accounts, repometa, spaces
 from spacehub.context import Platform
 from spacehub.errors import Conflict, Forbidden, InvalidInput, RevisionNotFound
 from spacehub.names import check_name, unique_label
@@ -49,8 +49,8 @@ def commit(platform: Platform, session: Session, space: Space, user: User, branc
     if branch != DEFAULT_BRANCH:
         space.updated_at = utcnow()
         return CommitOutcome(result.sha, result.changed, None)
-    if space.repo_type == "model":  # a space's card is read by its build; a model has none
-        space.card_data = repoview.card_data(platform, space, result.sha)
+    if space.repo_type != "space":  # a space's card is read by its build; models and datasets have none
+        repometa.refresh(platform, space, result.sha)
     pushed = spaces.after_commit(platform, session, space, result)
     return CommitOutcome(pushed.sha, pushed.changed, pushed.build_id)
 

@@ -6,9 +6,10 @@ the pushed objects and changes no ref; what it prints on stderr reaches the push
 
 The rules (archives.py's rules for uploads, applied to git objects):
 
-- Only `refs/heads/main` may be pushed: spacehub builds and serves main, and a push that also carries other
-  branches or tags is refused whole rather than half-applied. main cannot be deleted and only moves forward
-  (no force-push): builds, logs and the Hub API's commit list refer to its history.
+- Only branches (`refs/heads/*`) may be pushed; a push that also carries tags is refused whole rather than
+  half-applied. A space builds and serves `main` only; other branches are stored. A branch cannot be deleted
+  by a push and only moves forward (no force-push): builds, logs and the Hub API's commit list refer to its
+  history.
 - Every tree the push adds, in every pushed commit (not only the tip), holds only regular files (100644,
   100755) and folders: no symbolic links (120000), no submodules (160000). Every name passes the archive
   rules: no `.git` in any spelling git itself fears (`.GIT`, `.git.`, `git~1`, `.git::$INDEX_ALLOCATION`,
@@ -35,6 +36,7 @@ from spacehub.archives import check_relpath
 from spacehub.errors import UnsafeUpload
 
 MAIN_REF = "refs/heads/main"
+BRANCH_PREFIX = "refs/heads/"
 LIMIT_VARIABLES = ("SPACEHUB_MAX_FILE_BYTES", "SPACEHUB_MAX_TREE_BYTES", "SPACEHUB_MAX_ENTRIES")
 
 _ZERO = "0" * 40
@@ -135,17 +137,17 @@ def is_dotgit_alias(name: str) -> bool:
 
 
 def _check_ref_update(git: _Git, update: RefUpdate) -> None:
-    if update.ref != MAIN_REF:
-        shown = update.ref.removeprefix("refs/heads/")
-        raise PushRefused(f"only the branch 'main' can be pushed here ('{shown}' was refused): spacehub builds "
-                          "and serves main; push with `git push origin HEAD:main`")
+    if not update.ref.startswith(BRANCH_PREFIX) or len(update.ref) == len(BRANCH_PREFIX):
+        raise PushRefused(f"only branches can be pushed here ('{update.ref}' was refused): create tags with the "
+                          "Hub API (create_tag)")
+    branch = update.ref.removeprefix(BRANCH_PREFIX)
     if update.new == _ZERO:
-        raise PushRefused("the branch 'main' cannot be deleted")
+        raise PushRefused(f"the branch '{branch}' cannot be deleted by a push: use the Hub API (delete_branch)")
     if update.old != _ZERO and not git.is_ancestor(update.old, update.new):
-        raise PushRefused("non-fast-forward push to 'main' refused: it would drop commits that are there now. "
+        raise PushRefused(f"non-fast-forward push to '{branch}' refused: it would drop commits that are there now. "
                           "Fetch and merge (or rebase) first; history is never rewritten here")
     if git.object_kind(update.new) != "commit":
-        raise PushRefused("'main' must point at a commit")
+        raise PushRefused(f"'{branch}' must point at a commit")
 
 
 def _check_tip_tree(git: _Git, tip: str, limits: PushLimits) -> None:

@@ -261,6 +261,42 @@ class RepoStore:
                     process.kill()  # the reader went away early (a cancelled download or a range)
                 process.wait()
 
+    def read_blobs(self, key: str, oids: Iterable[str]) -> dict[str, bytes]:
+        """The content of several (small) blobs in one git call: how LFS pointers are told from files."""
+        wanted = list(dict.fromkeys(oids))
+        if not wanted:
+            return {}
+        out = self._git(self._existing(key), "cat-file", "--batch",
+                        stdin="".join(f"{oid}\n" for oid in wanted).encode()).stdout
+        found: dict[str, bytes] = {}
+        at = 0
+        for oid in wanted:
+            end = out.index(b"\n", at)
+            header = out[at:end].decode().split()
+            at = end + 1
+            if len(header) != 3 or header[1] != "blob":
+                continue
+            size = int(header[2])
+            found[oid] = out[at:at + size]
+            at += size + 1  # the content is followed by a newline
+        return found
+
+    def small_blobs_reachable(self, key: str, max_size: int) -> list[str]:
+        """Ids of the blobs of at most `max_size` bytes that any branch or tag reaches (LFS pointer candidates)."""
+        git_dir = self._existing(key)
+        listed = self._git(git_dir, "rev-list", "--objects", "--all").stdout
+        names = b"".join(line.split(b" ", 1)[0] + b"\n" for line in listed.splitlines() if line)
+        if not names:
+            return []
+        checked = self._git(git_dir, "cat-file", "--batch-check=%(objectname) %(objecttype) %(objectsize)",
+                            stdin=names).stdout.decode()
+        found = []
+        for line in checked.splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[1] == "blob" and int(parts[2]) <= max_size:
+                found.append(parts[0])
+        return found
+
     def log(self, key: str, revision: str = DEFAULT_BRANCH, limit: int = 100, *, skip: int = 0,
             path: str | None = None) -> list[CommitInfo]:
         """Commits reachable from `revision`, newest first (after `skip`; only those touching `path`, if given)."""

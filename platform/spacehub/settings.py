@@ -70,6 +70,19 @@ class Settings(BaseSettings):
     max_tree_bytes: int = Field(default=1024 * 1024 * 1024, description="Largest unpacked tree")
     max_file_bytes: int = Field(default=256 * 1024 * 1024, description="Largest single file")
     max_entries: int = Field(default=10_000, description="Most files in one upload")
+    lfs_threshold_bytes: int = Field(default=10 * 1024 * 1024, description="Hub API preupload answers `lfs` "
+                                     "for files this large or larger (and for paths .gitattributes marks "
+                                     "filter=lfs); -1: never (every file inline, for clients that cannot turn "
+                                     "Xet off)")
+    lfs_max_file_bytes: int = Field(default=50 * 1024 ** 3, description="Largest LFS object (enforced while "
+                                    "its bytes stream in)")
+    lfs_chunk_bytes: int = Field(default=64 * 1024 * 1024, gt=0, description="Part size of multipart LFS "
+                                 "uploads (objects larger than this are sent in parts)")
+    lfs_link_ttl_s: float = Field(default=24 * 3600.0, description="Lifetime of the signed upload and verify "
+                                  "links the LFS batch API hands out")
+    lfs_gc_grace_s: float = Field(default=24 * 3600.0, description="An LFS object no branch or tag references "
+                                  "is deleted by garbage collection once it is this old (so an upload whose "
+                                  "commit is still coming is kept)")
 
     # Running
     ready_timeout_s: float = Field(default=180.0, description="Time an app gets to answer its readiness probe")
@@ -245,6 +258,10 @@ class Settings(BaseSettings):
     @property
     def repos_dir(self) -> Path:
         return self.data_dir / "repos"
+
+    @property
+    def lfs_dir(self) -> Path:
+        return self.data_dir / "lfs"
 
     @property
     def envs_dir(self) -> Path:

@@ -271,8 +271,7 @@ def fortress(server, tokens, git_home, tmp_path_factory):
     (_submodule, "'lib': submodules are not allowed"),
     (_huge_blob, f"'weights.bin': the file is {MAX_FILE_BYTES + 1} bytes, over the limit of {MAX_FILE_BYTES}"),
     (_hidden_in_history, "'passwd': symbolic links are not allowed"),
-    (_other_branch, "only the branch 'main' can be pushed here ('feature' was refused)"),
-    (_tag, "only the branch 'main' can be pushed here ('refs/tags/v1' was refused)"),
+    (_tag, "only branches can be pushed here ('refs/tags/v1' was refused)"),
     (_force_push, "non-fast-forward push to 'main' refused"),
     (_delete_main, "the branch 'main' cannot be deleted"),
 ], ids=lambda value: getattr(value, "__name__", "")[1:] or None)
@@ -286,6 +285,24 @@ def test_hostile_pushes_are_refused_and_main_is_unchanged(server, tokens, git_ho
     assert head_of(server, "alice/fortress") == fortress
     remote = git(git_home, "ls-remote", repo_url(server, "alice/fortress", tokens["alice"])).stdout
     assert remote.split() == [fortress, "HEAD", fortress, "refs/heads/main"]  # no other ref appeared either
+
+
+def test_another_branch_is_stored_and_main_is_unchanged(server, tokens, git_home, tmp_path):
+    create_space(server, tokens["alice"], "alice/branches", sdk="static")
+    work = tmp_path / "clone"
+    git(git_home, "clone", repo_url(server, "alice/branches", tokens["alice"]), str(work))
+    (work / "README.md").write_text("---\nsdk: static\n---\n")
+    (work / "index.html").write_text("<h1>main</h1>\n")
+    git(git_home, "add", ".", cwd=work)
+    git(git_home, "commit", "-m", "main", cwd=work)
+    git(git_home, "push", "origin", "main", cwd=work)
+    main = head_of(server, "alice/branches")
+    git(git_home, *_other_branch(git_home, work), cwd=work)
+    feature = git(git_home, "rev-parse", "HEAD", cwd=work).stdout.strip()
+    assert feature != main and head_of(server, "alice/branches") == main  # only main builds and serves
+    branches = server.api.get("/api/spaces/alice/branches/refs",
+                              headers={"Authorization": f"Bearer {tokens['alice']}"}).json()["branches"]
+    assert {b["name"]: b["targetCommit"] for b in branches} == {"main": main, "feature": feature}
 
 
 def test_a_push_over_the_size_limit_is_refused_by_git(server, tokens, git_home, fortress, tmp_path):

@@ -113,11 +113,18 @@ def test_a_path_added_twice_or_as_file_and_folder_is_refused(tmp_path: Path) -> 
         parse("\n".join([header, *clash]).encode(), tmp_path)
 
 
-def test_lfs_operations_are_refused_with_a_reason(tmp_path: Path) -> None:
+def test_lfs_operations_are_parsed_and_checked(tmp_path: Path) -> None:
     header = json.dumps({"key": "header", "value": {"summary": "s", "description": ""}})
-    lfs = json.dumps({"key": "lfsFile", "value": {"path": "w.bin", "algo": "sha256", "oid": "0" * 64, "size": 3}})
-    with pytest.raises(InvalidInput, match="regular"):
-        parse(f"{header}\n{lfs}\n".encode(), tmp_path)
+    lfs = json.dumps({"key": "lfsFile", "value": {"path": "w.bin", "algo": "sha256", "oid": "a" * 64, "size": 3}})
+    copy = json.dumps({"key": "lfsFile", "value": {"path": "c.bin", "algo": "sha256", "oid": "b" * 64}})
+    parsed = parse(f"{header}\n{lfs}\n{copy}\n".encode(), tmp_path)
+    assert parsed.lfs_files == {"w.bin": ("a" * 64, 3), "c.bin": ("b" * 64, -1)}  # a copy sends no size
+    bad = json.dumps({"key": "lfsFile", "value": {"path": "w.bin", "algo": "sha256", "oid": "XYZ", "size": 3}})
+    with pytest.raises(InvalidInput, match="sha256"):
+        parse(f"{header}\n{bad}\n".encode(), tmp_path)
+    both = json.dumps({"key": "file", "value": {"content": "eA==", "path": "w.bin", "encoding": "base64"}})
+    with pytest.raises(UnsafeUpload, match="duplicate"):
+        parse(f"{header}\n{lfs}\n{both}\n".encode(), tmp_path)
 
 
 @pytest.mark.parametrize("body, message", [

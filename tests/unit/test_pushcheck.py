@@ -122,10 +122,12 @@ def test_an_unrelated_history_is_not_a_fast_forward(repo):
     assert "non-fast-forward" in _refusal(repo, RefUpdate(base, other, "refs/heads/main"))
 
 
-def test_only_main_and_no_deletion(repo):
+def test_branches_only_and_no_deletion(repo):
     base = _base(repo)
-    assert "('dev' was refused)" in _refusal(repo, RefUpdate(ZERO, base, "refs/heads/dev"))
+    check_push([RefUpdate(ZERO, base, "refs/heads/dev")], LIMITS, git_dir=str(repo))  # other branches are stored
+    assert "('refs/tags/v1' was refused)" in _refusal(repo, RefUpdate(ZERO, base, "refs/tags/v1"))
     assert "cannot be deleted" in _refusal(repo, RefUpdate(base, ZERO, "refs/heads/main"))
+    assert "cannot be deleted" in _refusal(repo, RefUpdate(base, ZERO, "refs/heads/dev"))
 
 
 @pytest.mark.parametrize(("mode", "name", "rule"), [

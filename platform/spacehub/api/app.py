@@ -6,7 +6,19 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from spacehub import __version__, web
-from spacehub.api import errors, git, hub_commits, hub_files, hub_repos, hub_runtime, identity, logs, spaces, tokens
+from spacehub.api import (
+    errors,
+    git,
+    hub_commits,
+    hub_files,
+    hub_lfs,
+    hub_repos,
+    hub_runtime,
+    identity,
+    logs,
+    spaces,
+    tokens,
+)
 from spacehub.context import Platform
 from spacehub.health import run_checks
 
@@ -23,6 +35,7 @@ def create_app(platform: Platform) -> FastAPI:
     app.include_router(hub_runtime.router)
     app.include_router(hub_commits.router)
     app.include_router(hub_files.router)
+    app.include_router(hub_lfs.router)
     app.include_router(logs.router)
     app.include_router(git.router)  # last: its model-repo paths (/{owner}/{name}/info/refs) are the widest
 

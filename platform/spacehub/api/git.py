@@ -31,7 +31,7 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from sqlalchemy.orm import Session
 from starlette.types import Receive, Scope, Send
 
-from spacehub import accounts, spaces
+from spacehub import accounts, repometa, spaces
 from spacehub.api.deps import get_platform
 from spacehub.context import Platform
 from spacehub.errors import Forbidden, InvalidInput, PayloadTooLarge, RepoNotFound, SpacehubError, Unauthorized
@@ -85,7 +85,7 @@ def _credential(request: Request) -> str | None:
 def _authorize(platform: Platform, request: Request, repo_type: str, owner: str, name: str,
                write: bool) -> _Target:
     with platform.db.session() as session:
-        user, role = _caller(session, request)
+        user, role = caller_of(session, request)
         space = spaces.find_space(session, owner, _without_git_suffix(name), repo_type)
         if space is None or not spaces.can_read(session, user, space):
             if user is None:  # the same for a private repo and a missing one: say nothing about which
@@ -101,7 +101,8 @@ def _authorize(platform: Platform, request: Request, repo_type: str, owner: str,
                        head=platform.repos.head(key) if write else None)
 
 
-def _caller(session: Session, request: Request) -> tuple[User | None, str | None]:
+def caller_of(session: Session, request: Request) -> tuple[User | None, str | None]:
+    """Who sent the request (Basic with the token as password, or Bearer) and the token's role."""
     secret = _credential(request)
     if secret is None:
         return None, None
@@ -155,6 +156,8 @@ class _Push:
             head = self.platform.repos.head(spaces.repo_key(space))
             if head is None or head == self.target.head:
                 return
+            if space.repo_type != "space":  # no build: the Hub's derived metadata (card, pipeline, tags)
+                repometa.refresh(self.platform, space, head)
             spaces.after_commit(self.platform, session, space, CommitResult(head, changed=True))
 
 
@@ -256,4 +259,5 @@ def _add_routes(prefix: str, repo_type: str) -> None:
 
 
 _add_routes("/spaces", "space")
+_add_routes("/datasets", "dataset")
 _add_routes("", "model")

@@ -1,7 +1,9 @@
 """Files of a repo as the Hub serves them: tree, paths-info, commits, refs, and downloads (`/resolve/`).
 
 Downloads answer HEAD and GET directly with what `hf_hub_download` needs: `X-Repo-Commit`, an `ETag` that names
-the content (the git blob id), the real `Content-Length`, and byte ranges for resumes. They are served from the
+the content (the git blob id; for an LFS file its sha256, also as `X-Linked-Etag`, with `X-Linked-Size`), the
+real `Content-Length`, and byte ranges for resumes. An LFS file is served from the object store in place of
+its pointer; tree entries carry its `lfs` block (`oid`, `size`, `pointerSize`) as on the Hub. They are served from the
 platform's own origin, so a file is never given a type a browser would run there (HTML, SVG, scripts): text is
 `text/plain`, anything unknown is `application/octet-stream`, and a sandboxing CSP comes with every file.
 """
@@ -10,6 +12,8 @@ from __future__ import annotations
 
 import mimetypes
 import re
+from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Depends, Form, Query, Request, Response
@@ -17,13 +21,13 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
-from spacehub import repoview, spaces
+from spacehub import lfs, repoview, spaces
 from spacehub.api.deps import SESSION, get_platform, optional_user, require_user
 from spacehub.api.errors import error_response
 from spacehub.api.hubjson import commit_json, tree_json
 from spacehub.api.hubpaths import next_page_link, repo_type_of, revision_after, revision_and_path
 from spacehub.context import Platform
-from spacehub.errors import EntryNotFound, RepoNotFound
+from spacehub.errors import EntryNotFound
 from spacehub.repos import DEFAULT_BRANCH, CommitInfo, TreeEntry
 from spacehub.store.models import User
 
@@ -54,10 +58,17 @@ def list_tree(kind: str, owner: str, name: str, rest: str, request: Request,
     key = spaces.repo_key(space)
     entries = platform.repos.list_tree(key, sha, path, recursive)
     page = TREE_PAGE_EXPANDED if expand else TREE_PAGE
-    items = [tree_json(entry, _last_commit(platform, key, sha, entry) if expand else None)
-             for entry in entries[cursor:cursor + page]]
+    shown = entries[cursor:cursor + page]
+    found = _pointers(platform, key, shown)
+    items = [tree_json(entry, _last_commit(platform, key, sha, entry) if expand else None, found.get(entry.blob_id))
+             for entry in shown]
     headers = next_page_link(request, platform.settings, cursor=cursor + page) if len(entries) > cursor + page else {}
     return JSONResponse(items, headers=headers)
+
+
+def _pointers(platform: Platform, key: str, entries: list[TreeEntry]) -> dict[str, lfs.Pointer]:
+    return lfs.pointers(platform, key, [entry.blob_id for entry in entries
+                                        if entry.kind == "file" and entry.size <= lfs.MAX_POINTER_BYTES])
 
 
 def _last_commit(platform: Platform, key: str, sha: str, entry: TreeEntry) -> CommitInfo | None:
@@ -78,8 +89,9 @@ def paths_info(kind: str, owner: str, name: str, rest: str, request: Request,
     key = spaces.repo_key(space)
     wanted = {path.strip("/") for path in paths}
     entries = [entry for entry in platform.repos.list_tree(key, sha) if entry.path in wanted]
-    return JSONResponse([tree_json(entry, _last_commit(platform, key, sha, entry) if expand else None)
-                         for entry in entries])
+    found = _pointers(platform, key, entries)
+    return JSONResponse([tree_json(entry, _last_commit(platform, key, sha, entry) if expand else None,
+                                   found.get(entry.blob_id)) for entry in entries])
 
 
 @router.get("/api/{kind:repokind}/{owner}/{name}/commits/{rest:path}")
@@ -203,9 +215,17 @@ def _download(platform: Platform, session: Session, user: User | None, request: 
         if sha is not None:  # the client remembers the file as missing at that commit
             missing.headers["X-Repo-Commit"] = sha
         return missing
+    body: Callable[[int, int | None], Iterator[bytes]] = partial(platform.repos.stream_blob, key, oid)
     headers = {"ETag": f'"{oid}"', "X-Repo-Commit": sha, "Accept-Ranges": "bytes",
                "Content-Type": _content_type(path), "X-Content-Type-Options": "nosniff",
                "Content-Security-Policy": "default-src 'none'; sandbox", "Cache-Control": "private, max-age=0"}
+    pointer = lfs.pointers(platform, key, [oid]).get(oid) if size <= lfs.MAX_POINTER_BYTES else None
+    if pointer is not None and platform.objects.size(pointer.oid) == pointer.size:
+        # The Hub's answer for an LFS file: the object's bytes, named by their sha256.
+        size = pointer.size
+        body = partial(platform.objects.read, pointer.oid)
+        headers.update({"ETag": f'"{pointer.oid}"', "X-Linked-Etag": f'"{pointer.oid}"',
+                        "X-Linked-Size": str(pointer.size)})
     wanted = _byte_range(request.headers.get("range"), size)
     status, first, last = 200, 0, size - 1
     if wanted is not None:
@@ -217,8 +237,7 @@ def _download(platform: Platform, session: Session, user: User | None, request: 
     headers["Content-Length"] = str(last - first + 1 if size else 0)
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers)
-    return StreamingResponse(platform.repos.stream_blob(key, oid, first, last - first + 1), status_code=status,
-                             headers=headers)
+    return StreamingResponse(body(first, last - first + 1), status_code=status, headers=headers)
 
 
 @router.api_route("/spaces/{owner}/{name}/resolve/{rest:path}", methods=["GET", "HEAD"])
@@ -229,8 +248,10 @@ def resolve_space_file(owner: str, name: str, rest: str, request: Request,
 
 
 @router.api_route("/datasets/{owner}/{name}/resolve/{rest:path}", methods=["GET", "HEAD"])
-def resolve_dataset_file(owner: str, name: str, rest: str) -> Response:
-    raise RepoNotFound("spacehub hosts spaces and models, not datasets")
+def resolve_dataset_file(owner: str, name: str, rest: str, request: Request,
+                         platform: Platform = Depends(get_platform), session: Session = SESSION,
+                         user: User | None = Depends(optional_user)) -> Response:
+    return _download(platform, session, user, request, "dataset", owner, name, 3)
 
 
 @router.api_route("/{owner}/{name}/resolve/{rest:path}", methods=["GET", "HEAD"])

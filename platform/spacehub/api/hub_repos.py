@@ -1,4 +1,4 @@
-"""Repositories (spaces and models) as the Hub serves them: create, delete, move, settings, info, list, duplicate.
+"""Repositories (spaces, models, datasets) as the Hub serves them: create, delete, move, settings, info, list.
 
 Private repos are as missing as repos that do not exist, to everyone outside their namespace, on every path
 and in every list (`spaces.get_visible`, `spaces.list_visible`).
@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from spacehub import management, repoview, spaces
+from spacehub import lfs, management, repoview, spaces
 from spacehub.api.deps import SESSION, get_platform, optional_user, require_user
 from spacehub.api.hubjson import repo_json, sibling_json
 from spacehub.api.hubpaths import base_url, next_page_link, repo_type_of, repo_url, revision_after
@@ -27,7 +27,7 @@ from spacehub.store.models import Space, User
 router = APIRouter()
 
 LIST_PAGE = 100  # repos per page of a list without `limit`; the next page is in the `Link` header
-SUPPORTED_TYPES = ("space", "model")
+SUPPORTED_TYPES = ("space", "model", "dataset")
 
 
 class CreateRepo(BaseModel):
@@ -112,7 +112,7 @@ def _repo_id(value: str) -> tuple[str, str]:
 
 def _supported(repo_type: str) -> str:
     if repo_type not in SUPPORTED_TYPES:
-        raise InvalidInput(f"repository type {repo_type!r} is not supported here (use 'space' or 'model')")
+        raise InvalidInput(f"repository type {repo_type!r} is not supported here (use 'space', 'model' or 'dataset')")
     return repo_type
 
 
@@ -215,9 +215,12 @@ def duplicate_repo(kind: str, owner: str, name: str, body: Duplicate, request: R
 def _info(platform: Platform, space: Space, revision: str, blobs: bool, expand: list[str]) -> dict[str, Any]:
     sha = repoview.resolve(platform, space, revision)
     entries = repoview.files(platform, space, sha)
-    return repo_json(platform.settings, space, sha=sha, siblings=[sibling_json(entry, blobs) for entry in entries],
-                     card=repoview.card_data(platform, space, sha), expand=expand,
-                     used_storage=sum(entry.size for entry in entries))
+    found = lfs.pointers(platform, spaces.repo_key(space),
+                         [entry.blob_id for entry in entries if entry.size <= lfs.MAX_POINTER_BYTES])
+    siblings = [sibling_json(entry, blobs, found.get(entry.blob_id)) for entry in entries]
+    sizes = [found[entry.blob_id].size if entry.blob_id in found else entry.size for entry in entries]
+    return repo_json(platform.settings, space, sha=sha, siblings=siblings,
+                     card=repoview.card_data(platform, space, sha), expand=expand, used_storage=sum(sizes))
 
 
 @router.get("/api/{kind:repokind}/{owner}/{name}")
@@ -254,12 +257,14 @@ def auth_check_write(kind: str, owner: str, name: str, session: Session = SESSIO
 
 def _list(kind: str, request: Request, platform: Platform, session: Session, user: User | None, *,
           author: str | None, search: str | None, sort: str, limit: int | None, offset: int, tags: list[str],
-          expand: list[str], full: bool) -> JSONResponse:
+          expand: list[str], full: bool, pipeline_tag: str | None = None) -> JSONResponse:
     repo_type = repo_type_of(kind)
     page = limit or LIST_PAGE
-    if tags:  # tags are not columns: filter here, then page
+    if tags or pipeline_tag:  # tags are not columns: filter here, then page
         found = [repo for repo in spaces.list_visible(session, user, author=author, search=search, sort=sort,
-                                                      repo_type=repo_type) if set(tags) <= set(_tags(repo))]
+                                                      repo_type=repo_type)
+                 if set(tags) <= set(_tags(repo))
+                 and (pipeline_tag is None or (repo.meta or {}).get("pipeline_tag") == pipeline_tag)]
         found = found[offset:offset + page + 1]
     else:
         found = spaces.list_visible(session, user, author=author, search=search, sort=sort, repo_type=repo_type,
@@ -276,7 +281,10 @@ def _list(kind: str, request: Request, platform: Platform, session: Session, use
 
 
 def _tags(repo: Space) -> list[str]:
-    card_tags = (repo.card_data or {}).get("tags") if repo.repo_type == "model" else None
+    """What `filter=` matches: a space's SDK and card tags; a model's or dataset's tags as the Hub derives them."""
+    if repo.repo_type != "space":
+        return [str(tag) for tag in (repo.meta or {}).get("tags") or []]
+    card_tags = (repo.card_data or {}).get("tags")
     return ([repo.sdk] if repo.sdk else []) + [str(tag) for tag in card_tags or []]
 
 
@@ -286,9 +294,10 @@ def list_repos(kind: str, request: Request, platform: Platform = Depends(get_pla
                author: str | None = None, search: str | None = None, sort: str = "lastModified",
                limit: int | None = Query(default=None, ge=1, le=1000), offset: int = Query(default=0, ge=0),
                filter: list[str] = Query(default=[]),  # noqa: A002 - the Hub's parameter name
-               expand: list[str] = Query(default=[]), full: bool = False) -> JSONResponse:
+               expand: list[str] = Query(default=[]), full: bool = False, pipeline_tag: str | None = None,
+               library: list[str] = Query(default=[])) -> JSONResponse:
     return _list(kind, request, platform, session, user, author=author, search=search, sort=sort, limit=limit,
-                 offset=offset, tags=filter, expand=expand, full=full)
+                 offset=offset, tags=filter + library, expand=expand, full=full, pipeline_tag=pipeline_tag)
 
 
 # README validation ------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Repos, files and commits in the Hub's JSON shapes (ModelInfo/SpaceInfo, RepoFile/RepoFolder, GitCommitInfo).
 
-Never a `xetHash` or `lfs` key: every file here is a plain git blob, and either key would send the client off
-to a large-file protocol spacehub does not speak.
+Never a `xetHash` key: it would send the client off to Xet, which spacehub does not speak. LFS files carry the
+Hub's `lfs` block (tree: `oid`; siblings: `sha256`) and their real size.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from spacehub.api.serialize import hub_time, space_json
+from spacehub.lfs import Pointer
 from spacehub.repos import CommitInfo, TreeEntry
 from spacehub.settings import Settings
 from spacehub.store.models import Space
@@ -19,7 +20,7 @@ from spacehub.store.models import Space
 EXPANDABLE = frozenset({
     "author", "cardData", "createdAt", "disabled", "gated", "lastModified", "likes", "private", "runtime", "sdk",
     "sha", "siblings", "subdomain", "host", "tags", "trendingScore", "usedStorage", "downloads", "library_name",
-    "pipeline_tag", "modelId", "models", "datasets",
+    "pipeline_tag", "modelId", "models", "datasets", "safetensors", "config",
 })
 
 
@@ -31,10 +32,15 @@ def repo_json(settings: Settings, space: Space, *, sha: str | None, siblings: li
     data["sha"] = sha
     if card is not None:
         data["cardData"] = card
+    meta = space.meta or {}
     if space.repo_type == "model":
-        data.update({"modelId": space.repo_id, "downloads": 0, "library_name": (card or {}).get("library_name"),
-                     "pipeline_tag": (card or {}).get("pipeline_tag"),
-                     "tags": [str(tag) for tag in (card or {}).get("tags") or [] if isinstance(tag, str | int)]})
+        data.update({"modelId": space.repo_id, "downloads": 0, "library_name": meta.get("library_name"),
+                     "pipeline_tag": meta.get("pipeline_tag"), "tags": list(meta.get("tags") or [])})
+        for key in ("safetensors", "config"):
+            if meta.get(key):
+                data[key] = meta[key]
+    elif space.repo_type == "dataset":
+        data.update({"downloads": 0, "tags": list(meta.get("tags") or [])})
     else:
         data.update({"models": [], "datasets": []})
     if used_storage is not None:
@@ -45,17 +51,25 @@ def repo_json(settings: Settings, space: Space, *, sha: str | None, siblings: li
     return data
 
 
-def sibling_json(entry: TreeEntry, blobs: bool) -> dict[str, Any]:
-    if blobs:
-        return {"rfilename": entry.path, "size": entry.size, "blobId": entry.blob_id}
-    return {"rfilename": entry.path}
+def sibling_json(entry: TreeEntry, blobs: bool, pointer: Pointer | None = None) -> dict[str, Any]:
+    if not blobs:
+        return {"rfilename": entry.path}
+    data: dict[str, Any] = {"rfilename": entry.path, "size": entry.size, "blobId": entry.blob_id}
+    if pointer is not None:
+        data["size"] = pointer.size
+        data["lfs"] = {"sha256": pointer.oid, "size": pointer.size, "pointerSize": pointer.pointer_size}
+    return data
 
 
-def tree_json(entry: TreeEntry, last_commit: CommitInfo | None = None) -> dict[str, Any]:
+def tree_json(entry: TreeEntry, last_commit: CommitInfo | None = None,
+              pointer: Pointer | None = None) -> dict[str, Any]:
     if entry.kind == "directory":
         data: dict[str, Any] = {"type": "directory", "oid": entry.blob_id, "size": 0, "path": entry.path}
     else:
         data = {"type": "file", "oid": entry.blob_id, "size": entry.size, "path": entry.path}
+        if pointer is not None:
+            data["size"] = pointer.size
+            data["lfs"] = {"oid": pointer.oid, "size": pointer.size, "pointerSize": pointer.pointer_size}
     if last_commit is not None:
         data["lastCommit"] = {"id": last_commit.sha, "title": _title(last_commit.message),
                               "date": commit_time(last_commit)}

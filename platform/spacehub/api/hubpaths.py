@@ -12,12 +12,12 @@ from urllib.parse import unquote, urlsplit
 from fastapi import Request
 from starlette.convertors import Convertor, register_url_convertor
 
-from spacehub.errors import InvalidInput, NotFound, RepoNotFound
+from spacehub.errors import InvalidInput, NotFound
 from spacehub.repos import DEFAULT_BRANCH
 from spacehub.settings import Settings
 
-KINDS = {"spaces": "space", "models": "model"}
-URL_PREFIXES = {"space": "spaces/", "model": ""}
+KINDS = {"spaces": "space", "models": "model", "datasets": "dataset"}
+URL_PREFIXES = {"space": "spaces/", "model": "", "dataset": "datasets/"}
 
 
 class RepoKindConvertor(Convertor[str]):
@@ -36,11 +36,9 @@ register_url_convertor("repokind", RepoKindConvertor())
 
 
 def repo_type_of(kind: str) -> str:
-    """`spaces` -> `space`; datasets (and anything else) are not hosted here: the client's RepoNotFound."""
+    """`spaces` -> `space`, `models` -> `model`, `datasets` -> `dataset`."""
     if kind in KINDS:
         return KINDS[kind]
-    if kind == "datasets":
-        raise RepoNotFound("spacehub hosts spaces and models, not datasets")
     raise NotFound(f"no such API: /api/{kind}/...")
 
 

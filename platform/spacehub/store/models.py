@@ -81,7 +81,7 @@ class Space(Base):
     name: Mapped[str] = mapped_column(String(96))
     key: Mapped[str] = mapped_column(String(200), unique=True)  # lower-cased "owner/name"
     label: Mapped[str] = mapped_column(String(63), unique=True)  # DNS label of its subdomain
-    repo_type: Mapped[str] = mapped_column(String(10), default="space")  # "space" | "model"
+    repo_type: Mapped[str] = mapped_column(String(10), default="space")  # "space" | "model" | "dataset"
     sdk: Mapped[str | None] = mapped_column(String(20), nullable=True)
     private: Mapped[bool] = mapped_column(Boolean, default=False)
     hardware: Mapped[str] = mapped_column(String(40), default="cpu-basic")
@@ -93,6 +93,8 @@ class Space(Base):
     running_sha: Mapped[str | None] = mapped_column(String(40), nullable=True)  # revision that gets the route
     handle: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # runtime handle of running app
     card_data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # What the Hub derives from a model's or dataset's files (spacehub.repometa): pipeline tag, library, tags.
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     restarts: Mapped[int] = mapped_column(Integer, default=0)
     # Crash backoff (spacehub_runner.backoff): when the pending automatic restart is due, and the last crash.
     restart_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
@@ -179,3 +181,15 @@ class RetiredApp(Base):
     space_id: Mapped[int] = mapped_column(Integer, index=True)
     handle: Mapped[dict[str, Any]] = mapped_column(JSON)
     retired_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class LfsGrant(Base):
+    """A user proved they hold an LFS object (they uploaded its bytes and the sha256 matched): only then may
+    their commits name it. Objects are stored once; grants say who may use them."""
+
+    __tablename__ = "lfs_grants"
+    __table_args__ = (UniqueConstraint("oid", "user_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    oid: Mapped[str] = mapped_column(String(64), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
