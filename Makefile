@@ -20,9 +20,11 @@ run: $(STAMP)
 	$(VENV)/bin/spacehub serve
 
 # System packages, then a Docker engine (installed and started; docker tests fail, never skip, without one).
+# With the venv in place (as in `make test`), docker.sh also puts spacehub's sandbox in force (its network,
+# egress rules and build-step hardening: `spacehub sandbox install`).
 system:
 	bash deploy/setup/system.sh
-	bash deploy/setup/docker.sh
+	SPACEHUB_CLI=$(abspath $(VENV))/bin/spacehub bash deploy/setup/docker.sh
 
 test: $(STAMP) system images
 	$(PY) -m pytest -ra $(PYTEST_ARGS)

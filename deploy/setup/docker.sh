@@ -12,8 +12,13 @@
 #   no-new-privileges  default for every container, on top of the runtime's own --security-opt
 #   json-file caps     a chatty app cannot fill the disk with its log
 #
+# Then, when SPACEHUB_CLI names an installed `spacehub` command, it puts spacehub's sandbox in force with
+# `spacehub sandbox install` (its own network, the egress rules on it and on the default bridge, the build-step
+# runc wrapper; see the README's security section). `spacehub serve` refuses the Docker runtime without it. The
+# rules live in the kernel only: run this (or `spacehub sandbox install`) again after every boot.
+#
 # Environment knobs: SPACEHUB_DOCKERD_LOG (log file), SPACEHUB_DOCKERD_CONFIG (config file),
-# SPACEHUB_DOCKERD_WAIT_S (how long to wait for the engine to answer).
+# SPACEHUB_DOCKERD_WAIT_S (how long to wait for the engine to answer), SPACEHUB_CLI (the spacehub command).
 set -euo pipefail
 
 LOG_FILE="${SPACEHUB_DOCKERD_LOG:-/var/log/spacehub-dockerd.log}"
@@ -33,6 +38,12 @@ fi
 missing=()
 [ -x /usr/sbin/dockerd ] && [ -x "$DOCKER" ] || missing+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+# The sandbox: iptables rules, network namespaces (tests), per-container ext4 filesystems, the runc wrapper's
+# python3 (the host's own, not a venv's).
+command -v iptables >/dev/null 2>&1 || missing+=(iptables)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v mkfs.ext4 >/dev/null 2>&1 || missing+=(e2fsprogs)
+[ -x /usr/bin/python3 ] || missing+=(python3)
 if [ "${#missing[@]}" -gt 0 ]; then
     say "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -42,7 +53,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
         apt-get install -y --no-install-recommends "${missing[@]}"
     fi
 else
-    say "docker.io and debootstrap already installed"
+    say "docker.io, debootstrap and the sandbox's tools already installed"
 fi
 
 # 2. dockerd config -------------------------------------------------------------------------------------
@@ -107,3 +118,10 @@ fi
 "$DOCKER" version --format 'docker.sh: server {{.Server.Version}}, client {{.Client.Version}}'
 say "default bridge icc=$("$DOCKER" network inspect bridge \
     --format '{{index .Options "com.docker.network.bridge.enable_icc"}}')"
+
+# 4. spacehub's sandbox --------------------------------------------------------------------------------------
+if [ -n "${SPACEHUB_CLI:-}" ] && [ -x "$SPACEHUB_CLI" ]; then
+    "$SPACEHUB_CLI" sandbox install
+else
+    say "spacehub is not installed yet: run \`spacehub sandbox install\` (as root) once it is"
+fi

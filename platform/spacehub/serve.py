@@ -108,27 +108,44 @@ async def _watch_children(children: list[Child]) -> None:
                 child.start()
 
 
-async def _listen_on_docker_bridge(settings: Settings, new_proxy: Callable[[], ProxyServer],
-                                   port: int) -> ProxyServer | None:
-    """Containers reach the platform only through its public port, as `host.docker.internal` (the docker
-    bridge's gateway address): so the proxy listens there too, on the same port, when spaces run in containers.
+async def _listen_on_docker_bridges(settings: Settings, new_proxy: Callable[[], ProxyServer],
+                                    port: int) -> list[ProxyServer]:
+    """Containers reach the platform only through its public port, as `host.docker.internal`: the gateway of
+    spacehub's space network for apps, and of dockerd's default bridge for build steps (BuildKit runs them
+    there). So the proxy listens on both gateways too, on the same port, when spaces run in containers; the
+    egress rules (spacehub.sandbox.egress) let containers reach that port there and nothing else of the host.
     Nothing else of the platform listens on any network address (the API and redis are unix sockets)."""
     if settings.host in ("0.0.0.0", "::", "") or not await asyncio.to_thread(dockerhost.uses_docker, settings):
-        return None
-    gateway = await asyncio.to_thread(dockerhost.bridge_gateway, settings.docker_cli, settings.docker_network)
-    if gateway is None or gateway == settings.host:
-        if gateway is None:
-            log.warning("no docker bridge found: containers will not reach the platform (HF_ENDPOINT)")
-        return None
-    bridge_proxy = new_proxy()
-    try:
-        await bridge_proxy.start(gateway, port)
-    except OSError as exc:
-        log.warning("cannot listen on the docker bridge %s:%s (%s): containers will not reach the platform",
-                    gateway, port, exc)
-        return None
-    log.info("listening on the docker bridge too: %s:%s (host.docker.internal for containers)", gateway, port)
-    return bridge_proxy
+        return []
+    proxies = []
+    for network in dict.fromkeys((settings.docker_network, "bridge")):
+        gateway = await asyncio.to_thread(dockerhost.bridge_gateway, settings.docker_cli, network)
+        if gateway is None or gateway == settings.host:
+            if gateway is None:
+                log.warning("no docker network %s: its containers will not reach the platform (HF_ENDPOINT)",
+                            network)
+            continue
+        bridge_proxy = new_proxy()
+        try:
+            await bridge_proxy.start(gateway, port)
+        except OSError as exc:
+            log.warning("cannot listen on the docker network %s at %s:%s (%s): its containers will not reach the "
+                        "platform", network, gateway, port, exc)
+            continue
+        log.info("listening on docker network %s too: %s:%s (host.docker.internal there)", network, gateway, port)
+        proxies.append(bridge_proxy)
+    return proxies
+
+
+def _require_sandbox(settings: Settings) -> None:
+    """The Docker runtime runs strangers' code: refuse it unless the kernel-side box is in force."""
+    if not dockerhost.uses_docker(settings):
+        return
+    from spacehub import sandbox
+
+    found = sandbox.problems(settings)
+    if found:
+        raise SystemExit(sandbox.refusal(found))
 
 
 async def _keep_redis_alive(embedded: EmbeddedRedis, every_s: float) -> None:
@@ -153,6 +170,7 @@ def remove_stale_uploads(settings: Settings) -> int:
 
 
 async def run(settings: Settings) -> None:
+    _require_sandbox(settings)
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     claim(settings)  # one serve per data dir; its pid file is how `spacehub stop` finds it
     embedded = None
@@ -215,7 +233,7 @@ async def _serve(settings: Settings) -> None:
     await resolver.start()
     await activity.start()
     await proxy.start(settings.host, settings.port)
-    bridge_proxy = await _listen_on_docker_bridge(settings, new_proxy, proxy.port)
+    bridge_proxies = await _listen_on_docker_bridges(settings, new_proxy, proxy.port)
     for child in children:
         child.start()
     watcher = asyncio.create_task(_watch_children(children))
@@ -229,12 +247,12 @@ async def _serve(settings: Settings) -> None:
     try:
         await stop.wait()
         watcher.cancel()  # children that exit from now on are meant to
-        await _drain(settings, [p for p in (proxy, bridge_proxy) if p is not None], children, hurry)
+        await _drain(settings, [proxy, *bridge_proxies], children, hurry)
     finally:
         watcher.cancel()
         await asyncio.to_thread(_stop_children, children, 0 if hurry.is_set() else settings.shutdown_grace_s)
         await proxy.close()
-        if bridge_proxy is not None:
+        for bridge_proxy in bridge_proxies:
             await bridge_proxy.close()
         await resolver.close()
         await activity.close()

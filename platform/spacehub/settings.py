@@ -167,7 +167,25 @@ class Settings(BaseSettings):
     docker_debian_security_mirror: str = Field(default="http://deb.debian.org/debian-security",
                                                description="Debian security mirror")
     docker_uv_index_strategy: str = Field(default="unsafe-best-match", description="uv index strategy in builds")
-    docker_network: str = Field(default="bridge", description="Network of space containers (never `host`)")
+    docker_network: str = Field(default="spacehub", description="Network of space containers: spacehub's own "
+                                "bridge, made and policed by `spacehub sandbox install` (never `host`)")
+    docker_bridge: str = Field(default="spacehub0", description="Bridge interface of that network")
+    docker_egress_internet: bool = Field(default=True, description="Containers and build steps may reach the "
+                                         "public internet on tcp 80 and 443 (never private, loopback or link-local "
+                                         "addresses, nor the host)")
+    docker_egress_dns: CommaList = Field(default_factory=list, description="DNS servers containers and build "
+                                         "steps may query (port 53); default: the host's resolvers")
+    docker_egress_blocked: CommaList = Field(default_factory=list, description="More IPv4 networks containers "
+                                             "may never reach (private, loopback, link-local and the host's own "
+                                             "networks always are)")
+    docker_gateway_ports: CommaList = Field(default_factory=list, description="Ports on the bridge gateways "
+                                            "containers may reach besides the public port (`a-b` ranges), e.g. "
+                                            "for several platforms on one engine")
+    docker_package_ports: str = Field(default="28300-28399", description="Ports the build-time package server "
+                                      "(local package sources) takes one of; only build steps reach them")
+    docker_build_caps: CommaList = Field(
+        default_factory=lambda: ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID"],
+        description="The only capabilities a build step keeps (it also runs with no-new-privileges)")
     docker_cpu_scale: float = Field(default=0.5, description="Flavor vCPUs x this = a container's CPU limit")
     docker_memory_scale: float = Field(default=0.125, description="Flavor memory x this = a container's memory limit")
     docker_pids_limit: int = Field(default=512, description="Most processes in one container")
@@ -189,7 +207,8 @@ class Settings(BaseSettings):
     token: SecretStr | None = Field(default=None, description="CLI: API token (default: saved by `login`)")
 
     _split = field_validator("pip_extra_index_urls", "pip_find_links", "python_versions", "gpus",
-                             "fork_server_preload", mode="before")(_split_commas)
+                             "fork_server_preload", "docker_egress_dns", "docker_egress_blocked",
+                             "docker_gateway_ports", "docker_build_caps", mode="before")(_split_commas)
 
     @field_validator("admin_token")
     @classmethod

@@ -27,7 +27,8 @@ class DockerOptions:
     debian_security_mirror: str = "http://deb.debian.org/debian-security"
     uv_index_strategy: str = "unsafe-best-match"  # pip's semantics across index + extra indexes
     # Running
-    network: str = "bridge"  # default bridge; dockerd runs with icc=false (deploy/setup/docker.sh)
+    network: str = "spacehub"  # spacehub's own bridge, policed by `spacehub sandbox install` (spacehub.sandbox)
+    package_ports: str = "28300-28399"  # the build-time package server binds one of these (egress allows them)
     cpu_scale: float = 0.5  # Hub flavor vCPUs x this (cpu-basic: 2 -> 1 cpu)
     memory_scale: float = 0.125  # Hub flavor memory x this (cpu-basic: 16 GB -> 2 GB)
     pids_limit: int = 512

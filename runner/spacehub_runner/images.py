@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from spacehub.errors import BuildFailed, SpaceConfigError
+from spacehub.sandbox.egress import BUILD_NETWORK
 from spacehub.settings import Settings
 
 from . import pkgsources
@@ -277,10 +278,12 @@ def build_sources(settings: Settings, opts: DockerOptions) -> Iterator[dict[str,
     extra = list(settings.pip_extra_index_urls)
     find_links = list(settings.pip_find_links)
     local = [x for x in (index_url or "", *extra, *find_links) if x and pkgsources.local_path(x)]
-    # Only a local source needs the file server, and only then the bridge gateway address.
-    host = bridge_gateway(opts.cli, opts.network) if local else "127.0.0.1"
+    # Only a local source needs the file server, and only then the address of the bridge build steps run on
+    # (dockerd's default one), on one of the ports its egress rules let build steps reach.
+    host = bridge_gateway(opts.cli, BUILD_NETWORK) if local else "127.0.0.1"
+    ports = pkgsources.port_range(opts.package_ports)
     with (
-        pkgsources.serve_sources(index_url, extra, find_links, host, opts.uv_index_strategy) as sources,
+        pkgsources.serve_sources(index_url, extra, find_links, host, opts.uv_index_strategy, ports) as sources,
         tempfile.TemporaryDirectory(prefix="spacehub-pkgsrc-") as tmp,
     ):
         path = Path(tmp) / "sources.sh"

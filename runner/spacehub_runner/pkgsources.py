@@ -14,6 +14,7 @@ to build.
 
 from __future__ import annotations
 
+import errno
 import html
 import os
 import shlex
@@ -139,6 +140,30 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
 
+def port_range(spec: str) -> range:
+    """"28300-28399" -> range(28300, 28400)."""
+    low, _, high = spec.strip().partition("-")
+    try:
+        first, last = int(low), int(high or low)
+    except ValueError:
+        raise ValueError(f"not a port range: {spec!r}") from None
+    if not 0 < first <= last < 65536:
+        raise ValueError(f"not a port range: {spec!r}")
+    return range(first, last + 1)
+
+
+def _bind(host: str, ports: range | None) -> _FolderServer:
+    if ports is None:
+        return _FolderServer((host, 0), _Handler)
+    for port in ports:  # several builds at once each take their own
+        try:
+            return _FolderServer((host, port), _Handler)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+    raise OSError(errno.EADDRINUSE, f"no free port for the package server in {ports.start}-{ports.stop - 1}")
+
+
 @contextmanager
 def serve_sources(
     index_url: str | None,
@@ -146,8 +171,10 @@ def serve_sources(
     find_links: Sequence[str],
     bind_host: str,
     index_strategy: str = "",
+    ports: range | None = None,
 ) -> Iterator[Sources]:
-    """Yield the sources as the build sees them, serving the local ones from `bind_host` meanwhile."""
+    """Yield the sources as the build sees them, serving the local ones from `bind_host` meanwhile (on the
+    first free port of `ports`: the ones the egress rules let build steps reach; any port when None)."""
     roots: list[Path] = []
     all_sources = [index_url or "", *extra_index_urls, *find_links]
     for source in all_sources:
@@ -161,7 +188,7 @@ def serve_sources(
         yield Sources(index_url, tuple(extra_index_urls), tuple(find_links), index_strategy)
         return
 
-    server = _FolderServer((bind_host, 0), _Handler)
+    server = _bind(bind_host, ports)
     server.roots = tuple(roots)
     base = f"http://{bind_host}:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, name="spacehub-pkgsrc", daemon=True)

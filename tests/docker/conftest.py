@@ -32,12 +32,15 @@ from spacehub_runner.builders.docker import DockerBuilder
 from spacehub_runner.dockeropts import DockerOptions
 from spacehub_runner.plugs import Artifact, BuildPlan
 from spacehub_runner.runtimes.docker import DockerRuntime
+from support.sandbox import ensure_installed
 
 
 @pytest.fixture(scope="session")
 def docker_ready() -> None:
     if docker("info", check=False).returncode != 0:
         pytest.fail("dockerd is not answering: run deploy/setup/docker.sh (as root) first")
+    # The runtime's network and egress rules, with the test platforms' port range (as `make test` sets up).
+    ensure_installed()
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 """Isolation: a space cannot connect to another space, nor to services the host keeps on loopback,
-at run time or at build time (dockerd runs with icc=false; ports are published on 127.0.0.1 only)."""
+at run time or at build time (spacehub's network has icc off and egress rules; ports are published on 127.0.0.1
+only). tests/security tries the whole egress policy."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ def _connect_from(handle: Handle, host: str, port: int) -> str:
 
 
 def _ip(handle: Handle) -> str:
-    return json.loads(docker("inspect", handle.data["container_id"]).stdout)[0]["NetworkSettings"]["IPAddress"]
+    networks = json.loads(docker("inspect", handle.data["container_id"]).stdout)[0]["NetworkSettings"]["Networks"]
+    return str(networks["spacehub"]["IPAddress"])
 
 
 @pytest.fixture(scope="module")
@@ -51,14 +53,13 @@ def pair(runtime: DockerRuntime, http_image: Artifact) -> Iterator[tuple[Handle,
 
 
 @pytest.fixture(scope="module")
-def gateway() -> str:
-    from spacehub_runner.dockerbuild import bridge_gateway
-
-    return bridge_gateway("/usr/bin/docker")
+def gateway(runtime: DockerRuntime) -> str:
+    return runtime.gateway()
 
 
-def test_default_bridge_has_icc_disabled() -> None:
-    options = json.loads(docker("network", "inspect", "bridge").stdout)[0]["Options"]
+@pytest.mark.parametrize("network", ["bridge", "spacehub"])  # build steps run on the first, spaces on the second
+def test_icc_is_disabled(network: str) -> None:
+    options = json.loads(docker("network", "inspect", network).stdout)[0]["Options"]
     assert options["com.docker.network.bridge.enable_icc"] == "false"
 
 

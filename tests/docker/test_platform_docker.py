@@ -142,16 +142,16 @@ def _platform_tcp_ports(root_pid: int) -> set[int]:
     return ports
 
 
-@pytest.fixture(scope="module")
-def checks(server: Server, fastapi: dict[str, Any]) -> dict[str, Any]:
-    """What the probe tries: every TCP port of the platform and another space's container, HF_ENDPOINT, and the
-    paths of the platform's unix sockets and database."""
-    gateway = bridge_gateway()
+def _checks(server: Server, fastapi: dict[str, Any], network: str) -> dict[str, Any]:
+    """What the probe tries: every TCP port of the platform (at the gateway of the network it runs on: build
+    steps run on the engine's default bridge, spaces on spacehub's own) and another space's container,
+    HF_ENDPOINT, and the paths of the platform's unix sockets and database."""
+    gateway = bridge_gateway(network=network)
     assert gateway is not None
     assert server.process is not None
     ports = _platform_tcp_ports(server.process.pid)
     assert server.port in ports
-    other_ip = fastapi["NetworkSettings"]["IPAddress"]
+    other_ip = fastapi["NetworkSettings"]["Networks"]["spacehub"]["IPAddress"]
     other_host_port = fastapi["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostPort"]
     run = server.data_dir / "run"
     return {
@@ -162,6 +162,12 @@ def checks(server: Server, fastapi: dict[str, Any]) -> dict[str, Any]:
                   ["redis url", str(run / "redis.url")], ["database", str(server.data_dir / "spacehub.db")],
                   ["docker socket", "/var/run/docker.sock"]],
     }
+
+
+@pytest.fixture(scope="module")
+def checks(server: Server, fastapi: dict[str, Any]) -> dict[str, Any]:
+    """The build step's checks (baked into the probe image)."""
+    return _checks(server, fastapi, "bridge")
 
 
 def _probe_tree(root: Path, checks: dict[str, Any], marker: str) -> Path:
@@ -223,7 +229,8 @@ def _expect_isolated(results: dict[str, Any], server: Server) -> None:
 
 
 def test_a_running_space_reaches_only_the_public_port(server: Server, probe: dict[str, Any],
-                                                       checks: dict[str, Any]) -> None:
+                                                       fastapi: dict[str, Any]) -> None:
+    checks = _checks(server, fastapi, "spacehub")
     results = json.loads(_exec(probe, "python3", "/opt/probe.py", json.dumps(checks)))
     _expect_isolated(results, server)
     env = dict(item.split("=", 1) for item in probe["Config"]["Env"])

@@ -64,7 +64,7 @@ def test_container_is_locked_down(running: Handle) -> None:
     host_config = _container(running)["HostConfig"]
     assert host_config["CapDrop"] == ["ALL"]
     assert "no-new-privileges" in host_config["SecurityOpt"]
-    assert host_config["NetworkMode"] == "bridge"
+    assert host_config["NetworkMode"] == "spacehub"  # spacehub's own network, egress-policed (tests/security)
     assert not host_config["Binds"] and not host_config["Privileged"]
 
 

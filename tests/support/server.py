@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -22,16 +23,31 @@ class PortTaken(Exception):
     pass
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+# Public ports of platforms under test that run the Docker runtime: the sandbox's egress rules let containers
+# reach only the platform's public port on the bridge gateways, so tests install this range as
+# SPACEHUB_DOCKER_GATEWAY_PORTS (tests/sandboxkit.py) and take their ports from it. Below the kernel's ephemeral
+# range, so that no random port of another test lands in it.
+SANDBOX_TEST_PORTS = range(28100, 28200)
+
+
+def free_port(ports: range | None = None) -> int:
+    """A free port: any (the kernel's pick), or a random free one of `ports`."""
+    candidates = random.sample(ports, len(ports)) if ports is not None else [0]
+    for port in candidates:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise RuntimeError(f"no free port in {ports}")
 
 
 class Server:
     def __init__(self, data_dir: Path, **settings: str) -> None:
         self.data_dir = data_dir
-        self.port = free_port()
+        self.ports = SANDBOX_TEST_PORTS if settings.get("runtime") in ("docker", "auto") else None
+        self.port = free_port(self.ports)
         self.url = f"http://localhost:{self.port}"
         self.token = ADMIN_TOKEN
         self.env = {
@@ -62,7 +78,7 @@ class Server:
                 return self._start(timeout)
             except PortTaken:
                 # Another process took the free port between our probe and serve's bind: pick another.
-                self.port = free_port()
+                self.port = free_port(self.ports)
                 self.url = f"http://localhost:{self.port}"
                 self.env.update(SPACEHUB_PORT=str(self.port), SPACEHUB_URL=self.url)
                 self.api = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=60,

@@ -13,6 +13,7 @@ import click
 from pydantic import ValidationError
 
 from spacehub import accounts
+from spacehub.cli import sandbox as sandbox_commands
 from spacehub.cli.client import Client, save_credentials
 from spacehub.context import Platform
 from spacehub.errors import SpacehubError
@@ -277,6 +278,9 @@ def models_import(folder: Path, repo_id: str, private: bool, revision: str | Non
     client = Client(_settings())
     click.echo(import_model(client.url, client.token, folder, repo_id, private=private, message=message,
                             revision=revision))
+
+
+cli.add_command(sandbox_commands.sandbox)
 
 
 def main() -> None:

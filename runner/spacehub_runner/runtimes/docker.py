@@ -4,10 +4,11 @@ Every container:
   - runs as uid 1000 with all capabilities dropped and `no-new-privileges` (plus dockerd's default seccomp);
   - has memory (no swap), CPU and pids limits from its hardware flavor, and a size-capped json-file log;
   - publishes its app port on 127.0.0.1 only, on a random host port (the proxy is the only way in);
-  - sits on the default bridge, where dockerd runs with `icc=false` (deploy/setup/docker.sh): containers
-    cannot connect to each other; Redis, the API's internal listener and the database are unix sockets and
-    files on the host that are never mounted; the Docker socket is never mounted;
-  - reaches the platform's public port as `host.docker.internal` (the bridge gateway), for HF_ENDPOINT;
+  - sits on spacehub's own bridge network (`SPACEHUB_DOCKER_NETWORK`, icc off), whose egress the kernel polices
+    (spacehub.sandbox.egress): of the host only the platform's public port on the gateway, DNS, and the public
+    internet on 80/443; no private, loopback or link-local address, no other container. Redis, the API's
+    internal listener and the database are unix sockets and files never mounted; nor is the Docker socket;
+  - reaches the platform's public port as `host.docker.internal` (that network's gateway), for HF_ENDPOINT;
   - sees exactly the GPUs it was allocated (DeviceRequest with device ids), or none
     (NVIDIA_VISIBLE_DEVICES=void);
   - carries labels (`spacehub.managed=1`, `spacehub.space`, `spacehub.revision`) from which handles are
@@ -76,6 +77,7 @@ class DockerRuntime:
             raise ValueError("spaces must never run on the host network")
         self._client = client
         self._host_cpus: float | None = None
+        self._gateway: str | None = None
         self.instance = instance_id(settings)
 
     @property
@@ -239,7 +241,7 @@ class DockerRuntime:
             ),
             "network": self.opts.network,
             "ports": {f"{port}/tcp": ("127.0.0.1",)},  # random host port, loopback only
-            "extra_hosts": {HOST_ALIAS: "host-gateway"},
+            "extra_hosts": {HOST_ALIAS: self.gateway()},
             "restart_policy": {"Name": "no"},  # the platform owns restarts and their backoff
             "detach": True,
         }
@@ -275,6 +277,21 @@ class DockerRuntime:
         cpus = min(max(0.1, size.cpus * self.opts.cpu_scale), self.host_cpus())
         memory = int(size.memory_gb * self.opts.memory_scale * 1024**3)
         return round(cpus, 2), memory
+
+    def gateway(self) -> str:
+        """The host's address on the space network: where the platform's public port is, for containers."""
+        if self._gateway is None:
+            try:
+                info = self.client.networks.get(self.opts.network).attrs
+            except NotFound:
+                raise StartFailed(f"docker network {self.opts.network!r} is missing: run `spacehub sandbox "
+                                  "install` as root") from None
+            configs = (info.get("IPAM") or {}).get("Config") or []
+            found = [str(c["Gateway"]).split("/")[0] for c in configs if ":" not in c.get("Gateway", ":")]
+            if not found:
+                raise StartFailed(f"docker network {self.opts.network!r} has no IPv4 gateway")
+            self._gateway = found[0]
+        return self._gateway
 
     def host_cpus(self) -> float:
         if self._host_cpus is None:
