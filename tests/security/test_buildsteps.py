@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import build_probe, build_report
+from probekit import build_probe, build_report
 
 from spacehub.sandbox import buildsteps
 from spacehub.settings import Settings

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import SPACE_IDS, build_probe, build_report
+from probekit import SPACE_IDS, build_probe, build_report
 
 from spacehub.sandbox import egress
 from spacehub.settings import Settings
