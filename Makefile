@@ -5,13 +5,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-unit test-reference lint bench bench-proxy bench-spaces images install system clean
+.PHONY: run test test-unit test-postgres test-reference lint bench bench-proxy bench-spaces images install system clean
 
 # setup.py compiles the proxy's per-request modules and wire layer: a change to them rebuilds (else the old build would run).
 $(STAMP): pyproject.toml setup.py $(wildcard platform/spacehub/proxy/*.py platform/spacehub/proxy/*.pyx platform/spacehub/proxy/llhttp/*)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,postgres]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -28,7 +28,18 @@ system:
 
 test: $(STAMP) system images
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
+	$(MAKE) test-postgres
 	$(MAKE) test-reference
+
+# The database-touching tests once more on PostgreSQL: Debian's server (deploy/setup/system.sh), a private
+# cluster started by the tests themselves (tests/support/pg.py), a fresh database per platform.
+POSTGRES_TESTS := tests/integration/test_database.py tests/unit/test_spacegate.py \
+	tests/integration/test_gpu_allocator.py tests/integration/test_signup_policy.py \
+	tests/integration/test_hub_api.py tests/integration/test_git_and_private.py \
+	tests/integration/test_metrics.py \
+	tests/integration/test_start_errors.py::test_a_password_refused_by_postgres_is_named
+test-postgres: $(STAMP)
+	$(PY) -m pytest -ra --db postgres $(POSTGRES_TESTS)
 
 # The reference build (plain Python, the wire layer on httptools: what a machine without a C compiler installs),
 # on the proxy's own tests, from a copy of the sources alone so that no compiled module shadows its .py. (The

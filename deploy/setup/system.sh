@@ -6,6 +6,8 @@
 #   chromium            the real browser of the UI tests (tests/e2e), driven by Playwright
 #   fonts-noto-color-emoji  so spaces' emoji render in the browser and in the screenshots the tests save
 #   git-lfs             `git lfs push/clone` against the LFS batch API (tests/integration/test_lfs_datasets.py)
+#   postgresql          the database-touching tests run on it too (`make test-postgres`); the tests start a
+#                       private cluster of their own, so Debian's default cluster is left stopped
 set -euo pipefail
 need=()
 command -v git >/dev/null || need+=(git)
@@ -14,6 +16,7 @@ command -v git >/dev/null || need+=(git)
 command -v chromium >/dev/null || need+=(chromium)
 command -v git-lfs >/dev/null || need+=(git-lfs)
 dpkg -s fonts-noto-color-emoji >/dev/null 2>&1 || need+=(fonts-noto-color-emoji)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 for extra in "$@"; do dpkg -s "$extra" >/dev/null 2>&1 || need+=("$extra"); done
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"

@@ -35,9 +35,11 @@ class Platform:
         for path in (settings.data_dir, settings.repos_dir, settings.run_dir, settings.logs_dir):
             path.mkdir(parents=True, exist_ok=True)
         url = settings.effective_database_url
+        db = Database(url, pool_size=settings.database_pool_size, pool_timeout_s=settings.database_pool_timeout_s,
+                      connect_timeout_s=settings.database_connect_timeout_s)
+        db.check()  # a database that is down or misnamed is one line now, not a traceback later
         if migrate_schema:
             migrate(url, secrets_key_file=crypto.key_file(settings))
-        db = Database(url)
         if settings.admin_token is not None:
             with db.session() as session:
                 ensure_admin(session, settings.admin_token.get_secret_value())

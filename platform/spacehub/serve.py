@@ -31,12 +31,14 @@ from spacehub.activity import ActivityTracker
 from spacehub.api import create_app
 from spacehub.context import Platform
 from spacehub.gateway import SpaceResolver
+from spacehub.metrics import ProxyCollector, new_registry
 from spacehub.proxy import ProxyServer, compiled, wireimpl
 from spacehub.queue import BUILDS, OPS
 from spacehub.redisconn import EmbeddedRedis, redis_url
 from spacehub.servepid import claim, die_with_parent, remove_serve_pid
 from spacehub.settings import Settings, settings_env
 from spacehub.stages import SHOULD_RUN
+from spacehub.startcheck import check_redis
 from spacehub.store.models import Space
 
 log = logging.getLogger("spacehub.serve")
@@ -172,6 +174,7 @@ def remove_stale_uploads(settings: Settings) -> int:
 async def run(settings: Settings) -> None:
     _require_sandbox(settings)
     settings.run_dir.mkdir(parents=True, exist_ok=True)
+    check_redis(settings)  # a configured Redis that is misnamed or down: one line, before anything starts
     claim(settings)  # one serve per data dir; its pid file is how `spacehub stop` finds it
     embedded = None
     keeper: asyncio.Task[None] | None = None
@@ -202,12 +205,16 @@ async def _serve(settings: Settings) -> None:
     url = redis_url(settings)
     settings.api_socket.unlink(missing_ok=True)
     os.chmod(settings.run_dir, 0o700)  # the API socket and redis socket: only this user
-    api = _ApiServer(uvicorn.Config(create_app(platform), uds=str(settings.api_socket), log_level="warning",
-                                        proxy_headers=True, forwarded_allow_ips="*", timeout_keep_alive=30,
-                                        timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_s))))
     resolver = SpaceResolver(settings, platform.db, url)
     # Requests per space, for sleep, freeze and drains (spacehub.activity): one tracker for every listener.
     activity = ActivityTracker(url, settings.activity_flush_s)
+    # One /metrics for the process: the proxy's counts (read at scrape time) beside the API's and the platform's.
+    metrics = new_registry()
+    metrics.register(ProxyCollector(activity.counter, resolver))
+    api = _ApiServer(uvicorn.Config(create_app(platform, metrics), uds=str(settings.api_socket),
+                                    log_level="warning", proxy_headers=True, forwarded_allow_ips="*",
+                                    timeout_keep_alive=30,
+                                    timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_s))))
 
     def new_proxy() -> ProxyServer:  # one per listening address, all alike
         return ProxyServer(resolver, scheme=settings.spaces_scheme, platform_token_prefix=TOKEN_PREFIX,

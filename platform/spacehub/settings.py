@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     public_url: str | None = Field(default=None, description="Public URL of the platform; default http://localhost:PORT")
     spaces_domain: str = Field(default="space.localhost", description="Spaces live at <label>.<spaces_domain>")
     spaces_port: int | None = Field(default=None, description="Port in space URLs; default: the public URL's port")
+    log_format: Literal["text", "json"] = Field(default="text", description="Log lines of every role: text, or "
+                                                "one JSON object per line (time, level, logger, message)")
     runtime: Literal["process", "docker", "auto"] = Field(default="process", description="Runtime for spaces")
 
     # Backing services
@@ -44,7 +46,14 @@ class Settings(BaseSettings):
                                            "take before the request fails with 503")
     retry_after_s: int = Field(default=5, ge=1, description="Retry-After of a 503 answered while a dependency "
                                "(Redis, the database) is down")
-    database_url: str | None = Field(default=None, description="Unset: SQLite under the data dir")
+    database_url: str | None = Field(default=None, description="Unset: SQLite under the data dir. PostgreSQL: "
+                                     "postgresql+psycopg://USER:PASSWORD@HOST:5432/DB (the spacehub[postgres] extra)")
+    database_pool_size: int = Field(default=5, ge=1, description="Connections each process keeps open to "
+                                    "PostgreSQL (as many again in bursts)")
+    database_pool_timeout_s: float = Field(default=30.0, gt=0, description="How long a request waits for a free "
+                                           "database connection before it fails")
+    database_connect_timeout_s: float = Field(default=10.0, gt=0, description="How long connecting to "
+                                              "PostgreSQL may take (at start: then one line names the cause)")
     admin_token: SecretStr | None = Field(default=None, description="First start creates user `admin` with it")
     secrets_key_file: Path | None = Field(default=None, description="Key file that seals space secrets at rest "
                                           "(made once, mode 0600); unset: secrets.key in the data dir")

@@ -85,6 +85,8 @@ class Waker:
         self.refresh = refresh
         self.space_route = space_route
         self._waits: dict[str, asyncio.Task[str | None]] = {}
+        # outcome ("ready" / "gave_up") -> (wakes, seconds they took): read by /metrics (spacehub.metrics).
+        self.wake_stats: dict[str, tuple[int, float]] = {}
         self._refreshing: asyncio.Task[None] | None = None
 
     async def route(self, entry: Entry, label: str, headers: list[tuple[bytes, bytes]], target: bytes) -> Route | None:
@@ -129,9 +131,16 @@ class Waker:
         return task
 
     async def _wake(self, label: str, space_id: int) -> str | None:
+        started = time.monotonic()
+        upstream = await self._wake_until_routed(label, space_id, started)
+        outcome = "ready" if upstream is not None else "gave_up"
+        count, seconds = self.wake_stats.get(outcome, (0, 0.0))
+        self.wake_stats[outcome] = (count + 1, seconds + time.monotonic() - started)
+        return upstream
+
+    async def _wake_until_routed(self, label: str, space_id: int, started: float) -> str | None:
         """Ask for the wake (again every flush interval) until the route appears; None if the space stops
         wanting to run or the wake timeout passes."""
-        started = time.monotonic()
         deadline = started + self.settings.wake_timeout_s
         ask_every = max(0.2, self.settings.activity_flush_s)
         next_ask = 0.0

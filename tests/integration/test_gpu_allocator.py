@@ -1,5 +1,6 @@
-"""The GPU allocator against a real SQLite database: specific devices, sharing only when configured, release,
-and no device handed out twice when workers race (the unique (device, slot) constraint decides)."""
+"""The GPU allocator against a real database (SQLite, or PostgreSQL on `--db postgres`): specific devices,
+sharing only when configured, release, and no device handed out twice when workers race (the unique
+(device, slot) constraint decides)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ from spacehub.settings import Settings
 from spacehub.store.db import Database, migrate
 from spacehub.store.models import Space
 from spacehub_runner.gpus import GpuAllocator, inventory
+from support import pg
 
 SPACES = range(1, 9)
 
 
 def _allocator(tmp_path: Path, **settings: object) -> GpuAllocator:
+    settings.setdefault("database_url", pg.database_url(tmp_path / "spacehub.db"))
     config = Settings(data_dir=tmp_path, **settings)  # type: ignore[arg-type]
     migrate(config.effective_database_url)
     db = Database(config.effective_database_url)

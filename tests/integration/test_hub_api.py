@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import time
@@ -365,10 +364,9 @@ def test_space_files_download_like_model_files(server: Server, env_space: str, t
 
 
 def _app_port(server: Server, repo_id: str) -> int:
-    owner, name = repo_id.split("/")
-    with sqlite3.connect(server.data_dir / "spacehub.db") as db:
-        (handle,) = db.execute("select handle from spaces where owner=? and name=?", (owner, name)).fetchone()
-    return int(json.loads(handle)["target"].rsplit(":", 1)[1])
+    handle = server.space_handle(repo_id)
+    assert handle is not None, f"{repo_id} has no app"
+    return int(handle["target"].rsplit(":", 1)[1])
 
 
 def test_delete_repo_removes_everything(server: Server, api: HfApi, env_copy: str) -> None:

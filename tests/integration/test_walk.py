@@ -7,7 +7,6 @@ and the real gradio_client as the caller.
 from __future__ import annotations
 
 import io
-import json
 import os
 import shutil
 import signal
@@ -174,12 +173,9 @@ def test_colliding_labels_both_work_at_different_hosts(server):
 
 
 def _app_port(server: Server, repo_id: str) -> int:
-    import sqlite3
-
-    with sqlite3.connect(server.data_dir / "spacehub.db") as db:
-        owner, name = repo_id.split("/")
-        (handle,) = db.execute("select handle from spaces where owner=? and name=?", (owner, name)).fetchone()
-    return int(json.loads(handle)["target"].rsplit(":", 1)[1])
+    handle = server.space_handle(repo_id)
+    assert handle is not None, f"{repo_id} has no app"
+    return int(handle["target"].rsplit(":", 1)[1])
 
 
 def _non_loopback_address() -> str | None:

@@ -8,8 +8,6 @@ its stage still reads RUNNING. Sleeping: stage SLEEPING and no app at all. To ge
 
 from __future__ import annotations
 
-import json
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -22,10 +20,7 @@ from support.server import Server
 
 def handle_of(server: Server, repo_id: str) -> dict[str, Any] | None:
     """The space's runtime handle as SQL has it (None: no app)."""
-    owner, name = repo_id.split("/")
-    with sqlite3.connect(server.data_dir / "spacehub.db") as db:
-        row = db.execute("select handle from spaces where owner=? and name=?", (owner, name)).fetchone()
-    return json.loads(row[0]) if row and row[0] else None
+    return server.space_handle(repo_id)
 
 
 def process_state(pid: int) -> str | None:

@@ -11,8 +11,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
+
+from support import pg
 
 ADMIN_TOKEN = "sh_test_admin_token_0123456789abcdef"
 REPO = Path(__file__).resolve().parents[2]
@@ -64,6 +67,8 @@ class Server:
             # Tests that look at apps directly (docker exec, /proc) must not race the idle freeze; the lifecycle
             # tests set their own short timings.
             "SPACEHUB_FREEZE_AFTER_S": "3600",
+            # SQLite under the data dir, or a fresh PostgreSQL database on a `--db postgres` run.
+            "SPACEHUB_DATABASE_URL": pg.database_url(data_dir / "spacehub.db"),
             **{f"SPACEHUB_{k.upper()}": v for k, v in settings.items()},
         }
         self.env.pop("SPACEHUB_REDIS_URL", None)
@@ -127,6 +132,20 @@ class Server:
                                  f"{result.stdout}\n{result.stderr}\n--- serve log ---\n"
                                  f"{self.log.read_text()[-4000:]}")
         return result
+
+    def space_handle(self, repo_id: str) -> dict[str, Any] | None:
+        """The space's runtime handle as SQL has it (None: no app), read from whichever database the platform uses."""
+        from sqlalchemy import create_engine, select
+
+        from spacehub.store.models import Space
+
+        owner, name = repo_id.split("/")
+        engine = create_engine(self.env["SPACEHUB_DATABASE_URL"])
+        try:
+            with engine.connect() as conn:
+                return conn.execute(select(Space.handle).where(Space.owner == owner, Space.name == name)).scalar()
+        finally:
+            engine.dispose()
 
     def host(self, label: str) -> str:
         return f"{label}.space.localhost:{self.port}"

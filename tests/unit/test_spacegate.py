@@ -1,4 +1,5 @@
-"""Who may reach a private space's host: tokens in the headers the proxy strips, checked against a real SQLite db."""
+"""Who may reach a private space's host: tokens in the headers the proxy strips, checked against a real database
+(SQLite, or PostgreSQL on `--db postgres`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from spacehub import accounts
 from spacehub.spacegate import MAX_CACHED, SpaceGate, presented_tokens
 from spacehub.store.db import Database, migrate
 from spacehub.store.models import Token
+from support import pg
 
 
 @dataclass(frozen=True)
@@ -23,7 +25,7 @@ class Entry:
 
 @pytest.fixture
 def db(tmp_path: Path) -> Database:
-    url = f"sqlite:///{tmp_path / 'gate.db'}"
+    url = pg.database_url(tmp_path / "gate.db")
     migrate(url)
     return Database(url)
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi import Depends, FastAPI
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CollectorRegistry, generate_latest
 
 from spacehub import __version__, web
 from spacehub.api import (
@@ -19,13 +20,22 @@ from spacehub.api import (
     spaces,
     tokens,
 )
+from spacehub.api.deps import require_user
 from spacehub.context import Platform
+from spacehub.errors import Forbidden
 from spacehub.health import run_checks
+from spacehub.metrics import CONTENT_TYPE, ApiMetrics, PlatformCollector, new_registry
+from spacehub.store.models import User
 
 
-def create_app(platform: Platform) -> FastAPI:
+def create_app(platform: Platform, metrics: CollectorRegistry | None = None) -> FastAPI:
+    """`metrics`: the process's registry, where the caller may have registered collectors of its own (the
+    proxy's, under `spacehub serve`); the API adds its own and the platform's, and serves it at /metrics."""
     app = FastAPI(title="spacehub", version=__version__, docs_url="/docs", redoc_url=None)
     app.state.platform = platform
+    registry = metrics if metrics is not None else new_registry()
+    registry.register(PlatformCollector(platform.settings, platform.db, platform.redis))
+    app.add_middleware(_Measured, metrics=ApiMetrics(registry))
     errors.install(app)
     app.include_router(identity.router)
     app.include_router(tokens.router)
@@ -53,6 +63,23 @@ def create_app(platform: Platform) -> FastAPI:
         return JSONResponse(body, status_code=503, headers={
             "Retry-After": str(platform.settings.retry_after_s), "X-Error-Code": "ServiceUnavailable"})
 
+    @app.get("/metrics")
+    def metrics_text(user: User = Depends(require_user)) -> Response:
+        # Space names (private ones too) and load figures: for admins and the Prometheus they give a token to.
+        if not user.is_admin:
+            raise Forbidden("/metrics is for admins")
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE)
+
     # The web UI (issue 5) goes last: its owner pages (`/{owner}`) match any single-segment path.
     web.install(app, platform)
     return app
+
+
+class _Measured:
+    """ASGI middleware feeding `ApiMetrics` (as a class: Starlette's `add_middleware` wants one)."""
+
+    def __init__(self, app: object, metrics: ApiMetrics) -> None:
+        self.app = metrics.middleware(app)
+
+    async def __call__(self, scope: dict[str, object], receive: object, send: object) -> None:
+        await self.app(scope, receive, send)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 import threading
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
-from spacehub import accounts
+from spacehub import accounts, logformat
 from spacehub.cli import sandbox as sandbox_commands
 from spacehub.cli.client import Client, save_credentials
 from spacehub.context import Platform
@@ -58,8 +57,8 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
     """Run everything: proxy, API, workers, supervisor and (unless configured) an embedded redis."""
     from spacehub.serve import run
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = _settings(host=host, port=port, data_dir=data_dir)
+    logformat.configure(settings.log_format)
     try:
         import uvloop
 
@@ -86,18 +85,25 @@ def stop(data_dir: Path | None) -> None:
 @click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
 def worker(queues: tuple[str, ...], burst: bool) -> None:
     """Run an RQ worker for spacehub's jobs."""
+    from spacehub.startcheck import check_redis
     from spacehub_runner.worker import run_worker  # the CLI is where both halves meet
 
-    run_worker(_settings(), list(queues) or None, burst=burst)
+    settings = _settings()
+    logformat.configure(settings.log_format)
+    check_redis(settings)
+    run_worker(settings, list(queues) or None, burst=burst)
 
 
 @cli.command()
 def supervisor() -> None:
     """Keep running spaces running: re-adopt, restart, repair routes, pump run logs."""
+    from spacehub.startcheck import check_redis
     from spacehub_runner.supervisor import Supervisor
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    Supervisor(Platform.open(_settings(), migrate_schema=False)).run(threading.Event())
+    settings = _settings()
+    logformat.configure(settings.log_format)
+    check_redis(settings)
+    Supervisor(Platform.open(settings, migrate_schema=False)).run(threading.Event())
 
 
 @cli.command()

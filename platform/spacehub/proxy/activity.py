@@ -46,13 +46,15 @@ def takes_target(hook: Callable[..., object]) -> bool:
 
 
 class SpaceCount:
-    """One space's count: requests in flight, when one last ended, when the count last fell to zero (epoch
-    seconds, 0.0: never), and whether any of it changed since the publisher last took the changes."""
+    """One space's count: requests in flight, requests ended (for /metrics), when one last ended, when the count
+    last fell to zero (epoch seconds, 0.0: never), and whether any of it changed since the publisher last took the
+    changes."""
 
-    __slots__ = ("in_flight", "last_active", "last_idle", "dirty")
+    __slots__ = ("in_flight", "requests", "last_active", "last_idle", "dirty")
 
     def __init__(self) -> None:
         self.in_flight = 0
+        self.requests = 0
         self.last_active = 0.0
         self.last_idle = 0.0
         self.dirty = False
@@ -89,6 +91,7 @@ class RequestCounter:
         if not is_activity(target):
             return
         count = self._count(space_id)
+        count.requests += 1
         now = _now()
         if count.in_flight <= 1:
             count.in_flight = 0
