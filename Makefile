@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed
 .PHONY: run test test-unit test-postgres test-reference lint bench bench-proxy bench-spaces images install system clean
 
 # setup.py compiles the proxy's per-request modules and wire layer: a change to them rebuilds (else the old build would run).
-$(STAMP): pyproject.toml setup.py $(wildcard platform/spacehub/proxy/*.py platform/spacehub/proxy/*.pyx platform/spacehub/proxy/llhttp/*)
+# (llhttp's C sources come from the httptools sdist that setup.py pins, fetched into build/llhttp/: a new pin there rebuilds.)
+$(STAMP): pyproject.toml setup.py $(wildcard platform/spacehub/proxy/*.py platform/spacehub/proxy/*.pyx)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,postgres]'
@@ -43,11 +44,12 @@ test-postgres: $(STAMP)
 
 # The reference build (plain Python, the wire layer on httptools: what a machine without a C compiler installs),
 # on the proxy's own tests, from a copy of the sources alone so that no compiled module shadows its .py. (The
-# parity tests, in the run above, compare the two wire layers directly.)
+# parity tests, in the run above, compare the two wire layers directly. setup.py and pyproject.toml come along: the
+# build test holds their httptools pins together.)
 REFERENCE := build/reference
 test-reference: $(STAMP)
 	rm -rf $(REFERENCE) && mkdir -p $(REFERENCE)
-	git ls-files -co --exclude-standard platform runner tests | grep -v '\.so$$' | tar -cf - -T - | tar -xf - -C $(REFERENCE)
+	git ls-files -co --exclude-standard platform runner tests setup.py pyproject.toml | grep -v '\.so$$' | tar -cf - -T - | tar -xf - -C $(REFERENCE)
 	cd $(REFERENCE) && SPACEHUB_PURE_PYTHON=1 PYTHONPATH=platform:runner:tests $(abspath $(PY)) -m pytest -q -p no:cacheprovider \
 		--ignore=tests/unit/test_proxy_wire_parity.py tests/unit tests/integration/test_proxy_*.py \
 		tests/integration/test_gateway_cached_routes.py

@@ -1,6 +1,9 @@
 # The compiled wire layer (_wire.pyx): the same names and signatures as the reference in wire.py.
 from .wire import CredentialRules, MessageOwner
 
+LLHTTP_VERSION: tuple[int, int, int]
+LLHTTP_FROM: str
+
 class RequestHead:
     method: bytes
     target: bytes

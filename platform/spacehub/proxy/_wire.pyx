@@ -23,7 +23,19 @@ from . import wire as _reference
 from .errors import BadRequest, HeadersTooLarge, ProxyError, UpstreamFailed
 
 
+cdef extern from *:
+    """
+    #ifndef SPACEHUB_LLHTTP_FROM
+    #define SPACEHUB_LLHTTP_FROM "unknown"
+    #endif
+    """
+    const char* SPACEHUB_LLHTTP_FROM
+
+
 cdef extern from "llhttp.h":
+    int LLHTTP_VERSION_MAJOR
+    int LLHTTP_VERSION_MINOR
+    int LLHTTP_VERSION_PATCH
     ctypedef struct llhttp_t:
         uint64_t content_length
         uint8_t type
@@ -67,6 +79,11 @@ cdef extern from "llhttp.h":
     const char* llhttp_get_error_reason(const llhttp_t* parser)
     const char* llhttp_get_error_pos(const llhttp_t* parser)
     const char* llhttp_method_name(uint8_t method)
+
+
+# Which llhttp this module was compiled from, and where its sources came from (setup.py).
+LLHTTP_VERSION = (LLHTTP_VERSION_MAJOR, LLHTTP_VERSION_MINOR, LLHTTP_VERSION_PATCH)
+LLHTTP_FROM = SPACEHUB_LLHTTP_FROM.decode()
 
 
 # Framing towards the client (the same numbers as `wire`).

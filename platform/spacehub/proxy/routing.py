@@ -1,12 +1,11 @@
 """What the proxy asks of the outside world: where a request goes (a `Route`) and who decides (a
-`Resolver`), with the optional abilities a resolver may offer (`TargetResolver`, `CachedResolver`,
-`VersionedRoutes`), which the proxy checks once, when it is given the resolver.
+`Resolver`). What else a resolver may offer is in `resolvers`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Protocol, runtime_checkable
+from typing import Final, Protocol
 
 
 class Upstream:
@@ -58,34 +57,8 @@ class Route:
 
 class Resolver(Protocol):
     async def __call__(self, host: str, headers: list[tuple[bytes, bytes]]) -> Route:
-        """`host`: the lower-cased Host header value without its port. `headers`: the client's raw headers."""
+        """`host`: the lower-cased Host header value without its port. `headers`: the client's raw headers.
+
+        Optional abilities (`resolvers`: the request target, a synchronous fast path, versioned routes) are
+        checked once, when the proxy is given the resolver."""
         ...
-
-
-@runtime_checkable
-class TargetResolver(Protocol):
-    """Optional: a resolver with a true `accepts_target` is called with the request target too, as the keyword
-    `target` (bytes, e.g. b"/path?query"): e.g. to exchange a signed query token for a cookie."""
-
-    accepts_target: bool
-
-    async def __call__(self, host: str, headers: list[tuple[bytes, bytes]], *, target: bytes) -> Route: ...
-
-
-@runtime_checkable
-class CachedResolver(Protocol):
-    """Optional fast path, which the proxy calls first for every request: it answers from memory what it can
-    (e.g. a public space's route) and returns None for anything that needs more (a database lookup, a credential
-    check, the request target), and the proxy then awaits the resolver's call. A route known at once lets a
-    request without a body be served with no task at all."""
-
-    def resolve_cached(self, host: str, headers: list[tuple[bytes, bytes]]) -> Route | None: ...
-
-
-@runtime_checkable
-class VersionedRoutes(Protocol):
-    """Optional, with `CachedResolver`: a promise that the routes `resolve_cached` returns depend on the Host value
-    alone and hold until `routes_version` changes, so the proxy remembers them per raw Host header value and asks
-    again only for a Host it has not seen since the last change."""
-
-    routes_version: int

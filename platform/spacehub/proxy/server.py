@@ -36,7 +36,8 @@ from .headers import CredentialRules, error_response, reason_phrase, simple_resp
 from .http1 import RequestHead, RequestReader
 from .pool import UpstreamPool
 from .relay import Relay
-from .routing import CachedResolver, Resolver, Route, TargetResolver, VersionedRoutes
+from .resolvers import cached_resolver, target_resolver, versioned_routes
+from .routing import Resolver, Route
 
 logger: Final = logging.getLogger(__name__)
 
@@ -63,18 +64,15 @@ class ProxyServer:
         max_header_bytes: int = 65536,
     ) -> None:
         self._resolver = resolver
-        # The resolver's optional abilities (routing.py), found once here.
-        self._target_resolver: TargetResolver | None = (
-            resolver if isinstance(resolver, TargetResolver) and resolver.accepts_target else None
-        )
+        # The resolver's optional abilities (resolvers.py), found once here.
+        self._target_resolver = target_resolver(resolver)
+        cached = cached_resolver(resolver)
         self._resolve_cached: Callable[[str, list[tuple[bytes, bytes]]], Route | None] | None = (
-            resolver.resolve_cached if isinstance(resolver, CachedResolver) else None
+            cached.resolve_cached if cached is not None else None
         )
         # Routes `resolve_cached` gave, by raw Host header value, while the resolver's `routes_version` holds
-        # (routing.VersionedRoutes): most requests then cost one dict lookup to route.
-        self._versions: VersionedRoutes | None = (
-            resolver if self._resolve_cached is not None and isinstance(resolver, VersionedRoutes) else None
-        )
+        # (resolvers.VersionedRoutes): most requests then cost one dict lookup to route.
+        self._versions = versioned_routes(resolver) if cached is not None else None
         self._known_routes: dict[bytes, Route] = {}
         self._known_version = -1
         self._scheme = scheme.encode("ascii")
