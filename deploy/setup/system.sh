@@ -5,7 +5,7 @@
 #   (wrk and nginx, for `make bench`, come from deploy/setup/bench.sh)
 #   chromium            the real browser of the UI tests (tests/e2e), driven by Playwright
 #   fonts-noto-color-emoji  so spaces' emoji render in the browser and in the screenshots the tests save
-#   git-lfs             `git lfs push/clone` against the LFS batch API (tests/integration/test_lfs_datasets.py)
+#   git-lfs             `git lfs push/clone` against the LFS batch API (tests/integration/test_lfs.py)
 #   postgresql          the database-touching tests run on it too (`make test-postgres`); the tests start a
 #                       private cluster of their own, so Debian's default cluster is left stopped
 set -euo pipefail
