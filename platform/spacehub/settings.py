@@ -151,6 +151,19 @@ class Settings(BaseSettings):
     min_free_disk_mb: int = Field(default=1024, description="Builds and starts are refused while less than this "
                                   "many MB are free under the data dir")
 
+    # Rate limits (spacehub.ratelimit): COUNT/SECONDS per peer address and per account, or `off`
+    rate_limit_signin_address: str = Field(default="10/300", description="Failed sign-ins from one address")
+    rate_limit_signin_account: str = Field(default="30/300", description="Failed sign-ins into one account, "
+                                           "from any address")
+    rate_limit_invalid_token: str = Field(default="30/300", description="Invalid or expired tokens from one "
+                                          "address (then even a valid one waits)")
+    rate_limit_signup: str = Field(default="10/3600", description="Accounts created from one address (and by "
+                                   "one signed-in admin)")
+    rate_limit_writes: str = Field(default="60/60", description="Uploads, commits, pushes and duplicates per "
+                                   "account and per address")
+    rate_limit_builds: str = Field(default="20/60", description="Restarts and rebuilds per account and per "
+                                   "address")
+
     # Web UI
     signup: Literal["open", "admin"] = Field(
         default="admin", description="Who creates accounts in the web UI: `open` (anyone; needs the docker "
@@ -218,6 +231,14 @@ class Settings(BaseSettings):
     _split = field_validator("pip_extra_index_urls", "pip_find_links", "python_versions", "gpus",
                              "fork_server_preload", "docker_egress_dns", "docker_egress_blocked",
                              "docker_gateway_ports", "docker_build_caps", mode="before")(_split_commas)
+
+    @field_validator("rate_limit_signin_address", "rate_limit_signin_account", "rate_limit_invalid_token",
+                     "rate_limit_signup", "rate_limit_writes", "rate_limit_builds")
+    @classmethod
+    def _rate_limit_shape(cls, value: str) -> str:
+        if not re.fullmatch(r"off|[1-9]\d*/[1-9]\d*", value.strip().lower()):
+            raise ValueError(f"{value!r} is not COUNT/SECONDS (e.g. 10/300) or off")
+        return value
 
     @field_validator("admin_token")
     @classmethod

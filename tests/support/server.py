@@ -69,6 +69,10 @@ class Server:
             "SPACEHUB_FREEZE_AFTER_S": "3600",
             # SQLite under the data dir, or a fresh PostgreSQL database on a `--db postgres` run.
             "SPACEHUB_DATABASE_URL": pg.database_url(data_dir / "spacehub.db"),
+            # Every test comes from 127.0.0.1: the rate limits are tested where a test sets them
+            # (tests/security/test_rate_limits.py), and stay out of the way of the others.
+            **{f"SPACEHUB_RATE_LIMIT_{kind}": "off" for kind in ("SIGNIN_ADDRESS", "SIGNIN_ACCOUNT", "INVALID_TOKEN",
+                                                                 "SIGNUP", "WRITES", "BUILDS")},
             **{f"SPACEHUB_{k.upper()}": v for k, v in settings.items()},
         }
         self.env.pop("SPACEHUB_REDIS_URL", None)

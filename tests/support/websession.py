@@ -32,9 +32,9 @@ def try_sign_in(client: httpx.Client, name: str, password: str) -> httpx.Respons
                                                      "csrf_token": form_token(client)})
 
 
-def sign_in(server: Server, name: str, password: str) -> tuple[httpx.Client, str]:
+def sign_in(server: Server, name: str, password: str, source: str = "127.0.0.1") -> tuple[httpx.Client, str]:
     """A client holding a signed-in session cookie, and that session's CSRF token."""
-    client = browser(server)
+    client = browser(server, source)
     answer = try_sign_in(client, name, password)
     assert answer.status_code == 303, answer.text[:500]
     page = client.get("/settings/tokens", headers=HTML)

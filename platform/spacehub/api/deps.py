@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from spacehub.accounts import TOKEN_PREFIX, authenticate_token, bearer_credential
+from spacehub import ratelimit
+from spacehub.accounts import TOKEN_PREFIX, bearer_credential
 from spacehub.context import Platform
 from spacehub.errors import Unauthorized
 from spacehub.store.models import User
@@ -38,9 +39,11 @@ def optional_user(request: Request, session: Session = Depends(get_session, scop
     if token is None:
         session_user = getattr(request.state, "session_user_id", None)
         return session.get(User, session_user) if session_user else None
+    limiter = ratelimit.limiter_of(get_platform(request))
     if not token.startswith(TOKEN_PREFIX) and len(token) < 8:
+        limiter.take("token", ratelimit.peer_of(request))
         raise Unauthorized("Invalid credentials in Authorization header")
-    user, _token = authenticate_token(session, token)
+    user, _token = ratelimit.authenticate_token(limiter, session, token, ratelimit.peer_of(request))
     # End the write (last-used time) now: SQLite allows one writer, and the handler may open its own session.
     session.commit()
     return user
@@ -50,3 +53,7 @@ def require_user(user: User | None = Depends(optional_user)) -> User:
     if user is None:
         raise Unauthorized("this needs a token: send `Authorization: Bearer <token>`")
     return user
+
+
+def limiter(platform: Platform = Depends(get_platform)) -> ratelimit.RateLimiter:
+    return ratelimit.limiter_of(platform)

@@ -61,8 +61,9 @@ def is_disk_full(exc: BaseException) -> bool:
 
 def _answer(error: SpacehubError) -> JSONResponse:
     headers = {}
-    if isinstance(error, ServiceUnavailable):
-        headers["Retry-After"] = str(error.retry_after_s)
+    retry_after_s = getattr(error, "retry_after_s", None)  # 503 (a dependency down), 429 (a rate limit)
+    if retry_after_s is not None:
+        headers["Retry-After"] = str(retry_after_s)
     return error_response(error.status, error.message, error.code, getattr(error, "extra", None), headers)
 
 

@@ -31,7 +31,7 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from sqlalchemy.orm import Session
 from starlette.types import Receive, Scope, Send
 
-from spacehub import accounts, repometa, spaces
+from spacehub import accounts, ratelimit, repometa, spaces
 from spacehub.api.deps import get_platform
 from spacehub.context import Platform
 from spacehub.errors import Forbidden, InvalidInput, PayloadTooLarge, RepoNotFound, SpacehubError, Unauthorized
@@ -83,9 +83,11 @@ def _credential(request: Request) -> str | None:
 
 
 def _authorize(platform: Platform, request: Request, repo_type: str, owner: str, name: str,
-               write: bool) -> _Target:
+               write: bool, *, counted: bool = False) -> _Target:
+    """The repo the caller may read (or, with `write`, push to); a `counted` push counts against the rate limit."""
+    limiter = ratelimit.limiter_of(platform)
     with platform.db.session() as session:
-        user, role = caller_of(session, request)
+        user, role = caller_of(session, request, limiter)
         space = spaces.find_space(session, owner, _without_git_suffix(name), repo_type)
         if space is None or not spaces.can_read(session, user, space):
             if user is None:  # the same for a private repo and a missing one: say nothing about which
@@ -96,17 +98,19 @@ def _authorize(platform: Platform, request: Request, repo_type: str, owner: str,
                 raise Unauthorized("pushing needs a spacehub token as the password")
             if role == "read" or not accounts.can_write(session, user, space.owner):
                 raise Forbidden(f"you cannot push to {space.repo_id}")
+            if counted:
+                limiter.take("write", ratelimit.peer_of(request), user.name)
         key = spaces.repo_key(space)
         return _Target(space_id=space.id, git_dir=platform.repos.git_dir(key),
                        head=platform.repos.head(key) if write else None)
 
 
-def caller_of(session: Session, request: Request) -> tuple[User | None, str | None]:
-    """Who sent the request (Basic with the token as password, or Bearer) and the token's role."""
-    secret = _credential(request)
+def caller_of(session: Session, request: Request,
+              limiter: ratelimit.RateLimiter) -> tuple[User | None, str | None]:
+\1    secret = _credential(request)
     if secret is None:
         return None, None
-    user, token = accounts.authenticate_token(session, secret)
+    user, token = ratelimit.authenticate_token(limiter, session, secret, ratelimit.peer_of(request))
     return user, token.role
 
 
@@ -124,6 +128,8 @@ def _server(platform: Platform) -> GitServer:
 
 def _error(exc: SpacehubError) -> Response:
     headers = {"X-Error-Code": exc.code}
+    if isinstance(exc, ratelimit.RateLimited):
+        headers["Retry-After"] = str(exc.retry_after_s)
     if exc.status == 401:
         headers["WWW-Authenticate"] = _REALM
     return PlainTextResponse(exc.message + "\n", status_code=exc.status, headers=headers)
@@ -223,7 +229,7 @@ def _add_routes(prefix: str, repo_type: str) -> None:
             if request.headers.get("content-type", "").split(";")[0].strip() != f"application/x-{service}-request":
                 raise InvalidInput(f"a {service} request must have Content-Type application/x-{service}-request")
             target = await asyncio.to_thread(_authorize, platform, request, repo_type, owner, name,
-                                             service == RECEIVE_PACK)
+                                             service == RECEIVE_PACK, counted=service == RECEIVE_PACK)
             server = _server(platform)
             limit = server.max_request_bytes(service)
             declared = request.headers.get("content-length", "")

@@ -25,7 +25,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from spacehub import lfs, management, repoview, spaces
+from spacehub import lfs, management, ratelimit, repoview, spaces
 from spacehub.api.deps import SESSION, get_platform, require_user
 from spacehub.api.hubpaths import base_url, repo_type_of, repo_url, revision_after
 from spacehub.api.uploads import limits_of
@@ -116,6 +116,7 @@ async def commit(kind: str, owner: str, name: str, rest: str, request: Request, 
             spaces.get_writable(session, user, owner, name, repo_type)
 
     await asyncio.to_thread(check_writable)  # refuse before reading a byte of the body
+    await asyncio.to_thread(ratelimit.limiter_of(platform).take, "write", ratelimit.peer_of(request), user.name)
     _refuse_pull_requests(create_pr)
     branch = revision_after(request, "commit", 4)
     limits = limits_of(platform.settings)

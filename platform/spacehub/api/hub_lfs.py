@@ -34,7 +34,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from pydantic import BaseModel, ConfigDict, Field
 
-from spacehub import accounts, lfs, spaces
+from spacehub import accounts, lfs, ratelimit, spaces
 from spacehub.api.deps import get_platform
 from spacehub.api.git import caller_of
 from spacehub.api.hubpaths import base_url
@@ -99,7 +99,7 @@ def _claims(platform: Platform, token: str, operation: str) -> dict[str, Any]:
 def _authorize(platform: Platform, request: Request, repo_type: str, owner: str, name: str,
                write: bool) -> tuple[User | None, Space]:
     with platform.db.session() as session:
-        user, role = caller_of(session, request)
+        user, role = caller_of(session, request, ratelimit.limiter_of(platform))
         space = spaces.find_space(session, owner, name.removesuffix(".git"), repo_type)
         if space is None or not spaces.can_read(session, user, space):
             if user is None:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from spacehub import lfs, management, repoview, spaces
+from spacehub import lfs, management, ratelimit, repoview, spaces
 from spacehub.api.deps import SESSION, get_platform, optional_user, require_user
 from spacehub.api.hubjson import repo_json, sibling_json
 from spacehub.api.hubpaths import base_url, next_page_link, repo_type_of, repo_url, revision_after
@@ -194,6 +194,7 @@ def duplicate_repo(kind: str, owner: str, name: str, body: Duplicate, request: R
                    user: User = Depends(require_user)) -> JSONResponse:
     repo_type = repo_type_of(kind)
     source = spaces.get_visible(session, user, owner, name, repo_type)
+    ratelimit.limiter_of(platform).take("write", ratelimit.peer_of(request), user.name)
     target_owner, target_name = _split(body.repository, None)
     target_owner = target_owner or user.name
     base = base_url(request, platform.settings)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from spacehub import spaces
+from spacehub import ratelimit, spaces
 from spacehub.api.deps import SESSION, get_platform, optional_user, require_user
 from spacehub.api.serialize import runtime_json
 from spacehub.api.uploads import receive_upload
@@ -28,9 +28,11 @@ def get_runtime(owner: str, name: str, platform: Platform = Depends(get_platform
 
 
 @router.post("/api/spaces/{owner}/{name}/restart")
-def restart_space(owner: str, name: str, factory: bool = False, platform: Platform = Depends(get_platform),
-                  session: Session = SESSION, user: User = Depends(require_user)) -> JSONResponse:
+def restart_space(request: Request, owner: str, name: str, factory: bool = False,
+                  platform: Platform = Depends(get_platform), session: Session = SESSION,
+                  user: User = Depends(require_user)) -> JSONResponse:
     space = spaces.get_writable(session, user, owner, name)
+    ratelimit.limiter_of(platform).take("build", ratelimit.peer_of(request), user.name)
     spaces.restart(platform, session, space, factory=factory)
     return JSONResponse(runtime_json(platform.settings, space))
 
@@ -69,6 +71,7 @@ async def upload(owner: str, name: str, request: Request, message: str = "Upload
                     "url": platform.settings.space_url(space.label)}
 
     await asyncio.to_thread(check_writable)  # refuse before reading a byte of the body
+    await asyncio.to_thread(ratelimit.limiter_of(platform).take, "write", ratelimit.peer_of(request), user.name)
     staging = await asyncio.to_thread(spaces.staging_dir, platform)
     try:
         await receive_upload(request, staging, platform.settings)

@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from spacehub import accounts, spaces
+from spacehub import accounts, ratelimit, spaces
 from spacehub.api.deps import SESSION, get_platform
 from spacehub.context import Platform
 from spacehub.errors import Forbidden, InvalidInput, NotFound, SpacehubError
@@ -48,9 +48,12 @@ def login_page(request: Request, next: str | None = None,
 def login(request: Request, username: str = Form(""), password: str = Form(""), next: str = Form("/"),
           platform: Platform = Depends(get_platform), session: Session = SESSION,
           web: WebContext = Depends(web_context), browser: WebSession = Depends(web_session)) -> Response:
+    limiter, address, account = ratelimit.limiter_of(platform), ratelimit.peer_of(request), username.strip()
+    limiter.check("signin", address, account)
     try:
-        user = accounts.check_password(session, username.strip(), password)
+        user = accounts.check_password(session, account, password)
     except SpacehubError as exc:
+        limiter.hit("signin", address, account)
         return page(request, "login.html", status=401, next=_safe_next(next), error=exc.message,
                     username=username)
     web.sessions.sign_in(platform.redis, browser, user.id)
@@ -79,6 +82,7 @@ def join(request: Request, username: str = Form(""), password: str = Form(""),
          browser: WebSession = Depends(web_session)) -> Response:
     if not _signup_allowed(platform, user):
         raise Forbidden("sign-up is by invitation on this platform: an admin creates accounts")
+    ratelimit.limiter_of(platform).take("signup", ratelimit.peer_of(request), user.name if user else None)
     username = username.strip()
     try:
         if len(password) < MIN_PASSWORD:

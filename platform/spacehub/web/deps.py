@@ -11,7 +11,9 @@ from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
 
 from spacehub.api.deps import optional_user
+from spacehub.api.errors import error_response
 from spacehub.errors import SpacehubError, Unauthorized
+from spacehub.ratelimit import RateLimited
 from spacehub.settings import Settings
 from spacehub.store.models import User
 from spacehub.web.render import page
@@ -52,6 +54,15 @@ class HTMLRoute(APIRoute):
             except SignInRequired:
                 target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                 return RedirectResponse(f"/login?next={target}", status_code=303)
+            except RateLimited as exc:  # a page for a browser, the API's JSON for anything else; both say when
+                retry = {"Retry-After": str(exc.retry_after_s)}
+                if "text/html" not in request.headers.get("accept", ""):
+                    return error_response(exc.status, exc.message, exc.code, headers=retry)
+                user = getattr(request.state, "web_user", None)
+                answer = page(request, "error.html", status=exc.status, user=user, title="Too many attempts",
+                              message=exc.message)
+                answer.headers.update(retry)
+                return answer
             except SpacehubError as exc:
                 titles = {401: "Sign in needed", 403: "Not allowed", 404: "Not found", 409: "Conflict"}
                 user = getattr(request.state, "web_user", None)

@@ -13,7 +13,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from spacehub import management, spaces
+from spacehub import management, ratelimit, spaces
 from spacehub.api.deps import SESSION, get_platform
 from spacehub.context import Platform
 from spacehub.errors import InvalidInput, SpacehubError
@@ -150,6 +150,7 @@ _variable_route("secrets")
 def restart(request: Request, owner: str, name: str, factory: bool = Form(False),
             platform: Platform = Depends(get_platform), session: Session = SESSION,
             web: WebContext = Depends(web_context), user: User = Depends(signed_in_user)) -> Response:
+    ratelimit.limiter_of(platform).take("build", ratelimit.peer_of(request), user.name)
     return _change(request, platform, session, web, user, owner, name, "rebuild" if factory else "restart",
                    lambda space: spaces.restart(platform, session, space, factory=factory))
 
