@@ -107,7 +107,9 @@ def _authorize(platform: Platform, request: Request, repo_type: str, owner: str,
 
 def caller_of(session: Session, request: Request,
               limiter: ratelimit.RateLimiter) -> tuple[User | None, str | None]:
-\1    secret = _credential(request)
+    """Who sent the request (Basic with the token as password, or Bearer) and the token's role; invalid tokens
+    count against the caller's address (ratelimit)."""
+    secret = _credential(request)
     if secret is None:
         return None, None
     user, token = ratelimit.authenticate_token(limiter, session, secret, ratelimit.peer_of(request))
