@@ -6,11 +6,16 @@ from __future__ import annotations
 import base64
 import re
 import sqlite3
+import subprocess
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
+from support import pg
 from support.server import Server, app_pids
 from support.websession import HTML, sign_in
 
@@ -29,12 +34,27 @@ def server(tmp_path_factory):
     srv.kill_apps()
 
 
-def database_dump(data_dir: Path) -> str:
-    """What `sqlite3 spacehub.db .dump` prints (the same iterdump), plus the raw bytes of every database file."""
-    with sqlite3.connect(data_dir / "spacehub.db") as conn:
-        dump = "\n".join(conn.iterdump())
-    raw = b"".join(path.read_bytes() for path in data_dir.glob("spacehub.db*"))
-    return dump + raw.decode("latin-1")
+def database_dump(server: Server) -> str:
+    """What a database dump shows: `sqlite3 spacehub.db .dump` (the same iterdump) plus the raw bytes of every
+    database file, or `pg_dump` on a PostgreSQL run."""
+    url = server.env["SPACEHUB_DATABASE_URL"]
+    if url.startswith("sqlite"):
+        with sqlite3.connect(server.data_dir / "spacehub.db") as conn:
+            dump = "\n".join(conn.iterdump())
+        raw = b"".join(path.read_bytes() for path in server.data_dir.glob("spacehub.db*"))
+        return dump + raw.decode("latin-1")
+    uri = re.sub(r"^postgresql\+\w+://", "postgresql://", url)
+    return subprocess.run([str(pg.pg_bin() / "pg_dump"), uri], capture_output=True, text=True, check=True).stdout
+
+
+def sql(server: Server, statement: str, **params: Any) -> list[Any]:
+    engine = sa.create_engine(server.env["SPACEHUB_DATABASE_URL"])
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(sa.text(statement), params)
+            return list(result) if result.returns_rows else []
+    finally:
+        engine.dispose()
 
 
 def app_environment(server: Server, previous: set[int] = frozenset()) -> tuple[int, dict[str, str]]:  # type: ignore[assignment]
@@ -67,7 +87,7 @@ def secretive(server):
 
 
 def test_a_database_dump_shows_no_secret_value(server, secretive):
-    dump = database_dump(server.data_dir)
+    dump = database_dump(server)
     assert SECRET not in dump
     assert base64.b64encode(SECRET.encode()).decode() not in dump
     assert "API_KEY" in dump  # the row is there, sealed: its name is not a secret
@@ -84,15 +104,14 @@ def test_the_app_gets_the_opened_value_at_run_time(server, secretive):
 
 def test_rotating_the_key_reseals_and_the_app_still_gets_the_value(server, secretive):
     old_ids = {line.split()[0] for line in (server.data_dir / "secrets.key").read_text().splitlines()}
-    before = database_dump(server.data_dir)
+    before = database_dump(server)
     result = server.cli("secrets", "rotate-key")
     assert "Re-sealed 1 secret(s)" in result.stdout
     lines = (server.data_dir / "secrets.key").read_text().splitlines()
     assert len(lines) == 1 and lines[0].split()[0] not in old_ids
-    after = database_dump(server.data_dir)
+    after = database_dump(server)
     assert SECRET not in after
-    with sqlite3.connect(server.data_dir / "spacehub.db") as conn:
-        (sealed,) = conn.execute("select value from space_variables where key = 'API_KEY'").fetchone()
+    [(sealed,)] = sql(server, "select value from space_variables where key = 'API_KEY'")
     assert sealed.startswith(f"enc1:{lines[0].split()[0]}:") and sealed not in before
     old_pid, _env = app_environment(server)
     assert server.api.post("/api/spaces/admin/secretive/restart").status_code == 200
@@ -104,11 +123,10 @@ def test_a_secret_copied_onto_another_row_does_not_open(server, secretive):
     """Sealed values are bound to their space and name: moving one in the database reveals nothing."""
     assert server.api.post("/api/repos/create", json={"type": "space", "name": "thief", "sdk": "static"}).is_success
     assert server.api.post("/api/spaces/admin/thief/secrets", json={"key": "API_KEY", "value": "x"}).is_success
-    with sqlite3.connect(server.data_dir / "spacehub.db") as conn:
-        (sealed,) = conn.execute("select v.value from space_variables v join spaces s on s.id = v.space_id "
-                                 "where s.name = 'secretive'").fetchone()
-        conn.execute("update space_variables set value = ? where space_id = (select id from spaces where "
-                     "name = 'thief')", (sealed,))
+    [(sealed,)] = sql(server, "select v.value from space_variables v join spaces s on s.id = v.space_id "
+                              "where s.name = 'secretive'")
+    sql(server, "update space_variables set value = :sealed where space_id = (select id from spaces where "
+                "name = 'thief')", sealed=sealed)
     files = [("files", ("README.md", STATIC_README)), ("files", ("index.html", b"<h1>mine</h1>"))]
     assert server.api.post("/api/spaces/admin/thief/upload", files=files).status_code == 200
     runtime = server.wait_stage("admin/thief", {"RUNNING", "RUNTIME_ERROR", "BUILD_ERROR"})
@@ -121,8 +139,8 @@ def test_a_secret_copied_onto_another_row_does_not_open(server, secretive):
 
 def _expire(server: Server, token_id: int) -> None:
     """Time passing, without waiting for it: the token's expiry moves into the past."""
-    with sqlite3.connect(server.data_dir / "spacehub.db") as conn:
-        conn.execute("update tokens set expires_at = datetime('now', '-1 second') where id = ?", (token_id,))
+    past = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=1)
+    sql(server, "update tokens set expires_at = :past where id = :id", past=past, id=token_id)
 
 
 def test_an_expired_token_gets_401_everywhere(server):
