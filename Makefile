@@ -9,15 +9,26 @@ STAMP := $(VENV)/.installed
 
 # setup.py compiles the proxy's per-request modules and wire layer: a change to them rebuilds (else the old build would run).
 # (llhttp's C sources come from the httptools sdist that setup.py pins, fetched into build/llhttp/: a new pin there rebuilds.)
-$(STAMP): pyproject.toml setup.py $(wildcard platform/spacehub/proxy/*.py platform/spacehub/proxy/*.pyx)
+SOURCES := pyproject.toml setup.py $(wildcard platform/spacehub/proxy/*.py platform/spacehub/proxy/*.pyx)
+# `make run` installs what running needs and nothing more; the test extras (gradio, torch, playwright, ...) come
+# with `make test` (and `make install`).
+RUN_STAMP := $(VENV)/.installed-run
+
+$(RUN_STAMP): $(SOURCES)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $(RUN_STAMP)
+
+$(STAMP): $(SOURCES)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,postgres]'
-	touch $(STAMP)
+	touch $(STAMP) $(RUN_STAMP)
 
 install: $(STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(VENV)/bin/spacehub serve
 
 # System packages, then a Docker engine (installed and started; docker tests fail, never skip, without one).

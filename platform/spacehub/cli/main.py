@@ -12,6 +12,7 @@ import click
 from pydantic import ValidationError
 
 from spacehub import accounts, logformat
+from spacehub.cli import admin
 from spacehub.cli import sandbox as sandbox_commands
 from spacehub.cli.client import Client, save_credentials
 from spacehub.context import Platform
@@ -65,7 +66,8 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
         uvloop.install()
     except ImportError:  # pragma: no cover - uvloop is a dependency; plain asyncio still works
         pass
-    asyncio.run(run(settings))
+    with admin.noted_serve(settings):
+        asyncio.run(run(settings))
 
 
 @cli.command()
@@ -172,13 +174,16 @@ def users() -> None:
 
 @users.command("create")
 @click.argument("name")
-@click.option("--admin", is_flag=True)
-@click.option("--password", help="Password for signing in to the web UI (prompted with --ask-password).")
-def users_create(name: str, admin: bool, password: str | None) -> None:
-    platform = Platform.open(_settings())
+@click.option("--admin", "is_admin", is_flag=True, help="An admin (may create users and manage every space).")
+@click.option("--password", help="Password for signing in to the web UI (else none: set one later with "
+              "`users passwd`).")
+def users_create(name: str, is_admin: bool, password: str | None) -> None:
+    """Create the user NAME."""
+    platform = admin.open_guarded(_settings())
+    secret = admin.read_password(password) if password is not None else None
     with platform.db.session() as session:
-        user = accounts.create_user(session, name, admin=admin, password=password)
-        click.echo(f"Created user {user.name}" + (" (admin)" if admin else ""))
+        user = accounts.create_user(session, name, admin=is_admin, password=secret)
+        click.echo(f"Created user {user.name}" + (" (admin)" if is_admin else ""))
 
 
 @cli.group()
@@ -190,7 +195,7 @@ def orgs() -> None:
 @click.argument("name")
 @click.option("--member", "members", multiple=True, help="A user to add as a member (repeatable).")
 def orgs_create(name: str, members: tuple[str, ...]) -> None:
-    platform = Platform.open(_settings())
+    platform = admin.open_guarded(_settings())
     with platform.db.session() as session:
         org = accounts.create_org(session, name, members)
         click.echo(f"Created organization {org.name}" + (f" with {', '.join(members)}" if members else ""))
@@ -208,7 +213,7 @@ def token() -> None:
 def token_create(user_name: str | None, token_name: str, expires: str | None) -> None:
     """Create an API token and print it (it is shown only once)."""
     lifetime = accounts.parse_lifetime(expires) if expires is not None else None
-    platform = Platform.open(_settings())
+    platform = admin.open_guarded(_settings())
     with platform.db.session() as session:
         user = accounts.get_user(session, user_name or "admin")
         click.echo(accounts.create_token(session, user, token_name, expires_in=lifetime).secret)
@@ -230,6 +235,9 @@ def secrets_rotate_key() -> None:
         count = crypto.rotate_key(settings, session)
     click.echo(f"Re-sealed {count} secret(s) under a new key in {crypto.key_file(settings)}; the old key is gone: "
                "back the new key file up (database backups do not open without it)")
+
+
+admin.register(users, token, _settings)
 
 
 @cli.group()

@@ -99,6 +99,37 @@ def join(request: Request, username: str = Form(""), password: str = Form(""),
     return page(request, "join.html", user=user, allowed=True, error=None, username="", created=created.name)
 
 
+# Password
+
+def _password_page(request: Request, user: User, *, error: str | None = None, done: bool = False,
+                   status: int = 200) -> HTMLResponse:
+    return page(request, "password.html", status=status, user=user, error=error, done=done,
+                has_password=bool(user.password_hash), min_length=MIN_PASSWORD)
+
+
+@router.get("/settings/password")
+def password_page(request: Request, user: User = Depends(signed_in_user)) -> Response:
+    return _password_page(request, user)
+
+
+@router.post("/settings/password")
+def change_password(request: Request, current: str = Form(""), new: str = Form(""), confirm: str = Form(""),
+                    session: Session = SESSION, user: User = Depends(signed_in_user)) -> Response:
+    try:
+        if user.password_hash:
+            accounts.check_password(session, user.name, current)
+        if len(new) < MIN_PASSWORD:
+            raise InvalidInput(f"the new password needs at least {MIN_PASSWORD} characters")
+        if new != confirm:
+            raise InvalidInput("the two new passwords differ")
+    except SpacehubError as exc:
+        message = "the current password is wrong" if exc.status == 401 else exc.message
+        return _password_page(request, user, error=message, status=400)
+    accounts.set_password(user, new)
+    session.commit()
+    return _password_page(request, user, done=True)
+
+
 # API tokens
 
 def _tokens_page(request: Request, session: Session, user: User, *, new_secret: str | None = None,
