@@ -2,18 +2,13 @@
 
 They write the platform's database directly, so they must act on the same data dir as the running server: a
 second terminal without the server's SPACEHUB_DATA_DIR would otherwise write to another (default) one, silently.
-`serve` leaves a note of itself in its data dir (`run/serve.json`: pid and URL); an admin command that finds a
-platform answering at its URL but no live note of it in its own data dir refuses, saying which data dir it has.
+An admin command that finds a platform answering at its URL but no live `serve` of its own data dir (its pid
+file) refuses, saying which data dir it has.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from urllib.parse import urlsplit
+from collections.abc import Callable
 
 import click
 import httpx
@@ -22,63 +17,28 @@ from sqlalchemy import select
 from spacehub import accounts
 from spacehub.cli.client import saved_credentials
 from spacehub.context import Platform
+from spacehub.servepid import running_serve
 from spacehub.settings import Settings
 from spacehub.store.models import Token, User
 
 
-def serve_note(settings: Settings) -> Path:
-    return settings.run_dir / "serve.json"
-
-
-@contextlib.contextmanager
-def noted_serve(settings: Settings) -> Iterator[None]:
-    """While `serve` runs: the note that tells admin commands which URL this data dir's server answers at."""
-    note = serve_note(settings)
-    note.parent.mkdir(parents=True, exist_ok=True)
-    note.write_text(json.dumps({"pid": os.getpid(), "url": settings.base_url}))
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            if json.loads(note.read_text()).get("pid") == os.getpid():
-                note.unlink()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _port(url: str) -> int | None:
-    parts = urlsplit(url)
-    return parts.port or {"http": 80, "https": 443}.get(parts.scheme)
-
-
 def _answering(url: str) -> bool:
+    """Does a platform answer there (any status: a 503 of one whose Redis is down is a platform all the same)?"""
     try:
-        return httpx.get(f"{url.rstrip('/')}/health", timeout=2).status_code == 200
+        httpx.get(f"{url.rstrip('/')}/health", timeout=2)
     except httpx.HTTPError:
         return False
+    return True
 
 
 def open_guarded(settings: Settings) -> Platform:
     """The platform of this command's data dir, once it is sure a running server uses the same one."""
     url = (settings.url or saved_credentials().get("url") or settings.base_url).rstrip("/")
-    if _answering(url):
-        note: dict[str, object] = {}
-        with contextlib.suppress(OSError, ValueError):
-            note = json.loads(serve_note(settings).read_text())
-        pid, noted_url = note.get("pid"), str(note.get("url") or "")
-        if not (isinstance(pid, int) and _alive(pid) and _port(noted_url) == _port(url)):
-            raise click.ClickException(
-                f"the spacehub answering at {url} does not run on this command's data dir "
-                f"({settings.data_dir}); nothing was changed. Run the command with the server's data dir, e.g. "
-                "SPACEHUB_DATA_DIR=<the server's data dir> spacehub ...")
+    if _answering(url) and running_serve(settings) is None:
+        raise click.ClickException(
+            f"the spacehub answering at {url} does not run on this command's data dir "
+            f"({settings.data_dir}); nothing was changed. Run the command with the server's data dir, e.g. "
+            "SPACEHUB_DATA_DIR=<the server's data dir> spacehub ...")
     return Platform.open(settings)
 
 
@@ -120,17 +80,18 @@ def register(users: click.Group, token: click.Group, _settings: Callable[[], Set
     @token.command("list")
     @click.option("--user", "user_name", help="Only this user's tokens.")
     def token_list(user_name: str | None) -> None:
-        """API tokens (never their secrets): id, owner, name, first characters, created, last used."""
+        """API tokens (never their secrets): id, owner, name, first characters, created, last used, expiry."""
         platform = open_guarded(_settings())
         with platform.db.session() as session:
             query = select(Token).join(User).order_by(Token.id)
             if user_name:
                 query = query.where(User.id == accounts.get_user(session, user_name).id)
-            click.echo("id\tuser\tname\tstarts\tcreated\tlast used")
+            click.echo("id\tuser\tname\tstarts\tcreated\tlast used\texpires")
             for row in session.scalars(query):
                 used = row.last_used_at.isoformat(timespec="seconds") if row.last_used_at else "never"
+                expires = row.expires_at.isoformat(timespec="seconds") if row.expires_at else "never"
                 click.echo(f"{row.id}\t{row.user.name}\t{row.name}\t{row.prefix}…\t"
-                           f"{row.created_at.isoformat(timespec='seconds')}\t{used}")
+                           f"{row.created_at.isoformat(timespec='seconds')}\t{used}\t{expires}")
 
     @token.command("revoke")
     @click.argument("token_id", type=int)

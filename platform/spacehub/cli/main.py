@@ -66,8 +66,7 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
         uvloop.install()
     except ImportError:  # pragma: no cover - uvloop is a dependency; plain asyncio still works
         pass
-    with admin.noted_serve(settings):
-        asyncio.run(run(settings))
+    asyncio.run(run(settings))
 
 
 @cli.command()
