@@ -7,7 +7,7 @@ from functools import cached_property
 
 import redis
 
-from spacehub import crypto, redisconn
+from spacehub import crypto, redisconn, routes, transitions
 from spacehub.accounts import ensure_admin
 from spacehub.objectstore import LocalObjectStore, ObjectStore
 from spacehub.repos import RepoStore
@@ -43,4 +43,8 @@ class Platform:
         if settings.admin_token is not None:
             with db.session() as session:
                 ensure_admin(session, settings.admin_token.get_secret_value())
-        return cls(settings=settings, db=db, repos=RepoStore(settings.repos_dir))
+        platform = cls(settings=settings, db=db, repos=RepoStore(settings.repos_dir))
+        transitions.configure(settings)
+        # Every committed change of a space writes its route (and tells the proxy): spacehub.routes.
+        routes.watch(db, lambda: platform.redis)
+        return platform

@@ -1,8 +1,9 @@
 """Host rules of the one public port (design.md §5): which Host goes to the API, to a space, or nowhere.
 
-Routes come from Redis (written by the worker when a revision is ready) and are cached here, refreshed on the
-route channel and periodically; what a label means when it has no route (no such space, building, paused...)
-comes from SQL, also cached briefly, so the proxy's hot path never waits on a database.
+Routes come from Redis (written by `spacehub.routes` whenever a space's row changes) and are cached here with
+what a label means when it has no route (no such space, building, paused...), from SQL, so the proxy's hot path
+never waits on a database. A route message names one label: only that label's route and row are reloaded. The
+whole tables are loaded at start, on each (re)subscription and every SPACEHUB_ROUTE_REFRESH_S as a safety net.
 """
 
 from __future__ import annotations
@@ -124,12 +125,31 @@ class SpaceResolver:
         raw = await self._redis.hgetall(ROUTES_KEY)  # type: ignore[misc]
         self.routes = {_text(k): _text(v) for k, v in raw.items()}
 
-    def _query_spaces(self) -> dict[str, SpaceEntry]:
+    _ENTRY_COLUMNS = (Space.id, Space.owner, Space.name, Space.label, Space.stage, Space.private, Space.message)
+
+    def _query_spaces(self, label: str | None = None) -> dict[str, SpaceEntry]:
+        query = select(*self._ENTRY_COLUMNS).where(Space.repo_type == "space")
+        if label is not None:
+            query = query.where(Space.label == label)
         with self.db.session() as session:
-            rows = session.execute(select(Space.id, Space.owner, Space.name, Space.label, Space.stage, Space.private,
-                                          Space.message).where(Space.repo_type == "space"))
+            rows = session.execute(query)
             return {r.label: SpaceEntry(r.id, f"{r.owner}/{r.name}", str(r.stage), r.private, r.message or "",
                                         r.owner) for r in rows}
+
+    async def _reload_label(self, label: str) -> None:
+        """One space changed (a route message names it): reload its route and its row, nothing else."""
+        assert self._redis is not None
+        target = await self._redis.hget(ROUTES_KEY, label)  # type: ignore[misc]
+        found = await asyncio.to_thread(self._query_spaces, label)
+        routes, spaces = dict(self._routes), dict(self._spaces)  # replaced, never changed: see the properties
+        if target is None:
+            routes.pop(label, None)
+        else:
+            routes[label] = _text(target)
+        spaces.pop(label, None)
+        spaces.update(found)
+        self._routes, self._spaces = routes, spaces
+        self.routes_version += 1
 
     async def _load_spaces(self) -> None:
         self.spaces = await asyncio.to_thread(self._query_spaces)
@@ -142,10 +162,10 @@ class SpaceResolver:
                 async with self._redis.pubsub() as pubsub:
                     await pubsub.subscribe(ROUTES_CHANNEL)
                     await self._load_routes()  # nothing published while we were not listening is lost
+                    await self._load_spaces()
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
-                            await self._load_routes()
-                            await self._load_spaces()
+                            await self._reload_label(_text(message["data"]))
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - keep serving on the cache; retry the subscription
@@ -154,7 +174,7 @@ class SpaceResolver:
 
     async def _refresh_loop(self) -> None:
         while True:
-            await asyncio.sleep(5)
+            await asyncio.sleep(self.settings.route_refresh_s)
             try:
                 await self._load_routes()
                 await self._load_spaces()

@@ -20,7 +20,6 @@ from spacehub.context import Platform
 from spacehub.errors import Conflict, Forbidden, InvalidInput, RevisionNotFound
 from spacehub.names import check_name, unique_label
 from spacehub.repos import DEFAULT_BRANCH
-from spacehub.routes import RedisRouteTable
 from spacehub.store.models import Space, SpaceVariable, User, utcnow
 
 
@@ -80,7 +79,7 @@ def move(platform: Platform, session: Session, user: User, space: Space, new_own
     new_key = spaces.space_key(new_owner, new_name)
     if new_key != space.key and session.scalar(select(Space.id).where(Space.key == new_key)):
         raise Conflict(f"a repository named {new_owner}/{new_name} already exists", code="RepoExists")
-    old_repo, old_label = spaces.repo_key(space), space.label
+    old_repo = spaces.repo_key(space)
     taken = set(session.scalars(select(Space.label).where(Space.id != space.id)))
     space.owner, space.name, space.key = new_owner, new_name, new_key
     space.label = unique_label(new_owner, new_name, taken)
@@ -91,8 +90,7 @@ def move(platform: Platform, session: Session, user: User, space: Space, new_own
     except Exception:
         platform.repos.move(spaces.repo_key(space), old_repo)
         raise
-    if space.repo_type == "space" and old_label != space.label:
-        RedisRouteTable(platform.redis).delete(old_label)
+    # (The old label's route goes with the commit: spacehub.routes.watch.)
     spaces.restart_if_running(platform, session, space)
 
 

@@ -16,6 +16,7 @@ OPS = "spacehub-ops"  # short jobs (start, stop, teardown) that must not wait be
 
 ALLOWED_JOBS = frozenset({
     "spacehub_runner.jobs.build",
+    "spacehub_runner.jobs.deploy",
     "spacehub_runner.jobs.start",
     "spacehub_runner.jobs.stop",
     "spacehub_runner.jobs.teardown",
@@ -27,9 +28,9 @@ def queue(conn: redis.Redis, name: str) -> Queue:
 
 
 def enqueue(conn: redis.Redis, name: str, func: str, *args: Any, job_id: str | None = None,
-            timeout: int = 600) -> str:
+            timeout: int = 600, at_front: bool = False) -> str:
     if func not in ALLOWED_JOBS:
         raise ValueError(f"{func} is not a spacehub job")
     job = queue(conn, name).enqueue(func, *args, job_id=job_id, job_timeout=timeout, result_ttl=3600,
-                                    failure_ttl=24 * 3600)
+                                    failure_ttl=24 * 3600, at_front=at_front)
     return str(job.id)

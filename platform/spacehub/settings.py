@@ -115,6 +115,12 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(default=30.0, ge=0, description="On SIGTERM or Ctrl-C, how long open "
                                     "requests, streams and jobs get to finish before they are cut")
     reconcile_interval_s: float = Field(default=5.0, description="How often the supervisor repairs drift")
+    lost_job_s: float = Field(default=30.0, gt=0, description="A build or start whose RQ job is gone (work-horse "
+                              "or worker killed, Redis lost) is failed, or queued again, after this long")
+    route_refresh_s: float = Field(default=30.0, gt=0, description="The proxy reloads its whole route table and "
+                                   "space list this often (a safety net: each change reloads its own entry at once)")
+    strict_transitions: bool = Field(default=False, description="An illegal stage transition raises (tests) "
+                                     "instead of being logged")
     log_stream_max: int = Field(default=5000, description="Lines kept per log stream")
     run_log_max_bytes: int = Field(default=16 * 1024 * 1024, gt=0, description="Process runtime: an app's log "
                                    "file is emptied once it is over this size and copied to its run-log stream "

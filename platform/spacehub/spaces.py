@@ -27,10 +27,10 @@ from spacehub.logstream import LogWriter, delete_logs
 from spacehub.names import check_name, unique_label
 from spacehub.queue import BUILDS, OPS, enqueue
 from spacehub.repos import CommitResult
-from spacehub.routes import RedisRouteTable
 from spacehub.settings import Settings
-from spacehub.stages import SERVING, SHOULD_RUN, Stage, building_stage
-from spacehub.store.models import Build, BuildStatus, Space, SpaceVariable, User, utcnow
+from spacehub.stages import SERVING, SHOULD_RUN, STARTING, Stage, building_stage
+from spacehub.store.models import Build, BuildStatus, Deployment, Space, SpaceVariable, User, utcnow
+from spacehub.transitions import transition
 
 SDKS = ("gradio", "docker", "static")
 HARDWARE = (
@@ -118,7 +118,7 @@ def create(platform: Platform, session: Session, user: User | None, owner: str |
     taken = set(session.scalars(select(Space.label)))
     space = Space(owner=owner, name=name, key=space_key(owner, name), label=unique_label(owner, name, taken),
                   repo_type=repo_type, sdk=sdk, private=private, hardware=hardware or "cpu-basic",
-                  storage=storage, sleep_time=sleep_time, stage=Stage.NO_APP_FILE, created_by=user.id)
+                  storage=storage, sleep_time=sleep_time, created_by=user.id)  # stage: NO_APP_FILE
     session.add(space)
     session.flush()
     for item, secret in [(s, True) for s in secrets] + [(v, False) for v in variables]:
@@ -211,9 +211,10 @@ def after_commit(platform: Platform, session: Session, space: Space, result: Com
         space.desired_sha = result.sha
         return PushResult(result.sha, result.changed, None)
     existing = session.scalar(select(Build).where(Build.space_id == space.id, Build.sha == result.sha))
+    built = existing is not None and existing.status == BuildStatus.SUCCEEDED and space.desired_sha == result.sha
     if existing is not None and (existing.status in BuildStatus.ACTIVE or
-                                 (existing.status == BuildStatus.SUCCEEDED and space.running_sha == result.sha
-                                  and space.stage in SERVING)):
+                                 (built and space.running_sha == result.sha and space.stage in SERVING) or
+                                 (built and space.stage in STARTING)):
         # The same tree again: coalesce into the build that exists (or that already serves).
         return PushResult(result.sha, result.changed, None)
     build_id = request_build(platform, session, space, result.sha, existing)
@@ -221,7 +222,7 @@ def after_commit(platform: Platform, session: Session, space: Space, result: Com
 
 
 def request_build(platform: Platform, session: Session, space: Space, sha: str,
-                  existing: Build | None = None, *, factory: bool = False) -> int:
+                  existing: Build | None = None, *, factory: bool = False, by: str = "api") -> int:
     """One build row per (space, sha); a newer request supersedes older queued or running ones."""
     for older in session.scalars(select(Build).where(Build.space_id == space.id, Build.sha != sha,
                                                      Build.status.in_(BuildStatus.ACTIVE))):
@@ -234,14 +235,19 @@ def request_build(platform: Platform, session: Session, space: Space, sha: str,
     build.status, build.error, build.artifact = BuildStatus.QUEUED, "", None
     build.created_at, build.started_at, build.finished_at = utcnow(), None, None
     space.desired_sha, space.restarts = sha, 0
-    space.stage = building_stage(Stage(space.stage))
-    space.message = "queued for build"
+    transition(space, building_stage(Stage(space.stage)), "queued for build", by=by)
     session.flush()
     LogWriter(platform.redis, space.id, "build").reset()
     session.commit()  # the worker must see the row before it picks the job up
     build.job_id = enqueue(platform.redis, BUILDS, "spacehub_runner.jobs.build", build.id, factory,
                            timeout=platform.settings.build_job_timeout_s)
     return build.id
+
+
+def last_deployment(session: Session, build: Build) -> Deployment | None:
+    """The latest start of this build's revision (spacehub_runner.deployments writes them)."""
+    return session.scalar(select(Deployment).where(Deployment.build_id == build.id)
+                          .order_by(Deployment.id.desc()).limit(1))
 
 
 def find_build(session: Session, space: Space, sha: str) -> Build:
@@ -257,8 +263,9 @@ def restart(platform: Platform, session: Session, space: Space, *, factory: bool
     if factory or space.running_sha != space.desired_sha:
         request_build(platform, session, space, space.desired_sha, factory=factory)
         return
-    space.stage = Stage.RUNNING_APP_STARTING if space.stage in SERVING else Stage.APP_STARTING
-    space.message, space.restarts = "restarting", 0
+    transition(space, Stage.RUNNING_APP_STARTING if space.stage in SERVING else Stage.APP_STARTING, "restarting",
+               by="api")
+    space.restarts = 0
     session.commit()
     enqueue(platform.redis, OPS, "spacehub_runner.jobs.start", space.id, True)
 
@@ -267,21 +274,18 @@ def stop(platform: Platform, session: Session, space: Space, *, stage: Stage = S
     for build in session.scalars(select(Build).where(Build.space_id == space.id,
                                                      Build.status.in_(BuildStatus.ACTIVE))):
         build.status = BuildStatus.SUPERSEDED
-    space.stage = stage
-    space.message = "paused by its owner" if stage == Stage.PAUSED else "stopped"
-    RedisRouteTable(platform.redis).delete(space.label)
-    session.commit()
+    transition(space, stage, "paused by its owner" if stage == Stage.PAUSED else "stopped", by="api")
+    session.commit()  # (its route goes with it: spacehub.routes.watch)
     enqueue(platform.redis, OPS, "spacehub_runner.jobs.stop", space.id)
 
 
 def delete(platform: Platform, session: Session, space: Space) -> None:
-    """Gone at once for every client (404 on its host and API); the app is stopped by the worker."""
-    RedisRouteTable(platform.redis).delete(space.label)
-    handle, space_id, key, repo_type, label = space.handle, space.id, _repo_key(space), space.repo_type, space.label
+    """Gone at once for every client (404 on its host and API); the app is stopped by the worker.
+
+    The route goes, and the proxy forgets the label, when the delete commits (spacehub.routes.watch)."""
+    handle, space_id, key, repo_type = space.handle, space.id, _repo_key(space), space.repo_type
     session.delete(space)
     session.commit()
-    # Signalled again once the row is gone: the proxy reloads its space list on it (404, not "not running").
-    RedisRouteTable(platform.redis).delete(label)
     platform.repos.delete(key)
     if repo_type == "space":
         delete_logs(platform.redis, space_id)

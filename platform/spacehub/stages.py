@@ -45,10 +45,13 @@ TRANSITIONS: dict[Stage, frozenset[Stage]] = {
                           S.CONFIG_ERROR}),
     # While the old revision serves, a failed new build or start leaves the old one RUNNING (its error is the
     # build's, shown with the build), so these fall back to RUNNING.
+    # Their app may die meanwhile: a failure then shows as the error itself.
     S.RUNNING_BUILDING: frozenset({S.RUNNING_BUILDING, S.RUNNING_APP_STARTING, S.RUNNING, S.RUNTIME_ERROR,
-                                   S.BUILDING, S.DELETING, S.PAUSED, S.STOPPED, S.SLEEPING}),
+                                   S.BUILD_ERROR, S.BUILDING, S.APP_STARTING, S.DELETING, S.PAUSED, S.STOPPED,
+                                   S.SLEEPING, S.NO_APP_FILE, S.CONFIG_ERROR}),
     S.RUNNING_APP_STARTING: frozenset({S.RUNNING_APP_STARTING, S.RUNNING, S.RUNNING_BUILDING, S.RUNTIME_ERROR,
-                                       S.BUILDING, S.DELETING, S.PAUSED, S.STOPPED, S.SLEEPING}),
+                                       S.BUILDING, S.APP_STARTING, S.DELETING, S.PAUSED, S.STOPPED,
+                                       S.SLEEPING}),
     S.RUNTIME_ERROR: frozenset({S.BUILDING, S.APP_STARTING, S.RUNNING, S.RUNTIME_ERROR, S.DELETING, S.PAUSED,
                                 S.STOPPED, S.NO_APP_FILE, S.CONFIG_ERROR}),
     S.DELETING: frozenset({S.DELETING}),
@@ -60,6 +63,9 @@ TRANSITIONS: dict[Stage, frozenset[Stage]] = {
 }
 
 SERVING = frozenset({S.RUNNING, S.RUNNING_BUILDING, S.RUNNING_APP_STARTING})
+# Stages that promise work under way: each needs a live job (or a scheduled one), which the reconciler checks.
+BUILDING_STAGES = frozenset({S.BUILDING, S.RUNNING_BUILDING})
+STARTING = frozenset({S.APP_STARTING, S.RUNNING_APP_STARTING})
 ERRORS = frozenset(_ERRORS)
 # Stages in which the platform wants an app process to exist.
 SHOULD_RUN = SERVING | {S.APP_STARTING}

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from spacehub.settings import Settings
 from spacehub.stages import Stage
 from spacehub.store.models import Space
+from spacehub.transitions import transition
 
 
 @dataclass(frozen=True)
@@ -46,23 +47,22 @@ def delay_before(settings: Settings, attempt: int) -> float:
 
 
 def record_crash(settings: Settings, space: Space, reason: str, now: datetime,
-                 log_tail: Sequence[str] = ()) -> CrashDecision:
+                 log_tail: Sequence[str] = (), *, by: str = "supervisor") -> CrashDecision:
     """Schedule the space's next restart (stage APP_STARTING, `restart_at` set) or give up (RUNTIME_ERROR)."""
     decision = decide(settings, space.restarts or 0, space.crashed_at, now)
     space.crashed_at = now
     if decision.give_up:
         made = decision.attempt - 1
-        space.restarts, space.restart_at, space.stage = made, None, Stage.RUNTIME_ERROR
+        space.restarts, space.restart_at = made, None
         message = f"{reason}; gave up after {made} restart{'s' if made != 1 else ''}"
         if log_tail and "log lines" not in reason:  # (a failed start's reason already carries them)
             message += "; its last log lines:\n" + "\n".join(log_tail)
-        space.message = message
+        transition(space, Stage.RUNTIME_ERROR, message, by=by)
         return decision
     space.restarts = decision.attempt
     space.restart_at = now + timedelta(seconds=decision.delay_s)
-    space.stage = Stage.APP_STARTING
-    space.message = (f"{reason.splitlines()[0]}; restarting in {decision.delay_s:g}s "
-                     f"(restart {decision.attempt} of {settings.max_restarts})")
+    transition(space, Stage.APP_STARTING, f"{reason.splitlines()[0]}; restarting in {decision.delay_s:g}s "
+               f"(restart {decision.attempt} of {settings.max_restarts})", by=by)
     return decision
 
 

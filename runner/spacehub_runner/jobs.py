@@ -22,11 +22,21 @@ from spacehub import spaces as space_ops
 from spacehub.context import Platform
 from spacehub.errors import BuildFailed, NoAppFile, SpaceConfigError, StartFailed, Superseded
 from spacehub.logstream import LogWriter
-from spacehub.routes import RedisRouteTable
+from spacehub.queue import BUILDS, enqueue
 from spacehub.settings import load_settings
 from spacehub.stages import SERVING, Stage, building_stage, starting_stage
-from spacehub.store.models import Build, BuildStatus, Space, SpaceVariable, utcnow
-from spacehub_runner import backoff, diskguard, drain, gpus, registry
+from spacehub.store.models import (
+    Build,
+    BuildStatus,
+    Deployment,
+    DeployOutcome,
+    JobOutcome,
+    Space,
+    SpaceVariable,
+    utcnow,
+)
+from spacehub.transitions import transition
+from spacehub_runner import backoff, deployments, diskguard, drain, gpus, liveness, registry
 from spacehub_runner.appenv import app_env
 from spacehub_runner.plugs import Artifact, BuildInputs, BuildPlan, Handle, RunSpec
 from spacehub_runner.recipes import plan_for
@@ -61,7 +71,7 @@ def _is_current(platform: Platform, build_id: int) -> bool:
         return bool(build and space and build.status == BuildStatus.RUNNING and space.desired_sha == build.sha)
 
 
-def _finish_build(platform: Platform, build_id: int, status: str, error: str = "",
+def _finish_build(platform: Platform, build_id: int, status: BuildStatus, error: str = "",
                   stage: Stage | None = None) -> None:
     with platform.db.session() as session:
         build = session.get(Build, build_id)
@@ -73,9 +83,9 @@ def _finish_build(platform: Platform, build_id: int, status: str, error: str = "
             return
         if space.stage in SERVING and space.handle:
             # The old revision keeps serving; the failure is the build's, shown with it.
-            space.stage, space.message = Stage.RUNNING, f"revision {build.sha[:7]} failed: {error}"
+            transition(space, Stage.RUNNING, f"revision {build.sha[:7]} failed: {error}", by="worker")
         else:
-            space.stage, space.message = stage, error
+            transition(space, stage, error, by="worker")
 
 
 class _CancellableLog:
@@ -112,18 +122,20 @@ def _build_inputs(platform: Platform, space_id: int) -> tuple[dict[str, str], di
     return variables, secrets
 
 
-def build(build_id: int, factory: bool = False) -> str:
+def build(build_id: int, factory: bool = False) -> JobOutcome:
+    """Check out, plan and build one revision: the job ends at its artifact, and queues its deploy."""
     platform = _platform()
     with platform.db.session() as session:
         build_row = session.get(Build, build_id)
         space = session.get(Space, build_row.space_id) if build_row else None
         if build_row is None or space is None:
-            return "gone"
+            return JobOutcome.GONE
         if build_row.status not in BuildStatus.ACTIVE or space.desired_sha != build_row.sha:
             build_row.status = BuildStatus.SUPERSEDED
-            return "superseded"
+            return JobOutcome.SUPERSEDED
         build_row.status, build_row.started_at = BuildStatus.RUNNING, utcnow()
-        space.stage, space.message = building_stage(Stage(space.stage)), f"building {build_row.sha[:7]}"
+        build_row.runner, build_row.attempts = liveness.me(), (build_row.attempts or 0) + 1
+        transition(space, building_stage(Stage(space.stage)), f"building {build_row.sha[:7]}", by="build")
         space_id, sha, sdk, repo = space.id, build_row.sha, space.sdk, space_ops.repo_key(space)
     log = LogWriter(platform.redis, space_id, "build", platform.settings.log_stream_max)
     log(f"==> Building {repo} at revision {sha[:12]}")
@@ -131,7 +143,7 @@ def build(build_id: int, factory: bool = False) -> str:
     if refusal is not None:
         log(f"==> {refusal}")
         _finish_build(platform, build_id, BuildStatus.FAILED, refusal, Stage.BUILD_ERROR)
-        return "no-disk"
+        return JobOutcome.NO_DISK
     workdir = platform.settings.data_dir / "builds" / str(build_id)
     shutil.rmtree(workdir, ignore_errors=True)
     try:
@@ -141,11 +153,11 @@ def build(build_id: int, factory: bool = False) -> str:
         except NoAppFile as exc:
             log(f"==> {exc.message}")
             _finish_build(platform, build_id, BuildStatus.FAILED, exc.message, Stage.NO_APP_FILE)
-            return "no-app-file"
+            return JobOutcome.NO_APP_FILE
         except SpaceConfigError as exc:
             log(f"==> Configuration error: {exc.message}")
             _finish_build(platform, build_id, BuildStatus.FAILED, exc.message, Stage.CONFIG_ERROR)
-            return "config-error"
+            return JobOutcome.CONFIG_ERROR
         for warning in recipe.warnings:
             log(f"warning: {warning}")
         with platform.db.session() as session:
@@ -163,37 +175,64 @@ def build(build_id: int, factory: bool = False) -> str:
             artifact = builder.build(recipe.plan, workdir, _CancellableLog(platform, build_id, log),
                                      BuildInputs(variables=variables, secrets=secrets, no_cache=factory))
         except Superseded:
-            return "superseded"  # the builder killed its build on the way out; the newer one owns the log now
+            return JobOutcome.SUPERSEDED  # the builder killed its build on the way out; the newer one owns the log now
         except BuildFailed as exc:
             log(f"==> Build failed: {exc.message}")
             _finish_build(platform, build_id, BuildStatus.FAILED, exc.message, Stage.BUILD_ERROR)
-            return "build-error"
+            return JobOutcome.BUILD_ERROR
         log(f"==> Build done: {artifact.kind} {artifact.key[:12]}")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if not _is_current(platform, build_id):
         log("==> Superseded by a newer revision")
-        return "superseded"
+        return JobOutcome.SUPERSEDED
     with platform.db.session() as session:
         build_row = session.get(Build, build_id)
-        if build_row is not None:
-            build_row.artifact = artifact.to_json()
-    return deploy(platform, space_id, build_id, log)
+        space = session.get(Space, space_id)
+        if build_row is None or space is None:
+            return JobOutcome.GONE
+        build_row.artifact, build_row.status = artifact.to_json(), BuildStatus.SUCCEEDED
+        build_row.finished_at, build_row.error = utcnow(), ""
+        transition(space, starting_stage(Stage(space.stage)), f"built {sha[:7]}; queued to start", by="build")
+    # Ahead of other builds: the revision is ready to go, and a start is short next to a build.
+    enqueue(platform.redis, BUILDS, "spacehub_runner.jobs.deploy", build_id, at_front=True,
+            timeout=int(platform.settings.ready_timeout_s) + 120)
+    return JobOutcome.BUILT
 
 
-def deploy(platform: Platform, space_id: int, build_id: int, log: LogWriter) -> str:
-    """Start the build's artifact beside whatever serves now; switch the route once it is ready."""
+def deploy(build_id: int) -> JobOutcome:
+    """Start a built revision (the job a build queues when its artifact is done)."""
+    platform = _platform()
+    with platform.db.session() as session:
+        build_row = session.get(Build, build_id)
+        space = session.get(Space, build_row.space_id) if build_row is not None else None
+        if build_row is None or space is None:
+            return JobOutcome.GONE
+        space_id = space.id
+        handle = Handle.from_json(space.handle) if space.handle else None
+        if space.running_sha == build_row.sha and handle is not None and \
+                registry.runtime_for(platform.settings, handle.runtime).poll(handle) is None:
+            return JobOutcome.ALREADY_RUNNING  # (e.g. the reconciler started it when this job seemed lost)
+    log = LogWriter(platform.redis, space_id, "build", platform.settings.log_stream_max)
+    return _deploy(platform, space_id, build_id, log)
+
+
+def _deploy(platform: Platform, space_id: int, build_id: int, log: LogWriter) -> JobOutcome:
+    """Start the build's artifact beside whatever serves now; switch the route once it is ready. Each try is a
+    Deployment row (deployments.py); the build row is not this step's business."""
     settings = platform.settings
     with space_lock(platform, space_id, settings.ready_timeout_s + 60):
         with platform.db.session() as session:
             space = session.get(Space, space_id)
             build_row = session.get(Build, build_id)
             if space is None or build_row is None or build_row.artifact is None or build_row.plan is None:
-                return "gone"
+                return JobOutcome.GONE
             if build_row.sha != space.desired_sha:
-                return "superseded"
-            space.stage = starting_stage(Stage(space.stage))
-            space.message = f"starting {build_row.sha[:7]}"
+                return JobOutcome.SUPERSEDED
+            if space.stage in (Stage.PAUSED, Stage.STOPPED, Stage.DELETING):
+                return JobOutcome.NOT_WANTED  # stopped by its owner while this start waited in the queue
+            transition(space, starting_stage(Stage(space.stage)), f"starting {build_row.sha[:7]}", by="deploy")
+            deployment_id = deployments.open_deployment(session, space, build_row).id
             artifact = Artifact.from_json(build_row.artifact)
             plan = BuildPlan.from_json(build_row.plan)
             spec = RunSpec(space_id=space.id, space_key=space.repo_id, revision=build_row.sha, plan=plan,
@@ -204,8 +243,8 @@ def deploy(platform: Platform, space_id: int, build_id: int, log: LogWriter) -> 
             runtime_name = artifact.extra.get("runtime") or registry.runtime_name(settings)
         runtime = registry.runtime_for(settings, runtime_name)
         allocator = gpus.GpuAllocator(settings, platform.db)
-        claim = _claim_gpus(platform, allocator, build_id, spec, artifact, old, log)
-        if isinstance(claim, str):
+        claim = _claim_gpus(platform, allocator, deployment_id, spec, artifact, old, log)
+        if isinstance(claim, JobOutcome):
             return claim
         lease, ids, old = claim
         spec = replace(spec, gpu_ids=tuple(ids))
@@ -217,15 +256,16 @@ def deploy(platform: Platform, space_id: int, build_id: int, log: LogWriter) -> 
             if refusal is not None:
                 raise StartFailed(refusal)
             handle = runtime.start(spec, artifact)
+            with platform.db.session() as session:
+                deployments.started(session, deployment_id, handle.to_json())
             registry.wait_ready(runtime, handle, settings.ready_timeout_s, plan)
         except StartFailed as exc:
             if handle is not None:
                 runtime.stop(handle)
             allocator.release(space_id, lease=lease)
             log(f"==> App failed to start: {exc.message}")
-            _finish_build(platform, build_id, BuildStatus.FAILED, f"start failed: {exc.message}",
-                          Stage.RUNTIME_ERROR)
-            return "runtime-error"
+            _fail_start(platform, deployment_id, f"start failed: {exc.message}")
+            return JobOutcome.RUNTIME_ERROR
         with platform.db.session() as session:
             space = session.get(Space, space_id)
             build_row = session.get(Build, build_id)
@@ -233,12 +273,12 @@ def deploy(platform: Platform, space_id: int, build_id: int, log: LogWriter) -> 
                     space.stage in (Stage.PAUSED, Stage.STOPPED, Stage.DELETING):
                 runtime.stop(handle)
                 allocator.release(space_id, lease=lease)
-                return "superseded"
-            space.handle, space.running_sha = handle.to_json(), build_row.sha
-            space.stage, space.message = Stage.RUNNING, ""
-            build_row.status, build_row.finished_at, build_row.error = BuildStatus.SUCCEEDED, utcnow(), ""
+                deployments.close(session, deployment_id, DeployOutcome.SUPERSEDED)
+                return JobOutcome.SUPERSEDED
+            space.handle, space.running_sha, space.frozen = handle.to_json(), build_row.sha, False
+            transition(space, Stage.RUNNING, "", by="deploy")  # the route follows on commit (routes.watch)
+            deployments.serving(session, deployment_id, handle.to_json())
             activity.touch(platform.redis, space_id)  # a fresh app is idle from now, not since its last sleep
-            RedisRouteTable(platform.redis).set(label, handle.target)
         log(f"==> Running at {settings.space_url(label)}")
         if old is not None and old != handle:
             if len(allocator.held(space_id)) > len(ids):
@@ -249,11 +289,27 @@ def deploy(platform: Platform, space_id: int, build_id: int, log: LogWriter) -> 
                 drain.retire(platform, space_id, old)
         allocator.release(space_id, keep=lease)  # the old revision's devices, if it had any
         gpus.start_waiting_spaces(settings, platform.db, platform.redis)
-        return "running"
+        return JobOutcome.RUNNING
 
 
-def _claim_gpus(platform: Platform, allocator: gpus.GpuAllocator, build_id: int, spec: RunSpec,
-                artifact: Artifact, old: Handle | None, log: LogWriter) -> str | tuple[str, list[str], Handle | None]:
+def _fail_start(platform: Platform, deployment_id: int, error: str) -> None:
+    """A start that did not become ready: recorded on its deployment; the space shows it, unless an older
+    revision still serves (then that one keeps serving, and the message says what failed)."""
+    with platform.db.session() as session:
+        deployments.close(session, deployment_id, DeployOutcome.FAILED, error)
+        deployment = session.get(Deployment, deployment_id)
+        space = session.get(Space, deployment.space_id) if deployment is not None else None
+        if space is None or deployment is None or space.desired_sha != deployment.revision:
+            return
+        if space.stage in SERVING and space.handle:
+            transition(space, Stage.RUNNING, f"revision {deployment.revision[:7]} failed: {error}", by="deploy")
+        else:
+            transition(space, Stage.RUNTIME_ERROR, error, by="deploy")
+
+
+def _claim_gpus(platform: Platform, allocator: gpus.GpuAllocator, deployment_id: int, spec: RunSpec,
+                artifact: Artifact, old: Handle | None,
+                log: LogWriter) -> JobOutcome | tuple[str, list[str], Handle | None]:
     """Hold the devices the space's flavor asks for: (lease, device ids, the old handle if it still runs), or
     the job's outcome when it cannot start now ("waiting-for-gpu", "runtime-error").
 
@@ -268,8 +324,8 @@ def _claim_gpus(platform: Platform, allocator: gpus.GpuAllocator, build_id: int,
     if need > total:
         error = f"hardware {spec.hardware} needs {need} GPU(s); this machine has {total} (SPACEHUB_GPUS)"
         log(f"==> {error}")
-        _finish_build(platform, build_id, BuildStatus.FAILED, error, Stage.RUNTIME_ERROR)
-        return "runtime-error"
+        _fail_start(platform, deployment_id, error)
+        return JobOutcome.RUNTIME_ERROR
     if old is None or registry.runtime_for(settings, old.runtime).poll(old) is not None:
         allocator.release(spec.space_id)  # nothing of this space runs on what it holds
     ids = allocator.acquire(spec.space_id, lease, need)
@@ -279,8 +335,8 @@ def _claim_gpus(platform: Platform, allocator: gpus.GpuAllocator, build_id: int,
         with platform.db.session() as session:
             space = session.get(Space, spec.space_id)
             if space is not None:
-                space.handle, space.stage = None, Stage.APP_STARTING
-                RedisRouteTable(platform.redis).delete(space.label)
+                space.handle, space.frozen = None, False
+                transition(space, Stage.APP_STARTING, "stopped the running revision to free its GPU", by="deploy")
         allocator.release(spec.space_id)
         old = None
         ids = allocator.acquire(spec.space_id, lease, need)
@@ -288,17 +344,16 @@ def _claim_gpus(platform: Platform, allocator: gpus.GpuAllocator, build_id: int,
         message = gpus.waiting_message(need, total)
         with platform.db.session() as session:
             space = session.get(Space, spec.space_id)
-            build_row = session.get(Build, build_id)
-            if build_row is not None:  # the build itself went fine; the start waits
-                build_row.status, build_row.finished_at, build_row.error = BuildStatus.SUCCEEDED, utcnow(), ""
+            # This try ends here; a start is queued again when a device frees up (gpus.start_waiting_spaces).
+            deployments.close(session, deployment_id, DeployOutcome.SUPERSEDED, message)
             if space is not None and space.handle is None:
-                space.stage, space.message = Stage.APP_STARTING, message
+                transition(space, Stage.APP_STARTING, message, by="deploy")
         log(f"==> {message}")
-        return "waiting-for-gpu"
+        return JobOutcome.WAITING_FOR_GPU
     return lease, ids, old
 
 
-def start(space_id: int, force: bool = False, crash_restart: bool = False) -> str:
+def start(space_id: int, force: bool = False, crash_restart: bool = False) -> JobOutcome:
     """(Re)start the space's current revision from its built artifact; rebuild if the artifact is gone.
 
     `crash_restart`: the supervisor restarting a crashed app; a failed start then counts as one more crash in a
@@ -308,49 +363,49 @@ def start(space_id: int, force: bool = False, crash_restart: bool = False) -> st
     with platform.db.session() as session:
         space = session.get(Space, space_id)
         if space is None or not space.desired_sha:
-            return "gone"
+            return JobOutcome.GONE
         build_row = session.scalar(select(Build).where(Build.space_id == space_id, Build.sha == space.desired_sha))
         if build_row is None or build_row.artifact is None or not registry.artifact_exists(
                 platform.settings, Artifact.from_json(build_row.artifact)):
-            space_ops.request_build(platform, session, space, space.desired_sha, build_row)
-            return "rebuilding"
+            space_ops.request_build(platform, session, space, space.desired_sha, build_row, by="start")
+            return JobOutcome.REBUILDING
         if not force and space.stage in (Stage.STOPPED, Stage.PAUSED, Stage.DELETING):
-            return "not-wanted"  # e.g. a GPU waiter stopped by its owner before a device freed up
+            return JobOutcome.NOT_WANTED  # e.g. a GPU waiter stopped by its owner before a device freed up
         if not force and space.handle:
             handle = Handle.from_json(space.handle)
             if registry.runtime_for(platform.settings, handle.runtime).poll(handle) is None:
-                return "already-running"
-        build_row.status = BuildStatus.RUNNING
-        build_id = build_row.id
+                return JobOutcome.ALREADY_RUNNING
+        build_id = build_row.id  # (a start reads its build; it never changes it)
     run_log = LogWriter(platform.redis, space_id, "run", platform.settings.log_stream_max)
-    outcome = deploy(platform, space_id, build_id, run_log)
-    if crash_restart and outcome == "runtime-error":
+    outcome = _deploy(platform, space_id, build_id, run_log)
+    if crash_restart and outcome == JobOutcome.RUNTIME_ERROR:
         with platform.db.session() as session:
             space = session.get(Space, space_id)
             if space is not None and space.stage == Stage.RUNTIME_ERROR:
-                backoff.record_crash(platform.settings, space, space.message or "the app failed to start", utcnow())
+                backoff.record_crash(platform.settings, space, space.message or "the app failed to start", utcnow(),
+                                     by="start")
                 run_log(f"==> {space.message.splitlines()[0]}")
     return outcome
 
 
-def stop(space_id: int) -> str:
+def stop(space_id: int) -> JobOutcome:
     platform = _platform()
     with space_lock(platform, space_id, platform.settings.ready_timeout_s + 60):
         with platform.db.session() as session:
             space = session.get(Space, space_id)
             if space is None:
-                return "gone"
+                return JobOutcome.GONE
             if space.handle:
                 handle = Handle.from_json(space.handle)
                 registry.runtime_for(platform.settings, handle.runtime).stop(handle)
-            space.handle = None
-            RedisRouteTable(platform.redis).delete(space.label)
+                deployments.ended(session, space_id, space.handle)
+            space.handle, space.frozen = None, False  # (its route goes on commit: routes.watch)
         gpus.GpuAllocator(platform.settings, platform.db).release(space_id)
     gpus.start_waiting_spaces(platform.settings, platform.db, platform.redis)
-    return "stopped"
+    return JobOutcome.STOPPED
 
 
-def teardown(space_id: int, handle: dict[str, Any] | None) -> str:
+def teardown(space_id: int, handle: dict[str, Any] | None) -> JobOutcome:
     """After a delete: stop what ran, free its GPUs, remove its storage. The row, repo, route and logs are
     already gone."""
     platform = _platform()
@@ -370,4 +425,4 @@ def teardown(space_id: int, handle: dict[str, Any] | None) -> str:
             logger.warning("space %s: volume not removed yet (%s); the supervisor removes it later", space_id, exc)
     shutil.rmtree(settings.logs_dir / str(space_id), ignore_errors=True)
     gpus.start_waiting_spaces(settings, platform.db, platform.redis)
-    return "deleted"
+    return JobOutcome.DELETED

@@ -25,33 +25,33 @@ import logging
 import threading
 import time
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from spacehub import activity
 from spacehub.context import Platform
 from spacehub.logstream import LogWriter
 from spacehub.queue import OPS, enqueue
-from spacehub.routes import RedisRouteTable
 from spacehub.stages import SERVING, Stage
 from spacehub.store.models import RetiredApp, Space, utcnow
+from spacehub.transitions import transition, transition_if
 from spacehub.wake import WAKE_CHANNEL
-from spacehub_runner import backoff, drain, gc, registry
+from spacehub_runner import backoff, deployments, drain, gc, registry
 from spacehub_runner.plugs import Handle
 
 log = logging.getLogger("spacehub.lifecycle")
 
 
 class Lifecycle:
-    def __init__(self, platform: Platform, routes: RedisRouteTable) -> None:
+    def __init__(self, platform: Platform) -> None:
         self.platform = platform
         self.settings = platform.settings
-        self.routes = routes
-        # Held by a wake and by the parts of a tick that decide about routes and freezing, so a wake never races
-        # a freeze or the route reconciler (both in this process).
+        # Held by a wake and by the part of a tick that decides about freezing, so a wake never races a freeze.
         self.lock = threading.RLock()
-        self.pending_freeze: dict[int, tuple[float, str]] = {}  # space id -> (route removed at, app target)
-        self.frozen: dict[int, str] = {}  # space id -> target of the app frozen here
-        self._frozen_known = False  # after a restart, frozen apps are found once from the runtime
+        # Space id -> (route removed at, app target): the space's `frozen` flag is set (so it has no route) and
+        # the app is frozen once no request has slipped through on the old route. A space whose flag is set and
+        # that is not in here is frozen.
+        self.pending_freeze: dict[int, tuple[float, str]] = {}
+        self._frozen_known = False  # after a restart, apps flagged frozen are made so once (an interrupted freeze)
         self._last_gc = time.monotonic()  # the first collection waits a full interval after a start
         self._listener: threading.Thread | None = None
 
@@ -74,11 +74,6 @@ class Lifecycle:
             except Exception:  # noqa: BLE001 - a failed collection must not stop supervision
                 log.exception("garbage collection failed")
 
-    def keeps_unrouted(self, space_id: int, handle: Handle) -> bool:
-        """True for an app that must stay without a route (frozen, or about to be): the route reconciler asks."""
-        pending = self.pending_freeze.get(space_id)
-        return (pending is not None and pending[1] == handle.target) or self.frozen.get(space_id) == handle.target
-
     def draining(self, space_id: int) -> list[Handle]:
         """Retired apps of the space still finishing their requests (the container reconciler keeps them)."""
         with self.platform.db.session() as session:
@@ -98,11 +93,10 @@ class Lifecycle:
                 self._find_frozen(spaces)
             for space in spaces:
                 if space.stage != Stage.RUNNING or space.handle is None:
-                    self.pending_freeze.pop(space.id, None)
+                    if self.pending_freeze.pop(space.id, None) is not None:
+                        space.frozen = False  # not frozen after all: it keeps (or gets back) its route
                     continue
                 handle = Handle.from_json(space.handle)
-                if self.frozen.get(space.id) not in (None, handle.target):
-                    self.frozen.pop(space.id)  # frozen was an older revision's app
                 record = seen.get(space.id)
                 if record is None:
                     activity.touch(self.platform.redis, space.id, now)  # first sight: idle from now on
@@ -120,51 +114,51 @@ class Lifecycle:
                      now: float) -> None:
         freezer = registry.wired(self.settings, handle.runtime).freezer
         after = self.settings.freeze_after_s
-        if after <= 0 or freezer is None or self.frozen.get(space.id) == handle.target:
-            return
         pending = self.pending_freeze.get(space.id)
         if pending is not None and pending[1] != handle.target:
             pending = None  # a redeploy since
+            self.pending_freeze.pop(space.id)
+        if after <= 0 or freezer is None or (space.frozen and pending is None):
+            return
         if pending is None:
             if idle >= after:
-                # First the route goes: from now on a request asks for a wake instead of reaching the app.
+                # First the route goes (on commit): from now on a request asks for a wake instead of reaching it.
                 self.pending_freeze[space.id] = (now, handle.target)
-                self.routes.delete(space.label)
+                space.frozen = True
             return
         since = pending[0]
         flush = self.settings.activity_flush_s
         if record.busy(now, flush) or record.last_active >= since:
             # A request came through on the old route just before it went: cancel.
             self.pending_freeze.pop(space.id)
-            self.routes.set(space.label, handle.target)
+            space.frozen = False
             return
         if now - since >= 2 * flush:
             freezer.freeze(handle)
             self.pending_freeze.pop(space.id)
-            self.frozen[space.id] = handle.target
             log.info("froze %s after %.0fs without requests", space.repo_id, idle)
 
     def _put_to_sleep(self, space: Space, idle: float) -> None:
         self.pending_freeze.pop(space.id, None)
-        self.frozen.pop(space.id, None)
-        self.routes.delete(space.label)
-        space.stage, space.message = Stage.SLEEPING, f"sleeping after {idle:.0f}s without requests"
+        space.frozen = False  # (stopped, not frozen: the stop job ends it, and a request starts it again)
+        transition(space, Stage.SLEEPING, f"sleeping after {idle:.0f}s without requests", by="supervisor")
         LogWriter(self.platform.redis, space.id, "run", self.settings.log_stream_max)(f"==> {space.message}")
         log.info("%s is %s", space.repo_id, space.message)
 
     def _find_frozen(self, spaces: list[Space]) -> None:
-        """After a (supervisor) restart: which apps are frozen, so that they keep no route until woken."""
+        """After a (supervisor) restart: a freeze that was under way (flag set, app maybe still running) is
+        finished, so that every app flagged frozen is frozen. (Freezing is idempotent.)"""
         self._frozen_known = True
         for space in spaces:
-            if space.handle is None or space.stage not in SERVING:
+            if space.handle is None or space.stage not in SERVING or not space.frozen:
                 continue
             handle = Handle.from_json(space.handle)
             freezer = registry.wired(self.settings, handle.runtime).freezer
             try:
-                if freezer is not None and freezer.is_frozen(handle):
-                    self.frozen[space.id] = handle.target
-            except Exception:  # noqa: BLE001 - e.g. the engine is away: assume not frozen
-                log.exception("could not tell whether %s is frozen", space.repo_id)
+                if freezer is not None:
+                    freezer.freeze(handle)
+            except Exception:  # noqa: BLE001 - e.g. the engine is away: a request thaws it anyway
+                log.exception("could not freeze %s", space.repo_id)
 
     # -- wake -----------------------------------------------------------------------------------------
 
@@ -179,18 +173,16 @@ class Lifecycle:
                 freezer = registry.wired(self.settings, handle.runtime).freezer
                 if freezer is not None:
                     freezer.thaw(handle)  # idempotent; cheaper than asking first
-                self.frozen.pop(space.id, None)
                 self.pending_freeze.pop(space.id, None)
                 activity.touch(self.platform.redis, space.id)
-                self.routes.set(space.label, handle.target)
+                space.frozen = False
+                session.commit()  # the route comes back now (routes.watch), while the lock is held
                 return "thawed"
             if space.stage == Stage.SLEEPING:
-                moved = session.execute(
-                    update(Space).where(Space.id == space_id, Space.stage == Stage.SLEEPING)
-                    .values(stage=Stage.APP_STARTING, message="waking up: a request arrived")
-                    .execution_options(synchronize_session=False))
+                moved = transition_if(session, space_id, Stage.SLEEPING, Stage.APP_STARTING,
+                                      "waking up: a request arrived", by="wake")
                 session.commit()
-                if getattr(moved, "rowcount", 0) != 1:
+                if not moved:
                     return "already-waking"
                 LogWriter(self.platform.redis, space_id, "run", self.settings.log_stream_max)(
                     "==> Waking up: a request arrived")
@@ -248,6 +240,8 @@ class Lifecycle:
                 log.info("stopped the old app of space %s (%s)", row.space_id,
                          "drain timeout" if timed_out else "drained")
             with self.platform.db.session() as session:
+                if current != row.handle:
+                    deployments.ended(session, row.space_id, row.handle)
                 stale = session.get(RetiredApp, row.id)
                 if stale is not None:
                     session.delete(stale)

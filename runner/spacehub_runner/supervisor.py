@@ -2,8 +2,9 @@
 
 Every few seconds it compares SQL (what should run), the runtime (what runs) and the route table (what gets
 traffic) and repairs the difference: re-adopts apps that survived a platform restart, restarts apps that died,
-removes stale routes, re-enqueues builds whose job was lost, and copies apps' output into the run-log streams
-(a log file from where the last copy stopped, emptied once over SPACEHUB_RUN_LOG_MAX_BYTES: `runtimes.logfile`).
+removes stale routes, heals builds and starts whose job was lost (`reconcile`), and copies apps' output into the
+run-log streams (a log file from where the last copy stopped, emptied once over SPACEHUB_RUN_LOG_MAX_BYTES:
+`runtimes.logfile`).
 
 On the docker runtime it also reads the engine's own view (container labels): a running container of the
 space's current revision that SQL lost track of is adopted rather than started twice, and every other container
@@ -20,26 +21,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from rq.exceptions import NoSuchJobError
-from rq.job import Job, JobStatus
 from sqlalchemy import select
 
+from spacehub import routes
 from spacehub.context import Platform
 from spacehub.logstream import LogWriter
-from spacehub.queue import BUILDS, enqueue
-from spacehub.routes import RedisRouteTable
 from spacehub.stages import SERVING, SHOULD_RUN, Stage
 from spacehub.store.models import Build, BuildStatus, Space, utcnow
-from spacehub_runner import backoff, forkserver_upkeep, gpus, registry
+from spacehub.transitions import transition
+from spacehub_runner import backoff, deployments, forkserver_upkeep, gpus, registry
 from spacehub_runner.jobs import space_lock_key
 from spacehub_runner.lifecycle import Lifecycle
 from spacehub_runner.plugs import BuildPlan, Handle, Runtime, Storage, WiredRuntime
+from spacehub_runner.reconcile import Healer
 from spacehub_runner.runtimes import readiness
 from spacehub_runner.runtimes.logfile import LogFileReader
 
 log = logging.getLogger("spacehub.supervisor")
-
-LOST_JOB_GRACE_S = 30.0
 
 
 @dataclass
@@ -56,9 +54,9 @@ class Supervisor:
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
         self.settings = platform.settings
-        self.routes = RedisRouteTable(platform.redis)
         self._pumped: dict[str, _Pumped] = {}
-        self.lifecycle = Lifecycle(platform, self.routes)  # sleep, wake, drains, crash restarts, GC
+        self.lifecycle = Lifecycle(platform)
+        self.healer = Healer(platform)  # sleep, wake, drains, crash restarts, GC
 
     def run(self, stop: threading.Event) -> None:
         self.lifecycle.start(stop)
@@ -73,9 +71,8 @@ class Supervisor:
         self.reconcile_containers()  # first: an adopted container must not be restarted as "not running"
         self.reconcile_apps()
         self.lifecycle.tick()
-        with self.lifecycle.lock:  # a wake between reading SQL and writing routes would be undone
-            self.reconcile_routes()
-        self.recover_lost_builds()
+        self.reconcile_routes()
+        self.healer.tick()  # builds and starts whose job is gone, stages no job stands behind, unbuilt commits
         gpus.start_waiting_spaces(self.settings, self.platform.db, self.platform.redis)
         forkserver_upkeep.tend(self.platform)  # a fork-server per environment in use, none for the others
 
@@ -100,8 +97,8 @@ class Supervisor:
                     continue  # a job stopped or replaced it since this tick read SQL (a sleep, a redeploy)
                 tail = list(self._pumped.pop(self._handle_key(handle), _Pumped()).recent)
                 runtime.stop(handle)  # an exited container stays until removed; a process is only reaped
-                space.handle = None
-                self.routes.delete(space.label)
+                deployments.ended(session, space.id, space.handle)
+                space.handle, space.frozen = None, False  # (its route goes on commit: routes.watch)
                 if space.stage in SHOULD_RUN:
                     self._restart(space, f"the app exited with code {code}", tail)
                 if space.stage not in SHOULD_RUN:
@@ -186,11 +183,11 @@ class Supervisor:
                     continue
                 log.info("adopting container %s for %s (revision %s)", handle.data["name"], space.repo_id,
                          space.desired_sha[:12])
-                space.handle, space.running_sha = handle.to_json(), space.desired_sha
-                space.stage, space.message, space.restarts = Stage.RUNNING, "", 0
+                space.handle, space.running_sha, space.frozen = handle.to_json(), space.desired_sha, False
+                transition(space, Stage.RUNNING, "", by="supervisor")  # (routed on commit: routes.watch)
+                space.restarts = 0
                 if build_row is not None and build_row.status in BuildStatus.ACTIVE:
                     build_row.status, build_row.finished_at = BuildStatus.SUCCEEDED, utcnow()
-                self.routes.set(space.label, handle.target)
                 return {handle.data["container_id"]}
             return set()
 
@@ -209,45 +206,7 @@ class Supervisor:
                     log.info("volume %s not removed yet: %s", name, exc)
 
     def reconcile_routes(self) -> None:
-        with self.platform.db.session() as session:
-            wanted = {}
-            for space in session.scalars(select(Space).where(Space.handle.is_not(None))):
-                if space.stage in SERVING and space.handle:
-                    handle = Handle.from_json(space.handle)
-                    if not self.lifecycle.keeps_unrouted(space.id, handle):  # frozen: woken by a request
-                        wanted[space.label] = handle.target
-        current = self.routes.all()
-        for label, target in wanted.items():
-            if current.get(label) != target:
-                self.routes.set(label, target)
-        for label in current.keys() - wanted.keys():
-            self.routes.delete(label)
-
-    def recover_lost_builds(self) -> None:
-        """SQL is the truth, Redis only dispatches: a queued build whose job vanished is enqueued again."""
-        now = utcnow()
-        with self.platform.db.session() as session:
-            for build in session.scalars(select(Build).where(Build.status.in_(BuildStatus.ACTIVE))):
-                if (now - build.created_at).total_seconds() < LOST_JOB_GRACE_S or not build.job_id:
-                    continue
-                status = self._job_status(build.job_id)
-                if status in (None, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
-                    if build.status == BuildStatus.RUNNING and status == JobStatus.FAILED:
-                        build.status, build.error = BuildStatus.FAILED, "the build job failed (timeout or crash)"
-                        space = session.get(Space, build.space_id)
-                        if space is not None and space.desired_sha == build.sha and space.stage not in SERVING:
-                            space.stage, space.message = Stage.BUILD_ERROR, build.error
-                        continue
-                    build.status = BuildStatus.QUEUED
-                    build.created_at = now
-                    build.job_id = enqueue(self.platform.redis, BUILDS, "spacehub_runner.jobs.build", build.id,
-                                           False, timeout=self.settings.build_job_timeout_s)
-
-    def _job_status(self, job_id: str) -> JobStatus | None:
-        try:
-            return Job.fetch(job_id, connection=self.platform.redis).get_status()
-        except NoSuchJobError:
-            return None
+        routes.sync_all(self.platform.redis, self.platform.db)
 
     @staticmethod
     def _handle_key(handle: Handle) -> str:

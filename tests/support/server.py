@@ -73,6 +73,8 @@ class Server:
             # (tests/security/test_rate_limits.py), and stay out of the way of the others.
             **{f"SPACEHUB_RATE_LIMIT_{kind}": "off" for kind in ("SIGNIN_ADDRESS", "SIGNIN_ACCOUNT", "INVALID_TOKEN",
                                                                  "SIGNUP", "WRITES", "BUILDS")},
+            # A stage move the transition table forbids is a bug: fail loudly in every test platform.
+            "SPACEHUB_STRICT_TRANSITIONS": "true",
             **{f"SPACEHUB_{k.upper()}": v for k, v in settings.items()},
         }
         self.env.pop("SPACEHUB_REDIS_URL", None)

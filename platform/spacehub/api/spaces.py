@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, Request
@@ -15,7 +16,7 @@ from spacehub.api.serialize import runtime_json
 from spacehub.api.uploads import receive_upload
 from spacehub.context import Platform
 from spacehub.stages import SERVING, Stage
-from spacehub.store.models import User
+from spacehub.store.models import BuildStatus, DeployOutcome, User
 
 router = APIRouter()
 
@@ -87,7 +88,20 @@ def build_status(owner: str, name: str, sha: str, platform: Platform = Depends(g
     """spacehub's own: how the build (and start) of one revision went, so a push can wait for its outcome."""
     space = spaces.get_visible(session, user, owner, name)
     build = spaces.find_build(session, space, sha)
-    return JSONResponse({"sha": build.sha, "status": build.status, "error": build.error,
+    status, error = str(build.status), build.error
+    deployment = spaces.last_deployment(session, build)
+    if build.status == BuildStatus.SUCCEEDED and deployment is not None and \
+            deployment.outcome == DeployOutcome.FAILED:
+        status, error = str(BuildStatus.FAILED), deployment.error  # built, but the revision never became ready
+    return JSONResponse({"sha": build.sha, "status": status, "error": error,
+                         "deployment": None if deployment is None else {
+                             "outcome": str(deployment.outcome), "error": deployment.error,
+                             "started": _iso(deployment.started_at), "ready": _iso(deployment.ready_at),
+                             "drained": _iso(deployment.drained_at)},
                          "stage": str(space.stage), "message": space.message,
                          "running": space.running_sha == build.sha and space.stage in SERVING,
                          "url": platform.settings.space_url(space.label)})
+
+
+def _iso(when: datetime | None) -> str | None:
+    return None if when is None else when.isoformat() + "Z"

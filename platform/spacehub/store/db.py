@@ -7,7 +7,7 @@ cause (`DatabaseUnavailable`), never a driver's traceback.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -105,6 +105,10 @@ class Database:
 
     def check(self) -> None:
         check(self.engine)
+
+    def listen(self, name: str, fn: Callable[..., object]) -> None:
+        """Hook `fn` to a Session event (e.g. "after_commit") of every session this database opens."""
+        event.listen(self._sessions, name, fn)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum, nonmember
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from spacehub.stages import Stage
@@ -87,8 +89,14 @@ class Space(Base):
     hardware: Mapped[str] = mapped_column(String(40), default="cpu-basic")
     storage: Mapped[str | None] = mapped_column(String(20), nullable=True)
     sleep_time: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Changed only by `spacehub.transitions.transition`, which also records who moved it last, and when.
     stage: Mapped[Stage] = mapped_column(String(30), default=Stage.NO_APP_FILE)
     message: Mapped[str] = mapped_column(Text, default="")  # why the space is in its stage (errors, waits)
+    stage_by: Mapped[str] = mapped_column(String(40), default="")
+    stage_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # An idle app held without a route (frozen, or about to be): a request wakes it. Part of what the route is
+    # derived from (spacehub.routes.wanted_target), so it lives here and not in one process's memory.
+    frozen: Mapped[bool] = mapped_column(Boolean, default=False)
     desired_sha: Mapped[str | None] = mapped_column(String(40), nullable=True)  # latest pushed revision
     running_sha: Mapped[str | None] = mapped_column(String(40), nullable=True)  # revision that gets the route
     handle: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # runtime handle of running app
@@ -125,6 +133,49 @@ class SpaceVariable(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
 
+class BuildStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"  # a worker has the job (the supervisor fails it when the job is gone)
+    SUCCEEDED = "succeeded"  # an artifact exists; starting it is a Deployment's business
+    FAILED = "failed"
+    SUPERSEDED = "superseded"
+    ACTIVE = nonmember(("queued", "running"))
+
+
+class DeployOutcome(StrEnum):
+    STARTING = "starting"
+    SERVING = "serving"  # ready and routed
+    FAILED = "failed"  # did not become ready (or died half-way: the reconciler says so)
+    SUPERSEDED = "superseded"  # a newer revision, a stop or a pause won before it was ready
+    RETIRED = "retired"  # served, then replaced or stopped
+
+
+class JobOutcome(StrEnum):
+    """What an RQ job of the worker ended with (its return value)."""
+
+    GONE = "gone"
+    SUPERSEDED = "superseded"
+    NO_DISK = "no-disk"
+    NO_APP_FILE = "no-app-file"
+    CONFIG_ERROR = "config-error"
+    BUILD_ERROR = "build-error"
+    BUILT = "built"  # the artifact exists and a deploy is queued
+    RUNNING = "running"
+    RUNTIME_ERROR = "runtime-error"
+    WAITING_FOR_GPU = "waiting-for-gpu"
+    REBUILDING = "rebuilding"
+    NOT_WANTED = "not-wanted"
+    ALREADY_RUNNING = "already-running"
+    STOPPED = "stopped"
+    DELETED = "deleted"
+
+
+def _enum_column(enum: type[StrEnum], length: int) -> SAEnum:
+    # Stored as the plain value in a VARCHAR (no native enum, no CHECK): adding a value needs no migration.
+    return SAEnum(enum, native_enum=False, create_constraint=False, length=length,
+                  values_callable=lambda members: [m.value for m in members])
+
+
 class Build(Base):
     """One build per (space, commit): RQ does not deduplicate, this constraint does."""
 
@@ -133,23 +184,18 @@ class Build(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     space_id: Mapped[int] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"))
     sha: Mapped[str] = mapped_column(String(40))
-    status: Mapped[str] = mapped_column(String(20), default="queued")  # BuildStatus values
+    status: Mapped[BuildStatus] = mapped_column(_enum_column(BuildStatus, 20), default=BuildStatus.QUEUED)
     job_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The process running the build job (host:pid:start, spacehub_runner.liveness) and how often one started it:
+    # the reconciler fails a build whose process is gone, or queues it again once.
+    runner: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
     plan: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     artifact: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
-
-
-class BuildStatus:
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    SUPERSEDED = "superseded"
-    ACTIVE = (QUEUED, RUNNING)
 
 
 class GpuAllocation(Base):
@@ -193,3 +239,23 @@ class LfsGrant(Base):
     oid: Mapped[str] = mapped_column(String(64), index=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Deployment(Base):
+    """One start of one revision of a space: what was started (artifact, handle), when it became ready, when the
+    app it replaced, or it itself, was drained, and how it ended. A build ends at its artifact; this is the rest."""
+
+    __tablename__ = "deployments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    space_id: Mapped[int] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"), index=True)
+    build_id: Mapped[int | None] = mapped_column(ForeignKey("builds.id", ondelete="SET NULL"), nullable=True)
+    revision: Mapped[str] = mapped_column(String(40))
+    artifact: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    handle: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    job_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    runner: Mapped[str | None] = mapped_column(String(200), nullable=True)  # host:pid:start of the deploying job
+    outcome: Mapped[DeployOutcome] = mapped_column(_enum_column(DeployOutcome, 20), default=DeployOutcome.STARTING)
+    error: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    ready_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    drained_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
