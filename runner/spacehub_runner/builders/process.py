@@ -17,6 +17,7 @@ pre-requirements, requirements, package sources), so the same environment is bui
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import hashlib
 import json
@@ -277,6 +278,7 @@ class ProcessBuilder:
             env=self._uv_env(),
             cwd=self.settings.data_dir,  # never the user's tree: uv would read a pyproject.toml/uv.toml there
             start_new_session=True,  # so a timeout kills uv and any build backend it spawned
+            preexec_fn=_die_with_parent,  # a build job killed under it (kill -9) leaves no uv behind
             text=True,
             errors="replace",
         )
@@ -359,6 +361,17 @@ def _write_atomically(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: be sent SIGKILL when the process that started it dies (Linux's
+    PR_SET_PDEATHSIG). Without it a uv whose build job was killed would run on, writing into an environment the
+    retried build is making again. Elsewhere, nothing."""
+    with suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def _kill_group(proc: subprocess.Popen[str]) -> None:

@@ -1,0 +1,249 @@
+"""kill -9 of the processes that do a space's work, on a real `spacehub serve` (process runtime): the RQ
+work-horse in the middle of a build, the worker under it, the supervisor. After each, within the reconciler's
+bound (SPACEHUB_LOST_JOB_S, short here), the platform has healed itself:
+
+- no space shows *_BUILDING or *_STARTING without a live job (it ends RUNNING);
+- HEAD and the served revision agree;
+- each app is served once (one app process per running space, the one SQL names);
+- no process is left behind (no uv of the killed build, the killed process stays dead).
+
+A build is held in flight by a package index the test owns: it answers nothing until the test opens its gate,
+so a build stays at "installing requirements" until then.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import signal
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support.server import EXAMPLES, Server, app_pids, free_port
+
+LOST_JOB_S = 3
+HEAL_TIMEOUT_S = 180  # generous: a deadline for the checks below, never a measure of speed
+
+
+class GatedIndex:
+    """A PEP 503 index on loopback that holds every request until its gate opens, then knows no package (404),
+    so uv moves on to the real sources."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.asked = threading.Event()
+        gate, asked = self.gate, self.asked
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+                asked.set()
+                gate.wait(HEAL_TIMEOUT_S)
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self.port = free_port()
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/simple"
+
+    def hold(self) -> None:
+        self.gate.clear()
+        self.asked.clear()
+
+    def close(self) -> None:
+        self.gate.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def index() -> Iterator[GatedIndex]:
+    gated = GatedIndex()
+    yield gated
+    gated.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, index: GatedIndex) -> Iterator[Server]:
+    srv = Server(tmp_path_factory.mktemp("faults") / "data", lost_job_s=str(LOST_JOB_S),
+                 reconcile_interval_s="0.5", pip_extra_index_urls=index.url, default_sleep_time_s="-1")
+    srv.start()
+    yield srv
+    srv.stop()
+    srv.kill_apps()
+
+
+# -- looking at the platform from outside ----------------------------------------------------------------------
+
+
+def wait_until(what: str, check: Callable[[], Any], server: Server, timeout: float = HEAL_TIMEOUT_S) -> Any:
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting until {what} (last: {value!r})\n{server.log.read_text()[-4000:]}")
+
+
+def sql(server: Server, query: str, *args: object) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(server.data_dir / "spacehub.db") as db:
+        return db.execute(query, args).fetchall()
+
+
+def build_runner_pid(server: Server, repo_id: str) -> int | None:
+    """The pid of the process running the space's current build (the RQ work-horse), once it runs."""
+    owner, name = repo_id.split("/")
+    rows = sql(server, "select b.runner from builds b join spaces s on s.id = b.space_id "
+                       "where s.owner = ? and s.name = ? and b.sha = s.desired_sha and b.status = 'running'",
+               owner, name)
+    if not rows or not rows[0][0]:
+        return None
+    return int(str(rows[0][0]).rsplit(":", 2)[1])
+
+
+def parent_pid(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2:].split()[1])
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2:].split()[0] not in ("Z", "X")
+
+
+def children(pid: int) -> list[tuple[int, str]]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and alive(int(entry.name)):
+            try:
+                if parent_pid(int(entry.name)) == pid:
+                    found.append((int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()))
+            except (OSError, ValueError):
+                continue
+    return found
+
+
+def uv_processes(server: Server) -> list[int]:
+    """uv runs of this platform's builds (they work in its data dir)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if cwd == str(server.data_dir) and cmdline and cmdline[0].endswith(b"uv") and alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+def healed(server: Server, repo_ids: list[str]) -> str | None:
+    """None when the invariants hold for these spaces, else what does not (polled until it holds)."""
+    for repo_id in repo_ids:
+        runtime = server.api.get(f"/api/spaces/{repo_id}/runtime").json()
+        if runtime["stage"] != "RUNNING":
+            return f"{repo_id} is {runtime['stage']} ({runtime.get('errorMessage')})"
+        head = server.api.get(f"/api/spaces/{repo_id}").json()["sha"]
+        if runtime["sha"] != head:
+            return f"{repo_id} serves {runtime['sha']} but HEAD is {head}"
+    handles = [json.loads(h) for (h,) in sql(server, "select handle from spaces where handle is not null")]
+    wanted = sorted(int(h["data"]["pid"]) for h in handles)
+    running = sorted(app_pids(server.data_dir))
+    if running != wanted:
+        return f"app processes {running}, SQL names {wanted}"
+    if uv_processes(server):
+        return f"uv processes left: {uv_processes(server)}"
+    return None
+
+
+def push_held(server: Server, index: GatedIndex, repo_id: str, folder: Path) -> int:
+    """Push, and return the pid of the work-horse once its build waits on the held index."""
+    index.hold()
+    server.cli("push", str(folder), repo_id, "--no-follow")
+    wait_until("the build asks the package index", lambda: index.asked.is_set(), server)
+    return wait_until("the build's process is known", lambda: build_runner_pid(server, repo_id), server)
+
+
+def hello_with(tmp_path: Path, requirement: str) -> Path:
+    """The hello example with one more requirement (already part of gradio's install), so that each test's
+    build makes an environment of its own and asks the index."""
+    folder = tmp_path / "app"
+    folder.mkdir()
+    for item in EXAMPLES.joinpath("hello").iterdir():
+        if item.is_file():
+            folder.joinpath(item.name).write_bytes(item.read_bytes())
+    folder.joinpath("requirements.txt").write_text(requirement + "\n")
+    return folder
+
+
+# -- the faults ------------------------------------------------------------------------------------------------
+
+
+def test_killing_the_work_horse_mid_build_is_healed(server: Server, index: GatedIndex, tmp_path: Path) -> None:
+    horse = push_held(server, index, "admin/horse", hello_with(tmp_path, "httpx"))
+    assert uv_processes(server), "the build should be installing with uv"
+    os.kill(horse, signal.SIGKILL)
+    wait_until("the killed build's uv is gone too", lambda: not uv_processes(server), server)
+    index.gate.set()
+    wait_until("the space has healed", lambda: healed(server, ["admin/horse"]) is None, server)
+    assert not alive(horse)
+    response = server.api.get("/api/spaces/admin/horse/logs/build", params={"follow": "false"})
+    log = "".join(json.loads(line[6:])["data"] for line in response.text.splitlines() if line.startswith("data: "))
+    assert "The build stopped: the process building it is gone" in log and "Building again" in log
+
+
+def test_killing_the_worker_mid_build_is_healed(server: Server, index: GatedIndex, tmp_path: Path) -> None:
+    horse = push_held(server, index, "admin/worker", hello_with(tmp_path, "anyio"))
+    worker = parent_pid(horse)
+    assert "worker" in Path(f"/proc/{worker}/cmdline").read_bytes().decode()
+    os.kill(worker, signal.SIGKILL)
+    # serve starts another worker; the build's own process finishes the build once the index answers.
+    index.gate.set()
+    wait_until("the space has healed", lambda: healed(server, ["admin/horse", "admin/worker"]) is None, server)
+    assert not alive(worker)
+
+
+def test_killing_the_supervisor_is_healed_without_a_second_start(server: Server, index: GatedIndex,
+                                                                 tmp_path: Path) -> None:
+    index.gate.set()
+    wait_until("the earlier spaces run", lambda: healed(server, ["admin/horse", "admin/worker"]) is None, server)
+    before = sorted(app_pids(server.data_dir))
+    assert server.process is not None
+    supervisors = [pid for pid, cmd in children(server.process.pid) if "supervisor" in cmd]
+    assert len(supervisors) == 1
+    os.kill(supervisors[0], signal.SIGKILL)
+    wait_until("serve has started another supervisor",
+               lambda: [pid for pid, cmd in children(server.process.pid)  # type: ignore[union-attr]
+                        if "supervisor" in cmd and pid != supervisors[0]], server)
+    # A push while it was away is built, and nothing that ran is started twice.
+    server.cli("push", str(hello_with(tmp_path, "sniffio")), "admin/horse")
+    wait_until("the space has healed", lambda: healed(server, ["admin/horse", "admin/worker"]) is None, server)
+    after = sorted(app_pids(server.data_dir))
+    assert len(after) == len(before) == 2
+    worker_app = json.loads(sql(server, "select handle from spaces where name = 'worker'")[0][0])["data"]["pid"]
+    assert worker_app in before and worker_app in after  # the untouched space kept its one app
+    for repo_id in ("admin/horse", "admin/worker"):
+        assert server.space_get(repo_id.replace("/", "-")).status_code == 200
