@@ -160,7 +160,7 @@ class Supervisor:
             ids = {h.data["container_id"] for h in handles}
             current = Handle.from_json(space.handle) if space.handle else None
             if current is not None:
-                if current.runtime != "docker":
+                if current.runtime != runtime.name:
                     return set()  # served another way now (e.g. a static space): containers are leftovers
                 if current.data.get("container_id") in ids:
                     return {current.data["container_id"]}

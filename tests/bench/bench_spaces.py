@@ -54,7 +54,7 @@ from spacehub.store.db import Database  # noqa: E402
 from spacehub.store.models import Build, Space  # noqa: E402
 from spacehub_runner import registry  # noqa: E402
 from spacehub_runner.builders.process import ProcessBuilder  # noqa: E402
-from spacehub_runner.plugs import Artifact, BuildPlan, Freezable, Handle, RunSpec  # noqa: E402
+from spacehub_runner.plugs import Artifact, BuildPlan, Handle, RunSpec  # noqa: E402
 from spacehub_runner.runtimes import forkserver  # noqa: E402
 from spacehub_runner.runtimes.process import ProcessRuntime  # noqa: E402
 from support.server import EXAMPLES, Server, fork_server_pids  # noqa: E402
@@ -199,8 +199,8 @@ class Platform:
         if space.handle is None or space.stage != "RUNNING":
             return False
         handle = Handle.from_json(space.handle)
-        runtime = registry.runtime_for(self.settings(), handle.runtime)
-        return isinstance(runtime, Freezable) and runtime.is_frozen(handle)
+        freezer = registry.wired(self.settings(), handle.runtime).freezer
+        return freezer is not None and freezer.is_frozen(handle)
 
     def asleep(self, repo_id: str) -> bool:
         space = self.space(repo_id)
