@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from spacehub.settings import Settings
-from spacehub_runner.plugs import Handle
+from spacehub_runner.plugs import Handle, WiredRuntime
 from spacehub_runner.runtimes.logfile import LONGEST_LINE, LogFileReader
 from spacehub_runner.runtimes.process import ProcessRuntime
 from spacehub_runner.supervisor import _new_lines, _Pumped
@@ -198,7 +198,7 @@ def test_bytes_that_are_not_utf8_are_replaced(log: tuple[Path, Writer]) -> None:
 def test_the_supervisor_reads_a_process_apps_log_by_offset_and_takes_its_last_line_when_it_exits(
         tmp_path: Path, log: tuple[Path, Writer]) -> None:
     path, write = log
-    runtime = ProcessRuntime(Settings(data_dir=tmp_path))
+    runtime = WiredRuntime.of(ProcessRuntime(Settings(data_dir=tmp_path)))
     handle = Handle(runtime="process", target="127.0.0.1:1", data={"log_file": str(path)})
     state = _Pumped()
     write("Running on local URL\nTraceback (most recent call last):\n")
