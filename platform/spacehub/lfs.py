@@ -153,13 +153,17 @@ def check_usable(platform: Platform, session: Session, user: User, key: str, wan
             raise Forbidden(f"LFS object {oid} is not stored: upload it first (LFS batch API)")
         if size >= 0 and stored != size:
             raise Forbidden(f"LFS object {oid} is {stored} bytes, not {size}")
+        platform.objects.touch(oid)  # referenced from now on: not collected while this commit lands
 
 
 # Garbage collection ---------------------------------------------------------------------------------------------
 
 
-def collect_garbage(platform: Platform, grace_s: float) -> int:
-    """Delete objects no branch or tag of any repo references (older than `grace_s`); returns how many."""
+def collect_garbage(platform: Platform, grace_s: float) -> list[str]:
+    """Delete objects no branch or tag of any repo references (untouched for `grace_s`); returns their ids.
+
+    An object is touched when it is uploaded, offered again by the batch API and named by a commit, so one that
+    a commit is about to reference is always within its grace period."""
     with platform.db.session() as session:
         keys = [repo_key(space) for space in session.scalars(select(Space))]
     referenced: set[str] = set()
@@ -167,11 +171,11 @@ def collect_garbage(platform: Platform, grace_s: float) -> int:
         if platform.repos.exists(key):
             referenced |= repo_oids(platform, key)
     cutoff = time.time() - grace_s
-    removed = 0
+    removed = []
     for stored in platform.objects.objects():
         if stored.oid not in referenced and stored.stored_at < cutoff and OID.fullmatch(stored.oid):
             platform.objects.delete(stored.oid)
-            removed += 1
+            removed.append(stored.oid)
     with platform.db.session() as session:  # a grant for bytes that are gone proves nothing any more
         for gone in session.scalars(select(LfsGrant)):
             if platform.objects.size(gone.oid) is None:
@@ -179,5 +183,5 @@ def collect_garbage(platform: Platform, grace_s: float) -> int:
         session.commit()
     platform.objects.remove_stale_uploads(grace_s)
     if removed:
-        log.info("LFS garbage collection removed %d objects", removed)
+        log.info("LFS garbage collection removed %d objects", len(removed))
     return removed

@@ -58,6 +58,7 @@ class ObjectStore(Protocol):
     def size(self, oid: str) -> int | None: ...  # None: not stored
     def stage(self, max_bytes: int, upload_id: str | None = None) -> Staged: ...
     def read(self, oid: str, start: int = 0, length: int | None = None) -> Iterator[bytes]: ...
+    def touch(self, oid: str) -> None: ...  # in use again: garbage collection's grace period starts anew
     def delete(self, oid: str) -> None: ...
     def objects(self) -> Iterator[StoredObject]: ...
     def remove_stale_uploads(self, older_than_s: float) -> int: ...
@@ -99,6 +100,10 @@ class LocalObjectStore:
         except FileNotFoundError:
             raise NotFound(f"object {oid} is not stored") from None
         return _chunks(handle, start, length)
+
+    def touch(self, oid: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.utime(self.path_of(oid))
 
     def delete(self, oid: str) -> None:
         with contextlib.suppress(FileNotFoundError):

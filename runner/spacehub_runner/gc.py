@@ -34,6 +34,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from spacehub import lfs
 from spacehub.context import Platform
 from spacehub.settings import Settings
 from spacehub.store.models import Build, BuildStatus, RetiredApp, Space
@@ -159,6 +160,8 @@ def collect(platform: Platform, now: float | None = None) -> list[str]:
 
     if registry.runtime_name(settings) == "docker":
         removed += _collect_docker(settings, use, ledger, now)
+    # LFS objects no branch or tag of any repo points to any more
+    removed += [f"lfs:{oid}" for oid in lfs.collect_garbage(platform, settings.lfs_gc_grace_s)]
 
     ledger.seen = {key: seen for key, seen in ledger.seen.items() if now - seen < 10 * keep + 86400}
     ledger.save()

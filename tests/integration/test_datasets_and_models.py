@@ -18,8 +18,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from huggingface_hub import HfApi, HfFileSystem, constants, hf_hub_download, snapshot_download
-from huggingface_hub.errors import RepositoryNotFoundError
+from huggingface_hub import HfApi, HfFileSystem, Volume, constants, hf_hub_download, snapshot_download
+from huggingface_hub.errors import BadRequestError, RepositoryNotFoundError
 
 from support.server import Server
 
@@ -30,7 +30,7 @@ CSV = "city,population\nParis,2100000\nLyon,520000\nNice,340000\n"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("datasets") / "data", lfs_threshold_bytes=str(64 * 1024))
+    srv = Server(tmp_path_factory.mktemp("datasets") / "data", lfs_threshold_bytes=str(64 * 1024), gpus="")
     srv.start()
     yield srv
     srv.stop()
@@ -192,3 +192,57 @@ def test_sharded_model_push_to_hub_and_from_pretrained(server: Server, api: HfAp
     assert [m.id for m in api.list_models(pipeline_tag="fill-mask")] == ["admin/sharded-bert"]
     assert {m.id for m in api.list_models(filter="transformers")} == {"admin/sharded-bert", "admin/plain-bert"}
     assert {m.id for m in api.list_models(filter=["bert", "fill-mask"])} == {"admin/sharded-bert"}
+
+
+# The remaining space endpoints --------------------------------------------------------------------------------
+
+
+def test_space_hardware_volumes_and_sleep_time(server: Server, api: HfApi) -> None:
+    listed = {flavor.name: flavor for flavor in api.list_spaces_hardware()}
+    assert listed["cpu-basic"].cpu == "2 vCPU" and listed["cpu-basic"].accelerator is None
+    assert not [name for name, flavor in listed.items() if flavor.accelerator]  # SPACEHUB_GPUS is empty here
+
+    volume = Volume(type="dataset", source="admin/cities", mount_path="/data")
+    with pytest.raises(BadRequestError, match="volumes are not supported"):
+        api.create_repo("admin/with-volume", repo_type="space", space_sdk="static", space_volumes=[volume])
+    with pytest.raises(RepositoryNotFoundError):
+        api.space_info("admin/with-volume")  # refused whole, not created without its volume
+    api.create_repo("admin/no-volume", repo_type="space", space_sdk="static")
+    with pytest.raises(BadRequestError, match="volumes are not supported"):
+        api.set_space_volumes("admin/no-volume", volumes=[volume])
+    api.delete_space_volumes("admin/no-volume")  # none to delete
+
+    assert api.get_space_runtime("admin/no-volume").sleep_time == 48 * 3600  # the default in force
+    api.set_space_sleep_time("admin/no-volume", 600)
+    assert api.get_space_runtime("admin/no-volume").sleep_time == 600
+
+
+# Web pages ----------------------------------------------------------------------------------------------------
+
+
+def test_repo_pages_and_lfs_in_the_files_tab(server: Server, api: HfApi, datasets_made: dict[str, str]) -> None:
+    api.create_repo("admin/page-model")
+    api.upload_file(path_or_fileobj=b"---\nlicense: mit\npipeline_tag: fill-mask\n---\n# A *tiny* model\n\n"
+                    b"<script>alert(1)</script>\n", path_in_repo="README.md", repo_id="admin/page-model")
+    api.upload_file(path_or_fileobj=os.urandom(200 * 1024), path_in_repo="weights.bin", repo_id="admin/page-model")
+    auth = {"Authorization": f"Bearer {server.token}"}
+    model = server.api.get("/admin/page-model", headers=auth)
+    assert model.status_code == 200 and "text/html" in model.headers["content-type"]
+    assert "<h1>A <em>tiny</em> model</h1>" in model.text
+    assert "<script>alert(1)</script>" not in model.text  # raw HTML in a card is never rendered
+    assert 'data-entry="weights.bin"' in model.text and "LFS" in model.text and "204.8 kB" in model.text
+    assert "/admin/page-model/resolve/" in model.text and 'data-tag="fill-mask"' in model.text
+    dataset = server.api.get("/datasets/admin/cities", headers=auth)
+    assert dataset.status_code == 200 and "Cities" in dataset.text and "data/cities.csv" in dataset.text
+    assert server.api.get("/datasets/admin/words", headers={"Authorization": ""}).status_code == 404
+    owner = server.api.get("/admin", headers=auth)
+    assert 'href="/admin/page-model"' in owner.text and 'href="/datasets/admin/cities"' in owner.text
+
+    api.create_repo("admin/lfs-space", repo_type="space", space_sdk="static")
+    big = os.urandom(100 * 1024)
+    api.upload_file(path_or_fileobj=big, path_in_repo="assets/big.bin", repo_id="admin/lfs-space",
+                    repo_type="space")
+    files = server.api.get("/spaces/admin/lfs-space/tree/main/assets", headers=auth)
+    assert files.status_code == 200 and "data-lfs" in files.text and "102.4 kB" in files.text
+    raw = server.api.get("/spaces/admin/lfs-space/raw/main/assets/big.bin", headers=auth)
+    assert raw.content == big  # the file, not its pointer

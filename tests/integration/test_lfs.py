@@ -23,6 +23,9 @@ from huggingface_hub import CommitOperationAdd, HfApi, constants, hf_hub_downloa
 from huggingface_hub import _commit_api as commit_api_module
 from huggingface_hub.errors import HfHubHTTPError
 
+from spacehub import lfs
+from spacehub.context import Platform
+from spacehub.settings import load_settings
 from support.server import Server
 
 pytestmark = pytest.mark.timeout(1200)
@@ -358,3 +361,30 @@ def test_git_lfs_push_and_clone(server: Server, api: HfApi, tmp_path: Path) -> N
                            json={"operation": "download", "objects": [{"oid": sha, "size": 300 * MB}]},
                            headers={"Content-Type": "application/vnd.git-lfs+json"})
     assert anonymous.status_code == 401
+
+
+# Garbage collection ------------------------------------------------------------------------------------------
+
+
+def test_garbage_collection_keeps_what_any_revision_references(server: Server, api: HfApi) -> None:
+    shared, orphan, gone = os.urandom(2 * MB), os.urandom(2 * MB), os.urandom(2 * MB)
+    api.create_repo("admin/gc-keep")
+    api.create_repo("admin/gc-drop")
+    api.upload_file(path_or_fileobj=shared, path_in_repo="shared.bin", repo_id="admin/gc-keep")
+    api.upload_file(path_or_fileobj=shared, path_in_repo="shared.bin", repo_id="admin/gc-drop")
+    api.upload_file(path_or_fileobj=gone, path_in_repo="gone.bin", repo_id="admin/gc-drop")
+    api.upload_file(path_or_fileobj=gone, path_in_repo="deleted-later.bin", repo_id="admin/gc-keep")
+    api.delete_file("deleted-later.bin", repo_id="admin/gc-keep")  # still in gc-keep's history
+    oid = hashlib.sha256(orphan).hexdigest()
+    put = _batch(server, "admin/gc-keep", oid, len(orphan))["actions"]["upload"]["href"]
+    assert httpx.put(put, content=orphan).status_code == 200  # uploaded, never committed
+    api.delete_repo("admin/gc-drop")
+
+    platform = Platform.open(load_settings(data_dir=server.data_dir), migrate_schema=False)
+    removed = lfs.collect_garbage(platform, grace_s=0)
+    assert removed == [oid]
+    for kept in (shared, gone):
+        assert object_path(server, hashlib.sha256(kept).hexdigest()).exists()
+    path = hf_hub_download("admin/gc-keep", "shared.bin", endpoint=server.url, token=server.token,
+                           cache_dir=server.data_dir.parent / "gc-cache")
+    assert Path(path).read_bytes() == shared

@@ -153,6 +153,7 @@ def _batch(platform: Platform, request: Request, repo_type: str, owner: str, nam
             elif platform.objects.size(item.oid) == item.size and (item.oid in granted or repo_holds(item.oid)):
                 if item.oid not in granted:  # the repo holds it: the caller may write the repo, so may use it
                     lfs.grant(platform, user.id, item.oid)
+                platform.objects.touch(item.oid)  # about to be committed: keep it out of garbage collection
             else:
                 answer["authenticated"] = True
                 parts = multipart and item.size > platform.settings.lfs_chunk_bytes

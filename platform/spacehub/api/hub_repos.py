@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from spacehub import lfs, management, ratelimit, repoview, spaces
 from spacehub.api.deps import SESSION, get_platform, optional_user, require_user
+from spacehub.api.hub_runtime import refuse_volumes
 from spacehub.api.hubjson import repo_json, sibling_json
 from spacehub.api.hubpaths import base_url, next_page_link, repo_type_of, repo_url, revision_after
 from spacehub.context import Platform
@@ -43,6 +44,7 @@ class CreateRepo(BaseModel):
     sleepTimeSeconds: int | None = None  # noqa: N815
     secrets: list[dict[str, Any]] = Field(default_factory=list)
     variables: list[dict[str, Any]] = Field(default_factory=list)
+    volumes: list[dict[str, Any]] | None = None
 
 
 class DeleteRepo(BaseModel):
@@ -75,6 +77,7 @@ class Duplicate(BaseModel):
     sleepTimeSeconds: int | None = None  # noqa: N815
     secrets: list[dict[str, Any]] = Field(default_factory=list)
     variables: list[dict[str, Any]] = Field(default_factory=list)
+    volumes: list[dict[str, Any]] | None = None
 
 
 class ValidateYaml(BaseModel):
@@ -136,6 +139,7 @@ def _conflict_with_url(exc: Conflict, url: str) -> Conflict:
 def create_repo(body: CreateRepo, request: Request, platform: Platform = Depends(get_platform),
                 session: Session = SESSION, user: User = Depends(require_user)) -> JSONResponse:
     repo_type = _supported(body.type)
+    refuse_volumes(body.volumes)
     owner, name = _split(body.name, body.organization)
     owner = owner or user.name
     private = _private_of(body.visibility, body.private) or False
@@ -193,6 +197,7 @@ def duplicate_repo(kind: str, owner: str, name: str, body: Duplicate, request: R
                    platform: Platform = Depends(get_platform), session: Session = SESSION,
                    user: User = Depends(require_user)) -> JSONResponse:
     repo_type = repo_type_of(kind)
+    refuse_volumes(body.volumes)
     source = spaces.get_visible(session, user, owner, name, repo_type)
     ratelimit.limiter_of(platform).take("write", ratelimit.peer_of(request), user.name)
     target_owner, target_name = _split(body.repository, None)

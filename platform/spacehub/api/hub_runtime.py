@@ -1,26 +1,66 @@
 """A space's runtime settings as the Hub exposes them: hardware, sleep time, secrets and variables.
 
+`GET /api/spaces/hardware` lists the flavors this install can run. Volumes (`set_space_volumes`,
+`create_repo(space_volumes=...)`) are not supported: spacehub offers persistent storage tiers mounted at `/data`
+(`request_space_storage`), so a volume is refused with 400, never dropped silently.
+
 Each answers what `huggingface_hub` parses: a SpaceRuntime for hardware and sleep time, the full variables dict
 for variable changes. Secret values are write-only: no endpoint ever returns one.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from spacehub import management, spaces
+from spacehub import hardware, management, spaces
 from spacehub.api.deps import SESSION, get_platform, require_user
 from spacehub.api.serialize import hub_time, runtime_json
 from spacehub.context import Platform
+from spacehub.errors import InvalidInput
 from spacehub.store.models import Space, User
 
 router = APIRouter()
 
 # Every write commits before it answers: the session dependency's own commit runs after the response is sent,
 # and the client's next call must see the change.
+
+
+VOLUMES_UNSUPPORTED = ("volumes are not supported here: spacehub gives a space persistent storage at /data "
+                       "through a storage tier instead (request_space_storage('small'|'medium'|'large'))")
+
+
+def refuse_volumes(volumes: list[dict[str, Any]] | None) -> None:
+    if volumes:
+        raise InvalidInput(VOLUMES_UNSUPPORTED)
+
+
+@router.get("/api/spaces/hardware")
+def list_hardware(platform: Platform = Depends(get_platform)) -> JSONResponse:
+    return JSONResponse(hardware.hub_listing(platform.settings))
+
+
+class Volumes(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    volumes: list[dict[str, Any]] = Field(default_factory=list)
+
+
+@router.put("/api/spaces/{owner}/{name}/volumes")
+def set_volumes(owner: str, name: str, body: Volumes, session: Session = SESSION,
+                user: User = Depends(require_user)) -> JSONResponse:
+    spaces.get_writable(session, user, owner, name)
+    raise InvalidInput(VOLUMES_UNSUPPORTED)
+
+
+@router.delete("/api/spaces/{owner}/{name}/volumes")
+def delete_volumes(owner: str, name: str, session: Session = SESSION,
+                   user: User = Depends(require_user)) -> JSONResponse:
+    spaces.get_writable(session, user, owner, name)
+    return JSONResponse({})  # a space here never has volumes: there is nothing to delete
 
 
 class Hardware(BaseModel):

@@ -26,7 +26,8 @@ def runtime_json(settings: Settings, space: Space) -> dict[str, Any]:
         "stage": str(space.stage),
         "hardware": {"current": space.hardware if serving else None, "requested": space.hardware},
         "storage": space.storage,
-        "gcTimeout": space.sleep_time,
+        # The value in force: the space's own, else the install's default (-1: never sleeps).
+        "gcTimeout": space.sleep_time if space.sleep_time is not None else settings.default_sleep_time_s,
         "replicas": {"requested": 1, "current": 1 if serving else 0},
         "devMode": False,
         "domains": [{"domain": f"{space.label}.{settings.spaces_domain}", "stage": "READY"}],

@@ -25,7 +25,7 @@ def check_signup_policy(settings: Settings) -> None:
 
 
 def install(app: FastAPI, platform: Platform) -> None:
-    from spacehub.web import accounts, events, explore, new_space, settings_pages, space_pages
+    from spacehub.web import accounts, events, explore, new_space, repo_pages, settings_pages, space_pages
 
     check_signup_policy(platform.settings)
     secret = load_secret(platform.settings)
@@ -37,5 +37,6 @@ def install(app: FastAPI, platform: Platform) -> None:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for module in (explore, accounts, new_space, space_pages, settings_pages, events):
         app.include_router(module.router)
-    # `/{owner}` matches any single segment: it goes last, after every other page.
+    # `/{owner}` matches any single segment and `/{owner}/{name}` (a model) any two: they go last.
     app.include_router(accounts.owner_router)
+    app.include_router(repo_pages.router)

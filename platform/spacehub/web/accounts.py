@@ -245,6 +245,8 @@ def owner_page(request: Request, owner: str, session: Session = SESSION,
         raise NotFound(f"no user or organization named {owner!r}")
     name = found_user.name if found_user else org.name  # type: ignore[union-attr]
     shown = spaces.list_visible(session, user, author=name)
+    models = spaces.list_visible(session, user, author=name, repo_type="model")
+    datasets = spaces.list_visible(session, user, author=name, repo_type="dataset")
     members: list[Membership] = []
     orgs: list[Organization] = []
     is_org_admin = False
@@ -254,4 +256,5 @@ def owner_page(request: Request, owner: str, session: Session = SESSION,
     elif found_user is not None:
         orgs = accounts.user_orgs(session, found_user)
     return page(request, "owner.html", user=user, owner_name=name, org=org, owner_user=found_user,
-                spaces=shown, members=members, orgs=orgs, is_org_admin=is_org_admin, roles=ROLES)
+                spaces=shown, models=models, datasets=datasets, members=members, orgs=orgs,
+                is_org_admin=is_org_admin, roles=ROLES)

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session
 
-from spacehub import accounts, spaces
+from spacehub import accounts, lfs, spaces
 from spacehub.api.deps import SESSION, get_platform
 from spacehub.context import Platform
 from spacehub.errors import EntryNotFound, SpacehubError
@@ -163,8 +163,11 @@ def tree(request: Request, owner: str, name: str, revision: str, path: str = "",
     entries: list[TreeEntry] = platform.repos.list_tree(spaces.repo_key(space), str(files["sha"]), path,
                                                         recursive=False)
     entries.sort(key=lambda e: (e.kind != "directory", e.path.lower()))
+    found = lfs.pointers(platform, spaces.repo_key(space),
+                         [e.blob_id for e in entries if e.kind == "file" and e.size <= lfs.MAX_POINTER_BYTES])
+    lfs_sizes = {e.path: found[e.blob_id].size for e in entries if e.blob_id in found}
     return page(request, "space_files.html", tab="files", entries=entries, path=path, crumbs=_crumbs(path),
-                empty=False, **files, **context)  # type: ignore[arg-type]
+                empty=False, lfs_sizes=lfs_sizes, **files, **context)  # type: ignore[arg-type]
 
 
 @router.get("/spaces/{owner}/{name}/blob/{revision}/{path:path}")
@@ -179,7 +182,11 @@ def blob(request: Request, owner: str, name: str, revision: str, path: str,
     key = spaces.repo_key(space)
     size = platform.repos.file_size(key, str(files["sha"]), path)
     text = None
-    if size <= MAX_VIEW_BYTES:
+    pointer = lfs.parse_pointer(platform.repos.read_file(key, str(files["sha"]), path)) \
+        if size <= lfs.MAX_POINTER_BYTES else None
+    if pointer is not None:  # an LFS file: its size, and a download, never the pointer's text
+        size = pointer.size
+    elif size <= MAX_VIEW_BYTES:
         data = platform.repos.read_file(key, str(files["sha"]), path)
         try:
             text = data.decode("utf-8") if b"\0" not in data else None
@@ -197,9 +204,13 @@ def raw(owner: str, name: str, revision: str, path: str, platform: Platform = De
     space = spaces.get_visible(session, user, owner, name)
     data = platform.repos.read_file(spaces.repo_key(space), revision, path)
     filename = quote(path.rsplit("/", 1)[-1])
-    return Response(data, media_type="application/octet-stream", headers={
-        "Content-Disposition": f"attachment; filename*=UTF-8''{filename}", "X-Content-Type-Options": "nosniff",
-        "Content-Security-Policy": "sandbox", "Cache-Control": "no-store"})
+    headers = {"Content-Disposition": f"attachment; filename*=UTF-8''{filename}", "X-Content-Type-Options": "nosniff",
+               "Content-Security-Policy": "sandbox", "Cache-Control": "no-store"}
+    pointer = lfs.parse_pointer(data)
+    if pointer is not None and platform.objects.size(pointer.oid) == pointer.size:  # the LFS file's bytes
+        return StreamingResponse(platform.objects.read(pointer.oid), media_type="application/octet-stream",
+                                 headers={**headers, "Content-Length": str(pointer.size)})
+    return Response(data, media_type="application/octet-stream", headers=headers)
 
 
 @router.get("/spaces/{owner}/{name}/commits/{revision}")
