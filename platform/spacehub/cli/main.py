@@ -12,7 +12,7 @@ import click
 from pydantic import ValidationError
 
 from spacehub import accounts, logformat
-from spacehub.cli import admin
+from spacehub.cli import admin, roles
 from spacehub.cli import sandbox as sandbox_commands
 from spacehub.cli.client import Client, save_credentials
 from spacehub.context import Platform
@@ -84,27 +84,42 @@ def stop(data_dir: Path | None) -> None:
 @cli.command()
 @click.option("--queue", "queues", multiple=True, help="Queue(s) to work on (default: ops and builds).")
 @click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
-def worker(queues: tuple[str, ...], burst: bool) -> None:
-    """Run an RQ worker for spacehub's jobs."""
+@click.option("--health", "health_address", help=roles.HEALTH_HELP)
+def worker(queues: tuple[str, ...], burst: bool, health_address: str | None) -> None:
+    """Run an RQ worker for spacehub's jobs (SIGTERM: it finishes the job in hand, then exits)."""
     from spacehub.startcheck import check_redis
     from spacehub_runner.worker import run_worker  # the CLI is where both halves meet
 
     settings = _settings()
     logformat.configure(settings.log_format)
     check_redis(settings)
+    state = roles.RoleState()
+    roles.health_listener("worker", settings, health_address, state, with_database=True)
+    state.started.set()
     run_worker(settings, list(queues) or None, burst=burst)
 
 
 @cli.command()
-def supervisor() -> None:
-    """Keep running spaces running: re-adopt, restart, repair routes, pump run logs."""
+@click.option("--health", "health_address", help=roles.HEALTH_HELP)
+def supervisor(health_address: str | None) -> None:
+    """Keep running spaces running: re-adopt, restart, repair routes, pump run logs (SIGTERM: it ends the pass
+    in hand, then exits)."""
     from spacehub.startcheck import check_redis
     from spacehub_runner.supervisor import Supervisor
 
     settings = _settings()
     logformat.configure(settings.log_format)
     check_redis(settings)
-    Supervisor(Platform.open(settings, migrate_schema=False)).run(threading.Event())
+    state, stop = roles.RoleState(), threading.Event()
+    roles.stop_on_sigterm(stop, state)
+    roles.health_listener("supervisor", settings, health_address, state, with_database=True)
+    running = Supervisor(Platform.open(settings, migrate_schema=False))
+    state.started.set()
+    running.run(stop)
+
+
+for _role_command in roles.make_commands(lambda: _settings()):
+    cli.add_command(_role_command)
 
 
 @cli.command()

@@ -92,12 +92,14 @@ class ProxyServer:
         self.connections: set[ClientConnection] = set()  # kept by the connections themselves
         self.draining = False  # stopping: connections close after the exchange in flight instead of waiting
 
-    async def start(self, host: str, port: int) -> None:
-        """Bind and start accepting (`port=0`: any free port, see `.port`)."""
+    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> None:
+        """Bind and start accepting (`port=0`: any free port, see `.port`). `reuse_port`: several processes
+        share the port (SO_REUSEPORT; the kernel spreads connections among them)."""
         loop = asyncio.get_running_loop()
         self._pool = UpstreamPool(idle_s=self._upstream_idle_s, connect_timeout_s=self.connect_timeout_s)
         self._server = await loop.create_server(
-            lambda: ClientConnection(self), host, port, reuse_address=True, backlog=self.backlog
+            lambda: ClientConnection(self), host, port, reuse_address=True, reuse_port=reuse_port or None,
+            backlog=self.backlog
         )
 
     @property
