@@ -104,6 +104,11 @@ def test_roles_run_apart_answer_health_and_stop_gracefully(tmp_path, redis_serve
 
         wait_for("the space served through the proxies", page, 180)
 
+        # Each proxy's own figures, beside its health.
+        for name in ("proxy-1", "proxy-2"):
+            figures = httpx.get(f"http://127.0.0.1:{health[name]}/metrics", timeout=10)
+            assert figures.status_code == 200 and "spacehub_proxy_routes 1.0" in figures.text, figures.text[:2000]
+
         # One proxy stops (gracefully, exit 0); the other keeps the port and serves.
         assert roles["proxy-1"].stop() == 0
         assert "spacehub proxy stopped" in roles["proxy-1"].log.read_text()
