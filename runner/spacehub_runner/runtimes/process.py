@@ -40,7 +40,7 @@ from spacehub.errors import StartFailed
 from spacehub.settings import Settings
 from spacehub_runner.appenv import platform_env
 from spacehub_runner.plugs import Artifact, BuildPlan, Handle, RunSpec
-from spacehub_runner.runtimes import forkserver, readiness
+from spacehub_runner.runtimes import forkserver, loopback, readiness
 from spacehub_runner.runtimes.forkserver import ForkServer
 from spacehub_runner.runtimes.logfile import LogFileReader
 
@@ -366,16 +366,36 @@ def _await_status(data: dict[str, Any], timeout: float = 2.0) -> None:
 
 
 def poll_handle(handle: Handle) -> int | None:
-    """None while the app runs, else its exit status (-1 when it is gone but left no status)."""
+    """None while the app runs, else its exit status (-1 when it is gone but left no status).
+
+    An app found listening beyond loopback is stopped here, with the reason in its log (runtimes/loopback.py).
+    """
     data = handle.data
     if _running(data):
-        return None
+        exposed = loopback.public_listeners(_orphans(data))
+        if not exposed:
+            return None
+        _stop_exposed(data, exposed)
     _reap(data)
     _await_status(data)
     try:
         return int(Path(data["exit_file"]).read_text().strip())
     except (OSError, ValueError):
         return -1
+
+
+def _stop_exposed(data: dict[str, Any], exposed: list[str]) -> None:
+    """Kill an app that listens beyond loopback (its group at once: it is reachable from the network now)."""
+    with open(data["log_file"], "a", encoding="utf-8") as log:
+        log.write(f"[spacehub] stopped: the app listens on {', '.join(exposed)}, beyond loopback. The process "
+                  "runtime serves apps only through the platform's proxy: bind 127.0.0.1 (GRADIO_SERVER_NAME "
+                  "says so; do not pass host=\"0.0.0.0\" or server_name=\"0.0.0.0\")\n")
+    logger.warning("app group %s listened on %s: stopped", data["pgid"], ", ".join(exposed))
+    _signal_group(data, signal.SIGKILL)
+    _wait_gone(data, 5.0)
+    exit_file = Path(data["exit_file"])
+    if not exit_file.exists():
+        exit_file.write_text(f"{_KILLED_STATUS}\n")
 
 
 def log_lines(handle: Handle) -> Iterator[str]:
