@@ -143,8 +143,7 @@ def wire_extension() -> list[Extension]:
     extension = Extension(
         "spacehub.proxy._wire",
         sources=[os.path.join(PROXY, "_wire.pyx")] + [os.path.join(llhttp, f) for f in ("llhttp.c", "api.c", "http.c")],
-        include_dirs=[llhttp],
-        depends=[os.path.join(llhttp, "llhttp.h")],
+        include_dirs=[llhttp],  # (not a `depends`: that would ship the header in spacehub's own sdist)
         # Where its llhttp came from, readable at run time (`_wire.LLHTTP_FROM`).
         define_macros=[("SPACEHUB_LLHTTP_FROM", f'"httptools-{HTTPTOOLS} sdist"')],
         extra_compile_args=["-O3"],
