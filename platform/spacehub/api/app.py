@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from spacehub import __version__, web
 from spacehub.api import (
+    docs,
     errors,
     git,
     hub_commits,
@@ -31,7 +32,8 @@ from spacehub.store.models import User
 def create_app(platform: Platform, metrics: CollectorRegistry | None = None) -> FastAPI:
     """`metrics`: the process's registry, where the caller may have registered collectors of its own (the
     proxy's, under `spacehub serve`); the API adds its own and the platform's, and serves it at /metrics."""
-    app = FastAPI(title="spacehub", version=__version__, docs_url="/docs", redoc_url=None)
+    app = FastAPI(title="spacehub", version=__version__, docs_url=None, redoc_url=None)
+    docs.install(app)
     app.state.platform = platform
     registry = metrics if metrics is not None else new_registry()
     registry.register(PlatformCollector(platform.settings, platform.db, platform.redis))

@@ -240,21 +240,24 @@ def _download(platform: Platform, session: Session, user: User | None, request: 
     return StreamingResponse(body(first, last - first + 1), status_code=status, headers=headers)
 
 
-@router.api_route("/spaces/{owner}/{name}/resolve/{rest:path}", methods=["GET", "HEAD"])
+@router.get("/spaces/{owner}/{name}/resolve/{rest:path}")
+@router.head("/spaces/{owner}/{name}/resolve/{rest:path}", include_in_schema=False)
 def resolve_space_file(owner: str, name: str, rest: str, request: Request,
                        platform: Platform = Depends(get_platform), session: Session = SESSION,
                        user: User | None = Depends(optional_user)) -> Response:
     return _download(platform, session, user, request, "space", owner, name, 3)
 
 
-@router.api_route("/datasets/{owner}/{name}/resolve/{rest:path}", methods=["GET", "HEAD"])
+@router.get("/datasets/{owner}/{name}/resolve/{rest:path}")
+@router.head("/datasets/{owner}/{name}/resolve/{rest:path}", include_in_schema=False)
 def resolve_dataset_file(owner: str, name: str, rest: str, request: Request,
                          platform: Platform = Depends(get_platform), session: Session = SESSION,
                          user: User | None = Depends(optional_user)) -> Response:
     return _download(platform, session, user, request, "dataset", owner, name, 3)
 
 
-@router.api_route("/{owner}/{name}/resolve/{rest:path}", methods=["GET", "HEAD"])
+@router.get("/{owner}/{name}/resolve/{rest:path}")
+@router.head("/{owner}/{name}/resolve/{rest:path}", include_in_schema=False)
 def resolve_model_file(owner: str, name: str, rest: str, request: Request,
                        platform: Platform = Depends(get_platform), session: Session = SESSION,
                        user: User | None = Depends(optional_user)) -> Response:

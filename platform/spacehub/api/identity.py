@@ -37,6 +37,7 @@ def agent_harnesses() -> JSONResponse:
     return JSONResponse({"standardEnvVars": [], "harnesses": {}})
 
 
-@router.api_route("/api/telemetry/{path:path}", methods=["HEAD", "GET", "POST"])
+@router.post("/api/telemetry/{path:path}")
+@router.api_route("/api/telemetry/{path:path}", methods=["HEAD", "GET"], include_in_schema=False)
 def telemetry(path: str) -> Response:
     return Response(status_code=200)
