@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-unit test-postgres test-reference lint bench bench-proxy bench-spaces images install system clean
+.PHONY: run test test-unit test-postgres test-reference lint bench bench-proxy bench-spaces bench-control-plane images install system clean
 
 # setup.py compiles the proxy's per-request modules and wire layer: a change to them rebuilds (else the old build would run).
 # (llhttp's C sources come from the httptools sdist that setup.py pins, fetched into build/llhttp/: a new pin there rebuilds.)
@@ -48,7 +48,7 @@ test: $(STAMP) system images
 POSTGRES_TESTS := tests/integration/test_database.py tests/unit/test_spacegate.py \
 	tests/integration/test_gpu_allocator.py tests/integration/test_signup_policy.py \
 	tests/integration/test_hub_api.py tests/integration/test_git_and_private.py \
-	tests/integration/test_metrics.py \
+	tests/integration/test_metrics.py tests/integration/test_backup.py \
 	tests/integration/test_start_errors.py::test_a_password_refused_by_postgres_is_named
 test-postgres: $(STAMP)
 	$(PY) -m pytest -ra --db postgres $(POSTGRES_TESTS)
@@ -75,8 +75,8 @@ lint: $(STAMP)
 # Benchmarks: each measured side by side with its anchor in the same run, printed as a markdown table of
 # medians and ratios (also written under artifacts/bench/). `bench` runs them all (~12 min), then prints the
 # whole report again (artifacts/bench/bench.md).
-bench: bench-proxy bench-spaces
-	cat artifacts/bench/proxy.md artifacts/bench/spaces.md > artifacts/bench/bench.md
+bench: bench-proxy bench-spaces bench-control-plane
+	cat artifacts/bench/proxy.md artifacts/bench/spaces.md artifacts/bench/control-plane.md > artifacts/bench/bench.md
 	@echo; echo "==================== make bench ===================="; cat artifacts/bench/bench.md
 
 # The proxy (full contract) against nginx and against no proxy, same upstream, 127.0.0.1 only (~2 min).
@@ -93,6 +93,12 @@ bench-proxy: $(STAMP)
 bench-spaces: $(STAMP) images
 	mkdir -p artifacts/bench
 	$(PY) tests/bench/bench_spaces.py --out artifacts/bench/spaces.md $(BENCH_SPACES_ARGS)
+
+# The control plane's cost from 10 to 1,000 registered spaces: API list latency, reconcile pass CPU, the proxy's
+# space table (~2 min). BENCH_CONTROL_PLANE_ARGS: e.g. `--sizes 10,100 --requests 50`.
+bench-control-plane: $(STAMP)
+	mkdir -p artifacts/bench
+	$(PY) tests/bench/bench_control_plane.py --out artifacts/bench/control-plane.md $(BENCH_CONTROL_PLANE_ARGS)
 
 # Base and SDK images for the docker runtime, built offline once and reused (a no-op when present).
 images: $(STAMP) system

@@ -86,7 +86,7 @@ class Waker:
         self.space_route = space_route
         self._waits: dict[str, asyncio.Task[str | None]] = {}
         # outcome ("ready" / "gave_up") -> (wakes, seconds they took): read by /metrics (spacehub.metrics).
-        self.wake_stats: dict[str, tuple[int, float]] = {}
+        self.wake_stats: dict[str, tuple[int, float]] = {"ready": (0, 0.0), "gave_up": (0, 0.0)}
         self._refreshing: asyncio.Task[None] | None = None
 
     async def route(self, entry: Entry, label: str, headers: list[tuple[bytes, bytes]], target: bytes) -> Route | None:

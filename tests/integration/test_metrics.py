@@ -17,7 +17,7 @@ SPACE = "admin/metered"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("metrics") / "data", log_format="json")
+    srv = Server(tmp_path_factory.mktemp("metrics") / "data", log_format="json", gpus="0")
     srv.start()
     try:
         srv.cli("push", str(EXAMPLES / "static"), SPACE)
@@ -79,6 +79,9 @@ def test_platform_figures_come_from_sql_and_the_queues(server: Server) -> None:
     assert value(samples, "spacehub_build_duration_seconds_sum", outcome="succeeded") > 0
     assert ("spacehub_queue_jobs", (("queue", "spacehub-builds"), ("state", "queued"))) in samples
     assert value(samples, "spacehub_spaces_frozen") == 0
+    assert value(samples, "spacehub_wakes_count", outcome="ready") == 0  # nothing slept yet
+    assert value(samples, "spacehub_gpu_slots") == 1  # SPACEHUB_GPUS=0, one space per device
+    assert ("spacehub_gpu_slots_held", (("device", "0"),)) in samples
 
 
 def test_metrics_are_for_admins(server: Server) -> None:
@@ -98,3 +101,12 @@ def test_log_lines_are_json_objects(server: Server) -> None:
     assert all({"time", "level", "logger", "message"} <= set(e) for e in entries)
     text_lines = [line for line in lines if re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ", line)]
     assert text_lines == []
+
+
+def test_the_grafana_dashboard_asks_only_for_metrics_that_exist(server: Server) -> None:
+    from support.server import REPO
+
+    dashboard = (REPO / "deploy" / "grafana" / "spacehub.json").read_text()
+    asked = set(re.findall(r"spacehub_[a-z_]+", dashboard)) - {"spacehub"}
+    exported = {name for name, _labels in scrape(server)}
+    assert asked and asked <= exported, asked - exported

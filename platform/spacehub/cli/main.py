@@ -12,7 +12,7 @@ import click
 from pydantic import ValidationError
 
 from spacehub import accounts, logformat
-from spacehub.cli import admin, roles
+from spacehub.cli import admin, backups, roles
 from spacehub.cli import sandbox as sandbox_commands
 from spacehub.cli.client import Client, save_credentials
 from spacehub.context import Platform
@@ -48,6 +48,10 @@ def settings_problem(exc: ValidationError) -> str:
 @click.version_option(package_name="spacehub")
 def cli() -> None:
     """spacehub: a self-hosted home for Gradio, Docker and static app spaces."""
+
+
+cli.add_command(backups.backup)
+cli.add_command(backups.restore)
 
 
 @cli.command()
