@@ -14,10 +14,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pathspec
 from sqlalchemy import select
@@ -67,6 +69,26 @@ def pointers(platform: Platform, key: str, blob_ids: Iterable[str]) -> dict[str,
         if pointer is not None:
             found[oid] = pointer
     return found
+
+
+def materialize(platform: Platform, tree: Path) -> int:
+    """Replace the LFS pointers of a checked-out tree by their objects (what a space's app reads); returns how
+    many. A pointer whose object is not stored stays as it is, as git-lfs leaves it."""
+    replaced = 0
+    for path in tree.rglob("*"):
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_POINTER_BYTES:
+            continue
+        pointer = parse_pointer(path.read_bytes())
+        if pointer is None or platform.objects.size(pointer.oid) != pointer.size:
+            continue
+        staging = path.with_name(f".{path.name}.lfs")
+        with open(staging, "wb") as out:
+            for chunk in platform.objects.read(pointer.oid):
+                out.write(chunk)
+        os.chmod(staging, path.stat().st_mode & 0o777)
+        os.replace(staging, path)
+        replaced += 1
+    return replaced
 
 
 # .gitattributes -------------------------------------------------------------------------------------------------

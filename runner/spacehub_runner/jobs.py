@@ -17,7 +17,7 @@ from typing import Any
 from redis.exceptions import LockError, ResponseError
 from sqlalchemy import select
 
-from spacehub import activity, crypto
+from spacehub import activity, crypto, lfs
 from spacehub import spaces as space_ops
 from spacehub.context import Platform
 from spacehub.errors import BuildFailed, NoAppFile, SpaceConfigError, StartFailed, Superseded
@@ -148,6 +148,8 @@ def build(build_id: int, factory: bool = False) -> JobOutcome:
     shutil.rmtree(workdir, ignore_errors=True)
     try:
         platform.repos.checkout(repo, sha, workdir)
+        if lfs.materialize(platform, workdir):  # the app reads its LFS files' bytes, not their pointers
+            log("==> Large files (LFS) placed in the checkout")
         try:
             recipe = plan_for(workdir, sdk, platform.settings)
         except NoAppFile as exc:

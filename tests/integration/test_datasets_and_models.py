@@ -246,3 +246,11 @@ def test_repo_pages_and_lfs_in_the_files_tab(server: Server, api: HfApi, dataset
     assert files.status_code == 200 and "data-lfs" in files.text and "102.4 kB" in files.text
     raw = server.api.get("/spaces/admin/lfs-space/raw/main/assets/big.bin", headers=auth)
     assert raw.content == big  # the file, not its pointer
+
+    # The space's app sees the file's bytes too: its build places LFS objects in the checkout.
+    api.upload_file(path_or_fileobj=b"<h1>static</h1>", path_in_repo="index.html", repo_id="admin/lfs-space",
+                    repo_type="space")
+    runtime = server.wait_stage("admin/lfs-space", {"RUNNING", "BUILD_ERROR", "RUNTIME_ERROR", "NO_APP_FILE"})
+    assert runtime["stage"] == "RUNNING", runtime
+    served = server.space_get(api.space_info("admin/lfs-space").subdomain or "", "/assets/big.bin")
+    assert served.status_code == 200 and served.content == big

@@ -128,6 +128,7 @@ def test_one_gigabyte_through_upload_file_folder_and_commit(server: Server, api:
     assert operation._upload_mode == "lfs"
 
     peak = rss_kb(pid, "VmHWM")
+    print(f"serve RSS before the uploads: {before} kB; peak during them: {peak} kB")  # shown with -s
     assert peak - before < 100 * 1024, f"serve grew from {before} kB to a peak of {peak} kB"
 
     # Stored once, as an object; git holds pointers; .gitattributes tracks the paths.
@@ -242,6 +243,13 @@ def test_basic_transfer_and_download(server: Server, api: HfApi, tmp_path: Path,
                            endpoint=server.url)
     assert Path(path).read_bytes() == data
     assert (tmp_path / "models--admin--basic" / "blobs" / sha).exists()  # cached under its sha256
+    # A path the repo's .gitattributes tracks goes to LFS whatever its size.
+    api.upload_file(path_or_fileobj=b"*.pt filter=lfs diff=lfs merge=lfs -text\n", path_in_repo=".gitattributes",
+                    repo_id="admin/basic")
+    api.upload_file(path_or_fileobj=b"tiny tensor", path_in_repo="t.pt", repo_id="admin/basic")
+    assert upload_modes[-1] == {"t.pt": "lfs"}
+    [tracked] = api.get_paths_info("admin/basic", ["t.pt"])
+    assert tracked.lfs is not None and tracked.size == len(b"tiny tensor")
     # The same content again: unchanged, nothing uploaded, no new commit.
     before = api.list_repo_commits("admin/basic")
     api.upload_file(path_or_fileobj=data, path_in_repo="data/blob.bin", repo_id="admin/basic")
