@@ -57,12 +57,13 @@ def api_config(settings: Settings, platform: Platform) -> uvicorn.Config:
     where: dict[str, object]
     if settings.api_listen:
         host, port = parse_address(settings.api_listen)
-        where = {"host": host, "port": port}
+        # Over TCP anyone who reaches the port could write X-Forwarded-For: only the proxies' is believed.
+        where = {"host": host, "port": port, "forwarded_allow_ips": settings.api_trusted_proxies}
     else:
         settings.run_dir.mkdir(parents=True, exist_ok=True)
         settings.api_socket.unlink(missing_ok=True)
-        where = {"uds": str(settings.api_socket)}
-    return uvicorn.Config(create_app(platform), log_level="warning", proxy_headers=True, forwarded_allow_ips="*",
+        where = {"uds": str(settings.api_socket), "forwarded_allow_ips": "*"}  # only the proxy can connect
+    return uvicorn.Config(create_app(platform), log_level="warning", proxy_headers=True,
                           timeout_keep_alive=30, timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_s)),
                           **where)  # type: ignore[arg-type]
 

@@ -48,6 +48,10 @@ class Settings(BaseSettings):
                                "(Redis, the database) is down")
     api_listen: str | None = Field(default=None, description="Where the API listens and the proxy sends API "
                                    "traffic: unset: a unix socket under the run dir; or host:port (roles apart)")
+    api_trusted_proxies: CommaList = Field(
+        default_factory=lambda: ["127.0.0.1", "::1"], description="With SPACEHUB_API_LISTEN: the proxies' addresses, "
+        "the only peers whose X-Forwarded-For the API believes (the client address rate limits count); on the unix "
+        "socket only the proxy can connect, so it is always believed there")
     database_url: str | None = Field(default=None, description="Unset: SQLite under the data dir. PostgreSQL: "
                                      "postgresql+psycopg://USER:PASSWORD@HOST:5432/DB (the spacehub[postgres] extra)")
     database_pool_size: int = Field(default=5, ge=1, description="Connections each process keeps open to "
@@ -236,7 +240,7 @@ class Settings(BaseSettings):
     url: str | None = Field(default=None, description="CLI: platform URL (default: the public URL)")
     token: SecretStr | None = Field(default=None, description="CLI: API token (default: saved by `login`)")
 
-    _split = field_validator("pip_extra_index_urls", "pip_find_links", "python_versions", "gpus",
+    _split = field_validator("pip_extra_index_urls", "pip_find_links", "python_versions", "gpus", "api_trusted_proxies",
                              "fork_server_preload", "docker_egress_dns", "docker_egress_blocked",
                              "docker_gateway_ports", "docker_build_caps", mode="before")(_split_commas)
 
