@@ -3,12 +3,13 @@
 The default table holds the Hub's own sizes (vCPUs, memory GB, GPU count). A deployment overrides or extends it
 with a YAML file (`SPACEHUB_HARDWARE_TABLE`):
 
-    cpu-basic:  {cpus: 2, memory_gb: 16}
+    cpu-basic:  {cpus: 2, memory_gb: 16, disk_gb: 50}
     t4-small:   {cpus: 4, memory_gb: 15, gpus: 1}
 
 Container limits are these sizes times `SPACEHUB_DOCKER_CPU_SCALE` / `SPACEHUB_DOCKER_MEMORY_SCALE` (so a small
 host can still offer the Hub's names); the GPU count is never scaled: it is how many devices the allocator hands
-the space.
+the space. `disk_gb` (default 50, the Hub's ephemeral disk) caps a container's writable disk (/tmp, its home and
+working directory; spacehub_runner.diskcap) and is not scaled either.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class Flavor:
     cpus: float
     memory_gb: float
     gpus: int = 0
+    disk_gb: float = 50.0  # a container's writable disk (/tmp, home, working directory): the Hub's 50 GB
 
 
 # The Hub's flavors (huggingface_hub.SpaceHardware) and their sizes.
@@ -122,6 +124,8 @@ def _load_table(path: Path) -> dict[str, Flavor]:
     table = {}
     for name, size in data.items():
         if not isinstance(size, dict) or not {"cpus", "memory_gb"} <= size.keys():
-            raise SpaceConfigError(f"hardware table {path}: {name!r} needs cpus and memory_gb (gpus optional)")
-        table[str(name)] = Flavor(float(size["cpus"]), float(size["memory_gb"]), int(size.get("gpus", 0)))
+            raise SpaceConfigError(f"hardware table {path}: {name!r} needs cpus and memory_gb (gpus and disk_gb "
+                                   "optional)")
+        table[str(name)] = Flavor(float(size["cpus"]), float(size["memory_gb"]), int(size.get("gpus", 0)),
+                                  float(size.get("disk_gb", 50.0)))
     return table

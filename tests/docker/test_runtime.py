@@ -65,7 +65,10 @@ def test_container_is_locked_down(running: Handle) -> None:
     assert host_config["CapDrop"] == ["ALL"]
     assert "no-new-privileges" in host_config["SecurityOpt"]
     assert host_config["NetworkMode"] == "spacehub"  # spacehub's own network, egress-policed (tests/security)
-    assert not host_config["Binds"] and not host_config["Privileged"]
+    # No host path is mounted: only named volumes, the container's capped scratch disk (spacehub_runner.diskcap),
+    # over a read-only root.
+    assert all(not bind.startswith("/") for bind in host_config["Binds"] or []) and not host_config["Privileged"]
+    assert host_config["ReadonlyRootfs"] is True
 
 
 def test_limits_come_from_the_hardware_flavor(running: Handle) -> None:

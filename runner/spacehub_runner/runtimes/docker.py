@@ -35,7 +35,7 @@ from docker.types import DeviceRequest, LogConfig
 from spacehub.errors import StartFailed
 from spacehub.settings import Settings
 
-from .. import hardware
+from .. import diskcap, hardware
 from ..dockeropts import DockerOptions
 from ..plugs import Artifact, Handle, RunSpec
 from . import readiness
@@ -47,6 +47,8 @@ SPACE_KEY = "spacehub.space-key"
 APP_PORT = "spacehub.app-port"
 INSTANCE = "spacehub.instance"
 STORAGE_GB = "spacehub.storage-gb"
+SCRATCH = "spacehub.scratch"  # on a container's scratch volumes: the container's name
+DISK = "spacehub.disk"  # "loop" on data volumes bound to a capped filesystem of their own
 DATA_DIR = "/data"
 HOST_ALIAS = "host.docker.internal"
 _LOOPBACK = {"localhost", "127.0.0.1", "::1", "[::1]"}
@@ -102,6 +104,7 @@ class DockerRuntime:
             container.reload()
         except DockerException as exc:
             _remove_quietly(container)
+            self.release_scratch(str(container.name))
             raise StartFailed(f"could not start the container: {_explain(exc)}") from None
         return _handle(container)
 
@@ -109,6 +112,7 @@ class DockerRuntime:
         """Stop (SIGTERM, then SIGKILL after `stop_grace_s`) and remove the container. Idempotent."""
         container = self._get(handle)
         if container is None:
+            self.release_scratch(str(handle.data.get("name") or ""))
             return
         if container.status == "paused":  # frozen: it must run again to get its SIGTERM
             with contextlib.suppress(APIError):
@@ -116,10 +120,12 @@ class DockerRuntime:
         try:
             container.stop(timeout=max(1, round(self.settings.stop_grace_s)))
         except NotFound:
+            self.release_scratch(str(container.name))
             return
         except APIError:
             pass  # already stopping or dead: removal below settles it
         _remove_quietly(container)
+        self.release_scratch(str(container.name))
 
     def poll(self, handle: Handle) -> int | None:
         """None while the container runs; its exit code once it stopped; -1 when it is gone."""
@@ -205,12 +211,20 @@ class DockerRuntime:
         kwargs = self.create_kwargs(spec, artifact, volume=volume)
         if volume:
             self._ensure_volume(volume, spec, artifact)
+        name = kwargs["name"]
+        self.release_orphan_disks()  # what a crash left behind: found here, where new ones are made
         try:
+            self._prepare_scratch(name, kwargs, self.disk_bytes(spec.hardware))
             return self.client.containers.create(**kwargs)
         except ImageNotFound:
+            self.release_scratch(name)
             raise StartFailed(f"image {artifact.ref} is gone; rebuild the space") from None
         except DockerException as exc:
+            self.release_scratch(name)
             raise StartFailed(f"could not create the container: {_explain(exc)}") from None
+        except StartFailed:
+            self.release_scratch(name)
+            raise
 
     def create_kwargs(self, spec: RunSpec, artifact: Artifact, *, volume: str | None = None) -> dict[str, Any]:
         port = int(spec.plan.app_port or 7860)
@@ -247,9 +261,74 @@ class DockerRuntime:
         }
         if spec.gpu_ids:
             kwargs["device_requests"] = [DeviceRequest(device_ids=list(spec.gpu_ids), capabilities=[["gpu"]])]
+        # Disk caps (spacehub_runner.diskcap): nothing of the image is writable; the container writes to its own
+        # capped scratch filesystem (/tmp, /var/tmp, its home and working directory) and to /data.
+        kwargs["read_only"] = True
+        kwargs["volumes"] = {
+            f"{kwargs['name']}-w{i}": {"bind": path, "mode": "rw"}
+            for i, path in enumerate(self.writable_paths(artifact.ref))
+        }
         if volume:
-            kwargs["volumes"] = {volume: {"bind": DATA_DIR, "mode": "rw"}}
+            kwargs["volumes"][volume] = {"bind": DATA_DIR, "mode": "rw"}
         return kwargs
+
+    def writable_paths(self, image: str) -> list[str]:
+        try:
+            config = self.client.images.get(image).attrs.get("Config") or {}
+        except ImageNotFound:
+            raise StartFailed(f"image {image} is gone; rebuild the space") from None
+        env = dict(item.split("=", 1) for item in config.get("Env") or [] if "=" in item)
+        return diskcap.writable_paths(env.get("HOME", "/home/user"), str(config.get("WorkingDir") or ""))
+
+    def disk_bytes(self, flavor_name: str) -> int:
+        """A container's scratch cap: its flavor's `disk_gb` (the hardware table)."""
+        return max(16 * 1024 * 1024, int(hardware.flavor(self.settings, flavor_name).disk_gb * diskcap.GIB))
+
+    # -- disk caps ----------------------------------------------------------------------------------------
+
+    def _prepare_scratch(self, name: str, kwargs: dict[str, Any], size_bytes: int) -> None:
+        """The container's scratch filesystem, and a volume bound to a folder of it for each writable path."""
+        disk = diskcap.scratch_disk(self.settings.data_dir, name)
+        disk.create(size_bytes, journal=False)
+        disk.mount()
+        for volume, mount in kwargs["volumes"].items():
+            if not volume.startswith(f"{name}-w"):
+                continue
+            folder = disk.mountpoint / volume.rpartition("-")[2]
+            diskcap.prepare_folder(folder)
+            if mount["bind"] in ("/tmp", "/var/tmp"):
+                folder.chmod(0o1777)
+            # Empty on first mount, so Docker copies the image's files (and their owners) into it.
+            self.client.volumes.create(
+                volume, driver="local", driver_opts={"type": "none", "o": "bind", "device": str(folder)},
+                labels={INSTANCE: self.instance, SCRATCH: name},
+            )
+
+    def release_scratch(self, name: str) -> None:
+        """Remove a container's scratch volumes and filesystem (after the container). Idempotent."""
+        if not name:
+            return
+        for found in self.client.volumes.list(filters={"label": [f"{SCRATCH}={name}"]}):
+            with contextlib.suppress(NotFound, APIError):
+                found.remove(force=True)
+        diskcap.scratch_disk(self.settings.data_dir, name).destroy()
+
+    def release_orphan_disks(self, min_age_s: float = 120.0) -> list[str]:
+        """Scratch filesystems whose container is gone (a crash between their making and its removal)."""
+        names = diskcap.scratch_names(self.settings.data_dir)
+        if not names:
+            return []
+        mine = self.client.containers.list(all=True, filters={"label": [f"{INSTANCE}={self.instance}"]})
+        alive = {c.name for c in mine}
+        released = []
+        for name in names:
+            image = diskcap.scratch_disk(self.settings.data_dir, name).image
+            made = image.stat().st_mtime if image.exists() else 0.0
+            if name in alive or time.time() - made < min_age_s:
+                continue  # in use, or maybe a start in progress
+            self.release_scratch(name)
+            released.append(name)
+        return released
 
     def app_env(self, spec: RunSpec, port: int) -> dict[str, str]:
         env = {
@@ -309,41 +388,37 @@ class DockerRuntime:
         return {v.name: int((v.attrs.get("Labels") or {}).get(SPACE, "0")) for v in found}
 
     def _ensure_volume(self, name: str, spec: RunSpec, artifact: Artifact) -> None:
+        """The space's /data: a docker volume bound to its own ext4 filesystem of the tier's size (a real cap),
+        made on first use, mounted again (after a reboot) and grown (a bigger tier) on every start."""
+        size = self.settings.storage_gb(spec.storage) * diskcap.GIB if spec.storage else 0
+        disk = diskcap.data_disk(self.settings.data_dir, name)
         try:
-            self.client.volumes.get(name)
-            return
+            labels = self.client.volumes.get(name).attrs.get("Labels") or {}
         except NotFound:
-            pass
-        labels = {MANAGED: "1", INSTANCE: self.instance, SPACE: str(int(spec.space_id))}
-        if spec.storage:
-            # The local driver cannot cap a volume's size on most filesystems: the tier's size is recorded.
-            labels[STORAGE_GB] = str(self.settings.storage_gb(spec.storage))
-        self.client.volumes.create(name, labels=labels)
-        # A fresh volume is root-owned unless the image has /data owned by 1000 (ours do); make it the app's.
-        # A throwaway container with only CHOWN, no network, from the space's own image.
-        try:
-            self.client.containers.run(
-                artifact.ref,
-                entrypoint=["chown", "1000:1000", DATA_DIR],
-                command=[],
-                user="0:0",
-                cap_drop=["ALL"],
-                cap_add=["CHOWN"],
-                security_opt=["no-new-privileges"],
-                network_mode="none",
-                volumes={name: {"bind": DATA_DIR, "mode": "rw"}},
-                labels={MANAGED: "0"},
-                remove=True,
+            labels = None
+        if labels is not None and labels.get(DISK) != "loop":
+            return  # a volume from before disk caps: used as it is (uncapped) rather than emptied
+        if not disk.image.exists():
+            disk.create(size or diskcap.GIB, journal=True)
+        disk.mount()
+        if size:
+            disk.grow(size)
+        diskcap.prepare_folder(disk.mountpoint / "data")
+        if labels is None:
+            labels = {MANAGED: "1", INSTANCE: self.instance, SPACE: str(int(spec.space_id)), DISK: "loop"}
+            if spec.storage:
+                labels[STORAGE_GB] = str(self.settings.storage_gb(spec.storage))
+            self.client.volumes.create(
+                name, driver="local",
+                driver_opts={"type": "none", "o": "bind", "device": str(disk.mountpoint / "data")},
+                labels=labels,
             )
-        except DockerException as exc:
-            # Removed again, or the next start would find it and skip the chown: a /data the app cannot write.
-            self.remove_volume(name)
-            raise StartFailed(f"could not prepare the data volume {name}: {_explain(exc)}") from None
 
     def remove_volume(self, name: str) -> None:
         """Delete a space's persistent storage (when the space is deleted). Idempotent."""
         with contextlib.suppress(NotFound):
             self.client.volumes.get(name).remove(force=True)
+        diskcap.data_disk(self.settings.data_dir, name).destroy()
 
     # -- helpers ----------------------------------------------------------------------------------------
 
