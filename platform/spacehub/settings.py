@@ -220,6 +220,10 @@ class Settings(BaseSettings):
     docker_build_caps: CommaList = Field(
         default_factory=lambda: ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID"],
         description="The only capabilities a build step keeps (it also runs with no-new-privileges)")
+    docker_build_disk_gb: float = Field(default=50.0, gt=0, description="A build is stopped once the disk "
+                                        "holding Docker's data has lost this much space since the build began")
+    docker_build_disk_check_s: float = Field(default=1.0, gt=0, description="How often a build's disk use is "
+                                             "checked")
     docker_cpu_scale: float = Field(default=0.5, description="Flavor vCPUs x this = a container's CPU limit")
     docker_memory_scale: float = Field(default=0.125, description="Flavor memory x this = a container's memory limit")
     docker_pids_limit: int = Field(default=512, description="Most processes in one container")

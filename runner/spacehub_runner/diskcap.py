@@ -23,6 +23,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 from spacehub.errors import StartFailed
@@ -91,10 +92,13 @@ class LoopDisk:
 
     def destroy(self) -> None:
         """Unmount (the loop device goes with it) and delete. Idempotent."""
-        if self.mounted():
-            result = subprocess.run(["umount", str(self.mountpoint)], capture_output=True, text=True)
-            if result.returncode != 0:  # still busy (a container on its way out): detach now, freed when idle
-                subprocess.run(["umount", "-l", str(self.mountpoint)], capture_output=True)
+        for _ in range(10):
+            if not self.mounted():
+                break
+            if subprocess.run(["umount", str(self.mountpoint)], capture_output=True).returncode != 0:
+                time.sleep(0.2)
+        if self.mounted():  # still busy: detach it now; the kernel frees it once the last user lets go
+            subprocess.run(["umount", "-l", str(self.mountpoint)], capture_output=True)
         with contextlib.suppress(FileNotFoundError):
             self.image.unlink()
         with contextlib.suppress(OSError):

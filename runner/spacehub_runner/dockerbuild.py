@@ -42,6 +42,20 @@ class BuildRequest:
     timeout_s: float = 1800.0
     no_cache: bool = False  # a "factory rebuild": BuildKit reuses no layer (secret values are not cache keys)
     add_hosts: Mapping[str, str] = field(default_factory=dict)  # name -> address (or "host-gateway")
+    disk: DiskCap | None = None  # stop the build once it has taken this much of Docker's disk
+
+
+@dataclass(frozen=True)
+class DiskCap:
+    """A build's disk cap. BuildKit's steps write into dockerd's own storage, which no per-build quota covers
+    (overlay2 on ext4), so the free space of the filesystem holding Docker's data is watched while the build runs,
+    and the build is stopped (its session cancelled, its partial layers dropped) once that filesystem has lost
+    more than `limit_bytes` since the build began. It is a watch, not ENOSPC: a step may overshoot by what it
+    writes in one `check_s`; and writes of others on the same disk at the same time count too."""
+
+    path: str  # dockerd's data root
+    limit_bytes: int
+    check_s: float = 1.0
 
 
 def _masker(secrets: Sequence[str]) -> re.Pattern[str] | None:
@@ -102,6 +116,9 @@ def run_build(cli: str, req: BuildRequest, log: LogFn) -> None:
     timer = threading.Timer(req.timeout_s, on_timeout)
     timer.daemon = True
     timer.start()
+    finished, over_disk = threading.Event(), threading.Event()
+    if req.disk is not None:
+        threading.Thread(target=_watch_disk, args=(req.disk, proc, finished, over_disk), daemon=True).start()
     try:
         assert proc.stdout is not None
         for raw in proc.stdout:
@@ -110,12 +127,41 @@ def run_build(cli: str, req: BuildRequest, log: LogFn) -> None:
         rc = proc.wait()
     finally:
         timer.cancel()
+        finished.set()
         if proc.poll() is None:
             _kill_group(proc)
+    if over_disk.is_set():
+        assert req.disk is not None
+        raise BuildFailed(f"build stopped: it took more than {req.disk.limit_bytes / 1024**3:.2f} GB of disk "
+                          "(SPACEHUB_DOCKER_BUILD_DISK_GB)")
     if timed_out.is_set():
         raise BuildFailed(f"build timed out after {req.timeout_s:.0f}s")
     if rc != 0:
         raise BuildFailed(f"docker build failed (exit {rc})")
+
+
+def _free_bytes(path: str) -> int:
+    stat = os.statvfs(path)
+    return stat.f_bavail * stat.f_frsize
+
+
+def _watch_disk(cap: DiskCap, proc: subprocess.Popen[bytes], finished: threading.Event,
+                over: threading.Event) -> None:
+    start = _free_bytes(cap.path)
+    while not finished.wait(cap.check_s):
+        if start - _free_bytes(cap.path) > cap.limit_bytes:
+            over.set()
+            _kill_group(proc)
+            return
+
+
+def docker_root(cli: str) -> str:
+    """dockerd's data root (where BuildKit's layers are written)."""
+    result = subprocess.run([cli, "info", "--format", "{{.DockerRootDir}}"], capture_output=True, text=True)
+    root = result.stdout.strip()
+    if result.returncode != 0 or not root.startswith("/"):
+        raise BuildFailed(f"cannot ask dockerd for its data root: {result.stderr.strip()}")
+    return root
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

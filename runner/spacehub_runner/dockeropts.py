@@ -29,6 +29,8 @@ class DockerOptions:
     # Running
     network: str = "spacehub"  # spacehub's own bridge, policed by `spacehub sandbox install` (spacehub.sandbox)
     package_ports: str = "28300-28399"  # the build-time package server binds one of these (egress allows them)
+    build_disk_gb: float = 50.0  # a build is stopped once Docker's disk lost this much since it began
+    build_disk_check_s: float = 1.0
     cpu_scale: float = 0.5  # Hub flavor vCPUs x this (cpu-basic: 2 -> 1 cpu)
     memory_scale: float = 0.125  # Hub flavor memory x this (cpu-basic: 16 GB -> 2 GB)
     pids_limit: int = 512

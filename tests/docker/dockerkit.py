@@ -136,6 +136,12 @@ def remove_instance(data_dir: Path) -> None:
     volumes = docker("volume", "ls", "-q", "--filter", f"label={instance_label(data_dir)}").stdout.split()
     if volumes:
         docker("volume", "rm", "-f", *volumes, check=False)
+    # The containers' capped disks (spacehub_runner.diskcap): loop filesystems mounted under the data dir.
+    disks = str(data_dir.resolve() / "disks") + "/"
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        mountpoint = line.split()[1]
+        if mountpoint.startswith(disks):
+            subprocess.run(["umount", "-l", mountpoint], capture_output=True)
 
 
 def inspect(container_id: str) -> dict[str, Any]:

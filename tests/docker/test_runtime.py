@@ -119,8 +119,9 @@ def test_gpu_spec_asks_for_exactly_its_devices(runtime: DockerRuntime, hello: Bu
         assert not cpu_info["HostConfig"]["DeviceRequests"]
         assert "NVIDIA_VISIBLE_DEVICES=void" in cpu_info["Config"]["Env"]
     finally:
-        gpu.remove(force=True)
-        cpu.remove(force=True)
+        for container in (gpu, cpu):
+            container.remove(force=True)
+            runtime.release_scratch(str(container.name))  # its capped disk goes with it, as `stop` does
 
 
 def test_stop_is_idempotent_and_poll_sees_it(runtime: DockerRuntime, http_image: Artifact) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from probekit import SPACE_IDS, build_probe, docker
 
+from spacehub.errors import BuildFailed
 from spacehub.settings import Settings
 from spacehub_runner import diskcap
 from spacehub_runner.builders.docker import DockerBuilder
@@ -134,3 +135,21 @@ def test_data_is_capped_by_its_tier_and_kept_across_restarts(capped: Settings, p
     finally:
         runtime.remove_volume(volume)
     assert not disk.mounted() and not disk.image.exists()
+
+
+def test_a_build_that_takes_more_disk_than_its_cap_is_stopped(base_image: str, tmp_path: Path) -> None:
+    """BuildKit writes into dockerd's own storage, which no quota covers: the build is watched and stopped."""
+    capped = sandbox_settings(data_dir=tmp_path / "data", docker_build_disk_gb=0.25, docker_build_disk_check_s=0.2)
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "Dockerfile").write_text(
+        f"FROM {base_image}\nRUN echo {secrets.token_hex(4)} && dd if=/dev/zero of=/big bs=1M count=4096\n"
+    )
+    root = Path(docker("info", "--format", "{{.DockerRootDir}}").stdout.strip())
+    free_before = _free(root)
+    lines: list[str] = []
+    with pytest.raises(BuildFailed, match=r"took more than 0.25 GB of disk"):
+        artifact = DockerBuilder(capped).build(BuildPlan(recipe="docker"), tree, lines.append)
+        docker("rmi", artifact.ref, check=False)  # only if the cap failed: do not keep 4 GB around
+    # Stopped well short of the 4 GB the step asked for, and its partial layer dropped with it.
+    assert free_before - _free(root) < 1024 * MIB

@@ -40,7 +40,7 @@ from spacehub.errors import BuildFailed
 from spacehub.settings import Settings
 
 from .. import images
-from ..dockerbuild import SECRET_ID, BuildRequest, image_id, run_build
+from ..dockerbuild import SECRET_ID, BuildRequest, DiskCap, docker_root, image_id, run_build
 from ..dockeropts import DockerOptions
 from ..plugs import NO_INPUTS, Artifact, BuildInputs, BuildPlan, LogFn
 from .process import ProcessBuilder, content_hash, tree_hash
@@ -127,6 +127,8 @@ class DockerBuilder:
             timeout_s=remaining,
             no_cache=no_cache,
             add_hosts={HOST_ALIAS: "host-gateway"},
+            disk=DiskCap(docker_root(self.opts.cli), int(self.opts.build_disk_gb * 1024**3),
+                         self.opts.build_disk_check_s),
         )
         if plan.recipe == "docker":
             self._build_docker_recipe(request, log)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import secrets
 import time
 from collections.abc import Iterator
@@ -39,6 +40,8 @@ from .. import diskcap, hardware
 from ..dockeropts import DockerOptions
 from ..plugs import Artifact, Handle, RunSpec
 from . import readiness
+
+log = logging.getLogger(__name__)
 
 MANAGED = "spacehub.managed"
 SPACE = "spacehub.space"
@@ -308,9 +311,23 @@ class DockerRuntime:
         """Remove a container's scratch volumes and filesystem (after the container). Idempotent."""
         if not name:
             return
-        for found in self.client.volumes.list(filters={"label": [f"{SCRATCH}={name}"]}):
-            with contextlib.suppress(NotFound, APIError):
-                found.remove(force=True)
+        volumes = self.client.volumes.list(filters={"label": [f"{SCRATCH}={name}"]})
+        for attempt in range(20):  # a container being removed still holds its volumes for a moment
+            left = []
+            for found in volumes:
+                try:
+                    found.remove(force=True)
+                except NotFound:
+                    pass
+                except APIError:
+                    left.append(found)
+            volumes = left
+            if not volumes:
+                break
+            time.sleep(0.25 * (attempt + 1))
+        if volumes:  # still in use: the next start's sweep (release_orphan_disks) finishes the job
+            log.warning("scratch volumes of %s still in use; left for later", name)
+            return
         diskcap.scratch_disk(self.settings.data_dir, name).destroy()
 
     def release_orphan_disks(self, min_age_s: float = 120.0) -> list[str]:
