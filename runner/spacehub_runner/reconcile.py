@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from spacehub import spaces as space_ops
 from spacehub.context import Platform
 from spacehub.logstream import LogWriter
-from spacehub.queue import BUILDS, OPS, enqueue
+from spacehub.queue import BUILDS, OPS, enqueue, queue
 from spacehub.stages import BUILDING_STAGES, STARTING, Stage, starting_stage
 from spacehub.store.models import Build, BuildStatus, Deployment, DeployOutcome, Space, utcnow
 from spacehub.transitions import transition
@@ -197,8 +197,20 @@ class Healer:
             return True  # a crash restart waits out its backoff; a GPU waiter waits for a device
         if self.platform.redis.exists(_lock_key(space.id)):
             return True  # a job works on it now
-        return session.scalar(select(Deployment.id).where(Deployment.space_id == space.id,
-                                                          Deployment.outcome == DeployOutcome.STARTING)) is not None
+        if session.scalar(select(Deployment.id).where(Deployment.space_id == space.id,
+                                                      Deployment.outcome == DeployOutcome.STARTING)) is not None:
+            return True
+        build_id = session.scalar(select(Build.id).where(Build.space_id == space.id, Build.sha == space.desired_sha))
+        return self._start_queued(space.id, build_id)
+
+    def _start_queued(self, space_id: int, build_id: int | None) -> bool:
+        """Whether a start of the space waits in a queue (behind other jobs: slow, not lost)."""
+        for name, func, wanted in ((OPS, "spacehub_runner.jobs.start", space_id),
+                                   (BUILDS, "spacehub_runner.jobs.deploy", build_id)):
+            for job in queue(self.platform.redis, name).get_jobs():
+                if job.func_name == func and job.args and job.args[0] == wanted:
+                    return True
+        return False
 
     def _heal_starting(self, session: Session, space: Space, build: Build | None) -> None:
         if self._serves(space) and space.running_sha == space.desired_sha:

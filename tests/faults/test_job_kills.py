@@ -247,3 +247,56 @@ def test_killing_the_supervisor_is_healed_without_a_second_start(server: Server,
     assert worker_app in before and worker_app in after  # the untouched space kept its one app
     for repo_id in ("admin/horse", "admin/worker"):
         assert server.space_get(repo_id.replace("/", "-")).status_code == 200
+
+
+SLOW_START = """
+import http.server, os, time
+
+while not os.path.exists({hold!r}):  # held until the test lets it listen
+    time.sleep(0.2)
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args):
+        pass
+
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+"""
+
+
+def starting_deployment(server: Server, repo_id: str) -> tuple[int, int] | None:
+    """(deployment id, pid of the job running it) of the space's start in progress, once its app exists."""
+    owner, name = repo_id.split("/")
+    rows = sql(server, "select d.id, d.runner from deployments d join spaces s on s.id = d.space_id "
+                       "where s.owner = ? and s.name = ? and d.outcome = 'starting' and d.handle is not null",
+               owner, name)
+    return (int(rows[0][0]), int(str(rows[0][1]).rsplit(":", 2)[1])) if rows else None
+
+
+def test_killing_a_start_half_way_is_retried(server: Server, index: GatedIndex, tmp_path: Path) -> None:
+    index.gate.set()
+    hold = tmp_path / "listen-now"
+    folder = tmp_path / "slow"
+    folder.mkdir()
+    folder.joinpath("README.md").write_text("---\ntitle: Slow\nsdk: gradio\nsdk_version: 6.31.0\n"
+                                            "app_file: app.py\n---\n")
+    folder.joinpath("app.py").write_text(SLOW_START.format(hold=str(hold)))
+    server.cli("push", str(folder), "admin/slow", "--no-follow")
+    cut_off, job = wait_until("the start is under way", lambda: starting_deployment(server, "admin/slow"), server,
+                              timeout=600)
+    os.kill(job, signal.SIGKILL)
+    wait_until("the cut-off start is recorded and retried",
+               lambda: sql(server, "select outcome from deployments where id = ?", cut_off) == [("failed",)]
+               and (starting_deployment(server, "admin/slow") or (0, 0))[0] > cut_off, server)
+    hold.touch()
+    wait_until("the space has healed",
+               lambda: healed(server, ["admin/horse", "admin/worker", "admin/slow"]) is None, server)
+    assert not alive(job)
+    (error,) = sql(server, "select error from deployments where id = ?", cut_off)[0]
+    assert error.startswith("cut off: ")
+    assert server.space_get("admin-slow").text == "ok"
