@@ -14,6 +14,7 @@ from spacehub.api import create_app
 from spacehub.api import errors as api_errors
 from spacehub.context import Platform
 from spacehub.settings import Settings
+from support.faults import RedisServer
 
 TOKEN = "sh_disk_full_test_token_0123456789"
 
@@ -40,9 +41,11 @@ def test_enospc_from_a_real_write_is_507_json_naming_the_data_dir(tmp_path):
 
 @pytest.fixture
 def platform(tmp_path):
-    settings = Settings(data_dir=tmp_path / "data", admin_token=TOKEN,
-                        redis_url=f"unix://{tmp_path}/no-redis.sock")
-    return Platform.open(settings)
+    redis_server = RedisServer(tmp_path / "redis")  # a real one: requests may count in Redis (rate limits)
+    redis_server.start()
+    settings = Settings(data_dir=tmp_path / "data", admin_token=TOKEN, redis_url=redis_server.url)
+    yield Platform.open(settings)
+    redis_server.stop()
 
 
 def test_sqlite_full_is_507_json_on_a_write(platform):
