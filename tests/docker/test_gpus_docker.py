@@ -41,7 +41,9 @@ def created(runtime: DockerRuntime) -> Iterator[list[str]]:
     ids: list[str] = []
     yield ids
     for container_id in ids:
-        runtime.client.containers.get(container_id).remove(force=True)
+        container = runtime.client.containers.get(container_id)
+        container.remove(force=True)
+        runtime.release_scratch(str(container.name))  # its capped disk goes with it, as `stop` does
 
 
 def test_two_gpu_spaces_get_different_device_requests(
