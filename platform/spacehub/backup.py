@@ -331,6 +331,7 @@ def _queue_rebuilds(settings: Settings, url: str, taken_at: datetime) -> None:
     """
     from spacehub.stages import Stage
     from spacehub.store.models import Build, BuildStatus, Space
+    from spacehub.transitions import transition
 
     created = taken_at.astimezone(UTC).replace(tzinfo=None)
     db = Database(url)
@@ -353,6 +354,6 @@ def _queue_rebuilds(settings: Settings, url: str, taken_at: datetime) -> None:
                 build.status, build.error, build.artifact = BuildStatus.QUEUED, "", None
                 build.created_at, build.started_at, build.finished_at = created, None, None
                 build.job_id = f"restored-{space.id}"
-                space.stage, space.message = Stage.BUILDING, "restored from a backup: queued for build"
+                transition(space, Stage.BUILDING, "restored from a backup: queued for build", by="restore")
     finally:
         db.engine.dispose()
