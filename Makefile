@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-unit test-postgres test-reference lint bench bench-proxy bench-spaces bench-control-plane images install system clean
+.PHONY: run test test-unit test-postgres test-deploy test-reference lint bench bench-proxy bench-spaces bench-control-plane images install system clean
 
 # setup.py compiles the proxy's per-request modules and wire layer: a change to them rebuilds (else the old build would run).
 # (llhttp's C sources come from the httptools sdist that setup.py pins, fetched into build/llhttp/: a new pin there rebuilds.)
@@ -39,8 +39,9 @@ system:
 	SPACEHUB_CLI=$(abspath $(VENV))/bin/spacehub bash deploy/setup/docker.sh
 
 test: $(STAMP) system images
-	$(PY) -m pytest -ra $(PYTEST_ARGS)
+	$(PY) -m pytest -ra --ignore=tests/deploy $(PYTEST_ARGS)
 	$(MAKE) test-postgres
+	$(MAKE) test-deploy
 	$(MAKE) test-reference
 
 # The database-touching tests once more on PostgreSQL: Debian's server (deploy/setup/system.sh), a private
@@ -52,6 +53,11 @@ POSTGRES_TESTS := tests/integration/test_database.py tests/unit/test_spacegate.p
 	tests/integration/test_start_errors.py::test_a_password_refused_by_postgres_is_named
 test-postgres: $(STAMP)
 	$(PY) -m pytest -ra --db postgres $(POSTGRES_TESTS)
+
+# The production stack of deploy/compose/ (PostgreSQL, Redis, spacehub, Caddy with TLS) built offline from the
+# project's base image and driven with huggingface_hub and gradio_client over HTTPS (tests/deploy/).
+test-deploy: $(STAMP) system images
+	$(PY) -m pytest -ra tests/deploy
 
 # The reference build (plain Python, the wire layer on httptools: what a machine without a C compiler installs),
 # on the proxy's own tests, from a copy of the sources alone so that no compiled module shadows its .py. (The

@@ -8,6 +8,7 @@
 #   git-lfs             `git lfs push/clone` against the LFS batch API (tests/integration/test_lfs.py)
 #   postgresql          the database-touching tests run on it too (`make test-postgres`); the tests start a
 #                       private cluster of their own, so Debian's default cluster is left stopped
+#   docker-compose      brings up the production stack of deploy/compose/ (tests/deploy)
 set -euo pipefail
 need=()
 command -v git >/dev/null || need+=(git)
@@ -17,6 +18,7 @@ command -v chromium >/dev/null || need+=(chromium)
 command -v git-lfs >/dev/null || need+=(git-lfs)
 dpkg -s fonts-noto-color-emoji >/dev/null 2>&1 || need+=(fonts-noto-color-emoji)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
+command -v docker-compose >/dev/null || need+=(docker-compose)
 for extra in "$@"; do dpkg -s "$extra" >/dev/null 2>&1 || need+=("$extra"); done
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
