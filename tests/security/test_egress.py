@@ -29,7 +29,7 @@ from spacehub_runner.builders.docker import DockerBuilder
 from spacehub_runner.pkgsources import port_range
 from spacehub_runner.plugs import Artifact, BuildPlan, Handle, RunSpec
 from spacehub_runner.runtimes.docker import DockerRuntime
-from support.sandbox import METADATA, Targets, host_address, host_listener, sandbox_settings, targets
+from support.sandbox import DNS_ANSWER, METADATA, Targets, host_address, host_listener, sandbox_settings, targets
 from support.server import SANDBOX_TEST_PORTS, Server
 
 pytestmark = pytest.mark.docker
@@ -232,3 +232,41 @@ def test_serve_refuses_the_docker_runtime_without_its_sandbox(tmp_path: Path) ->
     assert "refusing to run the Docker runtime" in str(refused.value)
     assert "does not exist" in str(refused.value)
     assert "spacehub sandbox install" in str(refused.value)
+
+
+RESOLVE = """
+import socket, sys
+try:
+    print(socket.gethostbyname(sys.argv[1]))
+except OSError as exc:
+    print("failed", exc)
+"""
+
+
+@pytest.fixture
+def own_resolver_network(settings: Settings, ns: Targets) -> Iterator[Settings]:
+    """A second app network whose DNS allowance is the namespace's resolver (a private address)."""
+    tag = secrets.token_hex(3)
+    net = sandbox_settings(data_dir=settings.data_dir / f"dns-{tag}", docker_network=f"spacehub-test-{tag}",
+                           docker_bridge=f"shtest{tag}", docker_egress_dns=[ns.private])
+    egress.install(net, lambda line: None, builds=False)
+    try:
+        yield net
+    finally:
+        egress.remove(net, lambda line: None, builds=False)
+
+
+def test_dns_works_through_the_resolver_it_is_allowed_and_no_other(own_resolver_network: Settings, ns: Targets,
+                                                                    base_image: str) -> None:
+    """Docker's embedded DNS forwards from the container's own namespace: the rules let port 53 through to the
+    allowed resolver only, though it sits in a refused range."""
+
+    def resolve(network: str) -> str:
+        out = subprocess.run(["docker", "run", "--rm", "--network", network, "--dns", ns.private, "--user",
+                              "1000:1000", "--cap-drop", "ALL", base_image, "python3", "-c", RESOLVE,
+                              "probe.spacehub.test"], capture_output=True, text=True, timeout=120)
+        return out.stdout.strip() or out.stderr.strip()
+
+    assert resolve(own_resolver_network.docker_network) == DNS_ANSWER
+    # On the platform's network the namespace's address is just another private one: refused, port 53 too.
+    assert resolve("spacehub").startswith("failed")

@@ -31,7 +31,8 @@ TARGET_PORTS = (80, 443, 8080)
 # containers must not reach.
 FORBIDDEN_PORTS = range(20000, 28000)
 
-LISTENER = """
+DNS_ANSWER = "203.0.113.7"  # what the namespace's resolver answers for every name
+LISTENER = r"""
 import socket, sys, threading
 def serve(port):
     s = socket.socket()
@@ -41,9 +42,21 @@ def serve(port):
     while True:
         conn, _ = s.accept()
         with conn:
-            conn.sendall(f"{sys.argv[1]}:{port}\\n".encode())
-for p in sys.argv[2:]:
+            conn.sendall(f"{sys.argv[1]}:{port}\n".encode())
+def dns():
+    # Answers every A query with the address in argv, anything else with no records: a resolver of our own.
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", 53))
+    while True:
+        query, peer = s.recvfrom(512)
+        end = query.index(b"\0", 12) + 5
+        is_a = query[end - 4:end - 2] == b"\0\1"
+        answer = b"\xc0\x0c\0\1\0\1\0\0\0\x3c\0\4" + socket.inet_aton(sys.argv[2]) if is_a else b""
+        header = query[:2] + b"\x81\x80\0\1" + (b"\0\1" if is_a else b"\0\0") + b"\0\0\0\0"
+        s.sendto(header + query[12:end] + answer, peer)
+for p in sys.argv[3:]:
     threading.Thread(target=serve, args=(int(p),), daemon=True).start()
+threading.Thread(target=dns, daemon=True).start()
 print("ready", flush=True)
 threading.Event().wait()
 """
@@ -120,7 +133,7 @@ def targets() -> Iterator[Targets]:
             # Never a packet to the real address: the host must route it into our namespace.
             assert f"dev {host_if}" in ip("route", "get", address), ip("route", "get", address)
         found.listener = subprocess.Popen(
-            ["ip", "netns", "exec", netns, sys.executable, "-c", LISTENER, netns, *map(str, TARGET_PORTS)],
+            ["ip", "netns", "exec", netns, sys.executable, "-c", LISTENER, netns, DNS_ANSWER, *map(str, TARGET_PORTS)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
         )
         assert found.listener.stdout is not None
