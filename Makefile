@@ -48,8 +48,7 @@ test: $(STAMP) system images
 # cluster started by the tests themselves (tests/support/pg.py), a fresh database per platform.
 POSTGRES_TESTS := tests/integration/test_database.py tests/unit/test_spacegate.py \
 	tests/integration/test_gpu_allocator.py tests/integration/test_signup_policy.py \
-	tests/integration/test_hub_api.py tests/integration/test_git_and_private.py \
-	tests/integration/test_metrics.py tests/integration/test_backup.py \
+	tests/integration/test_hub_api.py tests/integration/test_backup.py \
 	tests/integration/test_start_errors.py::test_a_password_refused_by_postgres_is_named
 test-postgres: $(STAMP)
 	$(PY) -m pytest -ra --db postgres $(POSTGRES_TESTS)
