@@ -1,6 +1,11 @@
 """The environment an app sees (design.md §4): the Hub's SPACE_* variables, HF_ENDPOINT, variables, secrets.
 
 No platform credential is ever put here. Bind address and port are the runtime's to add.
+
+`SYSTEM=spaces` is left out on purpose: Gradio takes `SYSTEM=spaces` plus `SPACE_ID` to mean "running on
+huggingface.co", and then its page fetches a Spaces header (and fonts) from huggingface.co and Google, its server
+starts a hot-reloader that needs the Hub's `spaces` package (a traceback in every log without it), and its API
+snippets resolve the space through huggingface.co. Apps still get `SPACE_ID` and the other SPACE_* variables.
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ from spacehub.store.models import Space, SpaceVariable
 def platform_env(settings: Settings, *, hf_endpoint: str | None = None) -> dict[str, str]:
     """The part of every app's environment that is the same for all spaces (a fork-server starts with it)."""
     return {
-        "SYSTEM": "spaces",
         "ACCELERATOR": "none",
         "HF_ENDPOINT": hf_endpoint or settings.base_url,
         "HF_HUB_DISABLE_TELEMETRY": "1",

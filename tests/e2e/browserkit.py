@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from playwright.sync_api import Page
+from playwright.sync_api import BrowserContext, Page, Request
 
 from support.server import REPO
 
@@ -15,6 +17,16 @@ SCREENSHOTS = REPO / "artifacts" / "screenshots"
 APPS = Path(__file__).resolve().parent / "apps"
 WIDE = {"width": 1280, "height": 860}
 NARROW = {"width": 390, "height": 844}
+# Playwright launches Chromium with ThirdPartyStoragePartitioning off (its issue 32230); Chromium as people run it
+# has it on. Without it a cross-site frame, such as a space's own host inside its page, gets no localStorage at
+# all, and Gradio's ChatInterface (whose BrowserState reads localStorage unguarded) never finishes loading.
+# A later --disable-features replaces Playwright's list: restate it without that feature.
+PLAYWRIGHT_DISABLED_FEATURES_BUT_PARTITIONING = (
+    "AvoidUnnecessaryBeforeUnloadCheckSync,DestroyProfileOnBrowserClose,HttpsUpgrades,"
+    "HttpsFirstBalancedModeAutoEnable,LensOverlay,MediaRouter,PaintHolding,AvoidCorsURLLoaderRestartOnRedirect,"
+    "OptimizationHints,NetworkTimeServiceQuerying,AimEnabled,PreconnectToSearch"
+)
+PARTITIONED_ARGS = [*CHROMIUM_ARGS, f"--disable-features={PLAYWRIGHT_DISABLED_FEATURES_BUT_PARTITIONING}"]
 PASSWORDS = {"alice": "alice-password-1", "bob": "bob-password-22", "carol": "carol-admin-333"}
 ADMINS = {"carol"}
 
@@ -79,3 +91,42 @@ def static_space(server, repo_id: str, title: str, emoji: str, colors: tuple[str
              ("files", ("index.html", f"<!doctype html><h1>{title}</h1>".encode()))]
     server.api.post(f"/api/spaces/{repo_id}/upload", files=files).raise_for_status()
     server.wait_stage(repo_id, {"RUNNING"})
+
+
+# Chromium's own notice that it did not honour an app's `autofocus` inside a frame from another site (a space's
+# host inside its page on the UI's host, as on the Hub): a browser policy at work, not a fault of the page.
+AUTOFOCUS_NOTICE = re.compile(r"Blocked autofocusing on a <\w+> element in a cross-origin subframe\.")
+# What Chromium says about requests cut short because the machine's network interfaces changed (on a shared test
+# machine, another test creating a Docker bridge): the machine's doing, not the page's; such a load is retried.
+NETWORK_CHANGED = "net::ERR_NETWORK_CHANGED"
+
+
+class Offsite:
+    """Records, for a browser context, every request to a host that is not the install's own (its UI's host or a
+    host under its spaces domain) and every console error or uncaught page error."""
+
+    def __init__(self, context: BrowserContext, own_host: str, spaces_domain: str) -> None:
+        self.own_host, self.spaces_domain = own_host, spaces_domain
+        self.requests: list[str] = []
+        self.errors: list[str] = []
+        context.on("request", self._request)
+        context.on("page", self._page)
+
+    def _request(self, request: Request) -> None:
+        url = urlsplit(request.url)
+        if url.scheme not in ("http", "https", "ws", "wss"):
+            return  # data:, blob:, about: stay in the page
+        host = url.hostname or ""
+        if host != self.own_host and not host.endswith("." + self.spaces_domain):
+            self.requests.append(request.url)
+
+    def _page(self, page: Page) -> None:
+        page.on("console", lambda message: self.errors.append(f"{page.url}: {message.text}")
+                if message.type == "error" and not AUTOFOCUS_NOTICE.fullmatch(message.text) else None)
+        page.on("response", lambda response: self.errors.append(f"{response.status} {response.url}")
+                if response.status >= 400 else None)
+        page.on("pageerror", lambda error: self.errors.append(f"{page.url}: {error}"))
+
+    def network_changed(self) -> bool:
+        """Did the machine's network change under this load (so its errors say nothing about the page)?"""
+        return any(NETWORK_CHANGED in error for error in self.errors)

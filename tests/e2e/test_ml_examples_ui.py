@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browserkit import CHROMIUM, CHROMIUM_ARGS, WIDE, shot
+from browserkit import CHROMIUM, PARTITIONED_ARGS, WIDE, shot
 from PIL import Image
 from playwright.sync_api import Browser, BrowserContext, FrameLocator, Page, expect
 
@@ -23,22 +23,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(1200)]
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 OpenSpace = Callable[[str], tuple[Page, FrameLocator]]
 
-# Playwright launches Chromium with ThirdPartyStoragePartitioning off (its issue 32230); Chromium as people run it
-# has it on. Without it a cross-site frame, such as a space's own host inside its page, gets no localStorage at
-# all, and Gradio's ChatInterface (whose BrowserState reads localStorage unguarded) never finishes loading.
-# A later --disable-features replaces Playwright's list: restate it without that feature.
-PLAYWRIGHT_DISABLED_FEATURES_BUT_PARTITIONING = (
-    "AvoidUnnecessaryBeforeUnloadCheckSync,DestroyProfileOnBrowserClose,HttpsUpgrades,"
-    "HttpsFirstBalancedModeAutoEnable,LensOverlay,MediaRouter,PaintHolding,AvoidCorsURLLoaderRestartOnRedirect,"
-    "OptimizationHints,NetworkTimeServiceQuerying,AimEnabled,PreconnectToSearch"
-)
-
-
 @pytest.fixture(scope="module")
 def partitioned_browser(browser: Browser) -> Iterator[Browser]:
     """A second Chromium from the session's Playwright (one Playwright per thread), storage partitioning on."""
-    args = [*CHROMIUM_ARGS, f"--disable-features={PLAYWRIGHT_DISABLED_FEATURES_BUT_PARTITIONING}"]
-    chromium = browser.browser_type.launch(executable_path=CHROMIUM, args=args)
+    chromium = browser.browser_type.launch(executable_path=CHROMIUM, args=PARTITIONED_ARGS)
     yield chromium
     chromium.close()
 

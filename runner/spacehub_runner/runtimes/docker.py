@@ -349,7 +349,6 @@ class DockerRuntime:
 
     def app_env(self, spec: RunSpec, port: int) -> dict[str, str]:
         env = {
-            "SYSTEM": "spaces",
             "GRADIO_NUM_PORTS": "1",
             "GRADIO_ANALYTICS_ENABLED": "False",
             "HF_HUB_DISABLE_TELEMETRY": "1",
