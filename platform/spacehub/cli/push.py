@@ -19,7 +19,8 @@ from spacehub.errors import SpaceConfigError
 from spacehub.spaceconfig import parse_front_matter
 
 ALWAYS_SKIPPED = (".git", ".venv", "__pycache__")
-FAILED = ("failed", "superseded")
+# Build statuses after which following stops: the push failed, or a newer push took its place.
+ENDED = ("failed", "superseded")
 
 
 def collect_files(folder: Path) -> list[Path]:
@@ -96,7 +97,7 @@ def follow_build(client: Client, repo_id: str, sha: str, timeout: float) -> dict
             click.echo(event["data"], nl=False)
             last = event.get("id", last)
         status: dict[str, Any] = client.get(f"/api/spaces/{repo_id}/builds/{sha}")
-        if status["running"] or status["status"] in FAILED:
+        if status["running"] or status["status"] in ENDED:
             for event in client.sse(f"/api/spaces/{repo_id}/logs/build", params={"follow": "false", "after": last}):
                 click.echo(event["data"], nl=False)
             return status
@@ -133,6 +134,15 @@ def push(client: Client, folder: Path, repo_id: str, *, sdk: str | None, private
             click.echo(f"Running: {status['url']}")
             return
     status = follow_build(client, repo_id, sha, timeout)
-    if status["status"] in FAILED or not status["running"]:
+    click.echo(outcome(repo_id, sha, status))
+
+
+def outcome(repo_id: str, sha: str, status: dict[str, Any]) -> str:
+    """What a followed push ends with: the URL it runs at, a note that a newer push superseded it (not a
+    failure: the newer revision builds instead), or a ClickException (exit 1) for a build or start failure."""
+    if status["status"] == "superseded":
+        return (f"Superseded: a newer revision of {repo_id} was pushed before {sha[:12]} ran; the newer one builds "
+                f"instead (follow it with `spacehub logs {repo_id} --build --follow`)")
+    if status["status"] == "failed" or not status["running"]:
         raise click.ClickException(f"{status['stage']}: {status['error'] or status['message']}")
-    click.echo(f"Running: {status['url']}")
+    return f"Running: {status['url']}"
