@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from spacehub.errors import SpaceConfigError
 
-SDKS = ("gradio", "docker", "static", "streamlit")
+SDKS = ("gradio", "docker", "static")  # what this platform builds: an error names only these
 COLORS = ("red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray")
 _VERSION = re.compile(r"^\d+(\.\d+){0,2}([a-z]+\d*)?$")
 _PYTHON = re.compile(r"^3\.\d{1,2}$")
@@ -43,7 +43,7 @@ class SpaceConfig(BaseModel):
     emoji: str | None = Field(default=None, max_length=16)
     colorFrom: str | None = None  # noqa: N815 - the Hub's key
     colorTo: str | None = None  # noqa: N815
-    sdk: Literal["gradio", "docker", "static", "streamlit"] | None = None
+    sdk: Literal["gradio", "docker", "static"] | None = None
     sdk_version: str | None = Field(default=None, max_length=32)
     python_version: str | None = None
     app_file: str | None = Field(default=None, max_length=255)

@@ -83,8 +83,6 @@ def plan_for(tree: Path, default_sdk: str | None, settings: Settings) -> Recipe:
     sdk = config.sdk or default_sdk
     if sdk is None:
         raise SpaceConfigError("README.md field 'sdk' is missing: say gradio, docker or static")
-    if sdk == "streamlit":
-        raise SpaceConfigError("README.md field 'sdk': streamlit is not supported here (use gradio, docker or static)")
     python = config.python_version or settings.python_versions[0]
     if python not in settings.python_versions:
         raise SpaceConfigError(f"README.md field 'python_version': {python} is not available "

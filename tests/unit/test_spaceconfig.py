@@ -123,3 +123,11 @@ def test_the_card_is_json_safe():
     card = parse_config("---\nrelease: 2024-01-02\nratio: .nan\nkinds: !!set {b, a}\n1: one\n---\n").card_data()
     assert card == {"release": "2024-01-02", "ratio": "nan", "kinds": ["a", "b"], "1": "one"}
     json.dumps(card, allow_nan=False)
+
+
+@pytest.mark.parametrize("sdk", ["streamlit", "flask"])
+def test_an_unsupported_sdk_is_refused_naming_only_the_supported_ones(sdk: str) -> None:
+    with pytest.raises(SpaceConfigError) as refused:
+        parse_config(f"---\nsdk: {sdk}\n---\n")
+    assert "'gradio', 'docker' or 'static'" in str(refused.value)
+    assert "streamlit" not in str(refused.value).replace(sdk, "")
