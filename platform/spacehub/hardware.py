@@ -113,6 +113,24 @@ def hub_listing(settings: Settings) -> list[dict[str, object]]:
     return listed
 
 
+def menu(settings: Settings, names: tuple[str, ...]) -> list[tuple[str, str | None]]:
+    """The hardware menu of the web UI: each flavor with None when this install can run it, else the reason it
+    cannot (shown greyed out with that reason)."""
+    gpus = gpu_count(settings)
+    table = flavors(settings)
+    choices: list[tuple[str, str | None]] = []
+    for name in names:
+        size = table.get(name)
+        if size is None:
+            choices.append((name, "not in this install's hardware table"))
+        elif size.gpus > gpus:
+            have = f"{gpus} GPU" + ("s" if gpus != 1 else "") if gpus else "no GPU"
+            choices.append((name, f"needs {size.gpus} GPU{'s' if size.gpus > 1 else ''}; this install has {have}"))
+        else:
+            choices.append((name, None))
+    return choices
+
+
 @cache
 def _load_table(path: Path) -> dict[str, Flavor]:
     try:

@@ -13,7 +13,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from spacehub import management, ratelimit, spaces
+from spacehub import hardware, management, ratelimit, spaces
 from spacehub.api.deps import SESSION, get_platform
 from spacehub.context import Platform
 from spacehub.errors import InvalidInput, SpacehubError
@@ -53,7 +53,8 @@ def _settings_page(request: Request, platform: Platform, session: Session, web: 
                 space_url=web.settings.space_url(space.label), app_url=app_url(web, space, user),
                 base=f"/spaces/{space.owner}/{space.name}", problem=problem_of(platform, space),
                 variables=[v for v in rows if not v.secret], secrets=[v for v in rows if v.secret],
-                hardware_choices=spaces.HARDWARE, sleep_choices=_sleep_choices(space.sleep_time), notice=notice,
+                hardware_choices=hardware.menu(platform.settings, spaces.HARDWARE),
+                sleep_choices=_sleep_choices(space.sleep_time), notice=notice,
                 error=error)
 
 
