@@ -73,7 +73,9 @@ def problem_of(platform: Platform, space: Space) -> Problem | None:
     if log_kind is not None:
         tail = [line.text for line in read_logs(platform.redis, space.id, "build" if log_kind == "build" else "run",
                                                 tail=TAIL_LINES)]
-        if log_kind == "run" and not tail:  # it died before the supervisor pumped its output: the start log
+        if log_kind == "run" and not tail:  # it died before the supervisor pumped its output: the start log,
+            # labelled as what it is (the build log), not as lines the app printed
+            log_kind = "build"
             tail = [line.text for line in read_logs(platform.redis, space.id, "build", tail=TAIL_LINES)]
     titles = {"BUILD_ERROR": "The build failed", "CONFIG_ERROR": "The space's configuration has an error",
               "RUNTIME_ERROR": "The app stopped with an error", "NO_APP_FILE": "No application file yet"}
