@@ -25,7 +25,16 @@ def check_signup_policy(settings: Settings) -> None:
 
 
 def install(app: FastAPI, platform: Platform) -> None:
-    from spacehub.web import accounts, events, explore, new_space, repo_pages, settings_pages, space_pages
+    from spacehub.web import (
+        accounts,
+        duplicate,
+        events,
+        explore,
+        new_space,
+        repo_pages,
+        settings_pages,
+        space_pages,
+    )
 
     check_signup_policy(platform.settings)
     secret = load_secret(platform.settings)
@@ -35,7 +44,7 @@ def install(app: FastAPI, platform: Platform) -> None:
     app.add_middleware(SessionMiddleware, sessions=sessions,  # type: ignore[arg-type]
                        redis_url=lambda: redis_url(platform.settings))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (explore, accounts, new_space, space_pages, settings_pages, events):
+    for module in (explore, accounts, new_space, space_pages, settings_pages, duplicate, events):
         app.include_router(module.router)
     # `/{owner}` matches any single segment and `/{owner}/{name}` (a model) any two: they go last.
     app.include_router(accounts.owner_router)

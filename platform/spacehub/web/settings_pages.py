@@ -38,6 +38,7 @@ NOTICES = {
     "secret": "Secret saved. A running app restarts to read it.",
     "secret-deleted": "Secret deleted. A running app restarts without it.",
     "restart": "Restarting the space.",
+    "moved": "Space renamed: this is its new address.",
     "rebuild": "Rebuilding the space from scratch.",
     "pause": "Space paused.",
 }
@@ -119,6 +120,16 @@ def set_visibility(request: Request, owner: str, name: str, visibility: str = Fo
         spaces.set_visibility(session, space, private=visibility == "private")
 
     return _change(request, platform, session, web, user, owner, name, "visibility", apply)
+
+
+@router.post("/spaces/{owner}/{name}/settings/move")
+def move_space(request: Request, owner: str, name: str, new_owner: str = Form(""), new_name: str = Form(""),
+               platform: Platform = Depends(get_platform), session: Session = SESSION,
+               web: WebContext = Depends(web_context), user: User = Depends(signed_in_user)) -> Response:
+    """Rename or transfer (the Hub's move_repo): the redirect goes to the space's new settings page."""
+    return _change(request, platform, session, web, user, owner, name, "moved",
+                   lambda space: management.move(platform, session, user, space, new_owner.strip(),
+                                                 new_name.strip()))
 
 
 def _variable_route(kind: str) -> None:
