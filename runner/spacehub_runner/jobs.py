@@ -211,10 +211,13 @@ def deploy(build_id: int) -> JobOutcome:
         if build_row is None or space is None:
             return JobOutcome.GONE
         space_id = space.id
-        handle = Handle.from_json(space.handle) if space.handle else None
-        if space.running_sha == build_row.sha and handle is not None and \
-                registry.runtime_for(platform.settings, handle.runtime).poll(handle) is None:
-            return JobOutcome.ALREADY_RUNNING  # (e.g. the reconciler started it when this job seemed lost)
+        # Started since this build finished (the reconciler's start when this job seemed lost): done already. A
+        # start from before it (a factory rebuild of the revision that runs) does not count.
+        started = session.scalar(select(Deployment.id).where(
+            Deployment.build_id == build_id, Deployment.outcome.in_(deployments.LIVE),
+            Deployment.started_at >= (build_row.finished_at or utcnow())))
+        if started is not None:
+            return JobOutcome.ALREADY_RUNNING
     log = LogWriter(platform.redis, space_id, "build", platform.settings.log_stream_max)
     return _deploy(platform, space_id, build_id, log)
 
