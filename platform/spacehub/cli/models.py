@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import click
-from huggingface_hub import HfApi
+from huggingface_hub import HfApi, constants
 from huggingface_hub.errors import HfHubHTTPError
 
 # Never part of a model: VCS data, caches, and the download cache huggingface_hub keeps beside local copies.
@@ -78,6 +78,9 @@ def import_model(url: str, token: str | None, folder: Path, repo_id: str, *, pri
     if not files:
         raise click.ClickException(f"{folder} has no files to upload")
     total = sum(size for _, size in files)
+    # spacehub stores large files with git LFS, not Xet; with hf_xet installed the client would take the Xet path
+    # for every LFS file (it asks the server nothing first), so this client turns it off as HF_HUB_DISABLE_XET=1 does.
+    constants.HF_HUB_DISABLE_XET = True
     api = HfApi(endpoint=url, token=token or False)
     try:
         repo_url = api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
