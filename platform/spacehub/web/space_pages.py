@@ -27,6 +27,7 @@ router = APIRouter(route_class=HTMLRoute, include_in_schema=False)
 
 TAIL_LINES = 40  # log lines an error panel shows
 MAX_VIEW_BYTES = 1024 * 1024  # larger files are offered for download, not shown
+_KEPT_LINES = "; its last log lines:\n"  # how a failed start appends the app's last lines to its message
 _FIELD = re.compile(r"README\.md field '([A-Za-z_]+)'")
 
 
@@ -73,8 +74,12 @@ def problem_of(platform: Platform, space: Space) -> Problem | None:
     if log_kind is not None:
         tail = [line.text for line in read_logs(platform.redis, space.id, "build" if log_kind == "build" else "run",
                                                 tail=TAIL_LINES)]
-        if log_kind == "run" and not tail:  # it died before the supervisor pumped its output: the start log,
-            # labelled as what it is (the build log), not as lines the app printed
+        said, kept, printed = message.partition(_KEPT_LINES)
+        if log_kind == "run" and not tail and kept:
+            # It died before the supervisor copied its output, but the start kept the app's own last lines in the
+            # message (readiness.py): those are what it printed, shown once, as such.
+            tail, summary, detail = printed.splitlines()[-TAIL_LINES:], said.rstrip("; "), ""
+        elif log_kind == "run" and not tail:  # nothing of the app's own: the start log, labelled as what it is
             log_kind = "build"
             tail = [line.text for line in read_logs(platform.redis, space.id, "build", tail=TAIL_LINES)]
     titles = {"BUILD_ERROR": "The build failed", "CONFIG_ERROR": "The space's configuration has an error",
