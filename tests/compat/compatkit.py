@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -44,8 +45,12 @@ def start_direct(name: str, log_dir: Path) -> tuple[subprocess.Popen[bytes], str
     env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
            "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1", "PYTHONUNBUFFERED": "1",
            "GRADIO_TEMP_DIR": str(log_dir / f"{name}-tmp")}
+    # A copy of its own to run in: an app writes beside itself (Gradio's example cache in .gradio/), and the
+    # repository's folder must stay as committed, or the next run would find a warm cache.
+    workdir = log_dir / f"{name}-app"
+    shutil.copytree(APPS / name, workdir, ignore=shutil.ignore_patterns(".gradio", "__pycache__"))
     out = open(log_dir / f"{name}.direct.log", "wb")  # noqa: SIM115 - owned by the child
-    process = subprocess.Popen([sys.executable, "app.py"], cwd=APPS / name, env=env, stdout=out,
+    process = subprocess.Popen([sys.executable, "app.py"], cwd=workdir, env=env, stdout=out,
                                stderr=subprocess.STDOUT, start_new_session=True)
     return process, f"http://127.0.0.1:{port}"
 
