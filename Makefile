@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-unit test-postgres test-deploy test-reference lint bench bench-proxy bench-spaces bench-control-plane images install system clean
+.PHONY: run test test-lane-docker test-lane-integration test-lane-apps test-unit test-postgres test-deploy test-reference lint bench bench-proxy bench-spaces bench-control-plane images install system clean
 
 # setup.py compiles the proxy's per-request modules and wire layer: a change to them rebuilds (else the old build would run).
 # (llhttp's C sources come from the httptools sdist that setup.py pins, fetched into build/llhttp/: a new pin there rebuilds.)
@@ -38,11 +38,26 @@ system:
 	bash deploy/setup/system.sh
 	SPACEHUB_CLI=$(abspath $(VENV))/bin/spacehub bash deploy/setup/docker.sh
 
+# Three lanes at once, each a pytest of its own (they share only dockerd and the machine; every platform a test
+# starts has its own data dir, ports and Redis), so the suite takes the longest lane's time, not the sum. Each
+# lane's output is printed whole when it ends (--output-sync); --keep-going lets every lane finish and report.
 test: $(STAMP) system images
-	$(PY) -m pytest -ra --ignore=tests/deploy $(PYTEST_ARGS)
-	$(MAKE) test-postgres
-	$(MAKE) test-deploy
-	$(MAKE) test-reference
+	$(MAKE) --no-print-directory -j3 --keep-going --output-sync=target test-lane-docker test-lane-integration test-lane-apps
+	$(MAKE) --no-print-directory test-reference
+
+# Docker, the sandbox and the runtime contract, then the database-touching tests on PostgreSQL.
+test-lane-docker: $(STAMP)
+	$(PY) -m pytest -ra -p no:cacheprovider $(PYTEST_ARGS) tests/docker tests/security tests/contract
+	$(PY) -m pytest -ra -p no:cacheprovider --db postgres $(POSTGRES_TESTS)
+
+# The integration tests, then the production stack (tests/deploy).
+test-lane-integration: $(STAMP)
+	$(PY) -m pytest -ra -p no:cacheprovider $(PYTEST_ARGS) tests/integration
+	$(PY) -m pytest -ra -p no:cacheprovider tests/deploy
+
+# The browser, Gradio fidelity, faults and unit tests.
+test-lane-apps: $(STAMP)
+	$(PY) -m pytest -ra -p no:cacheprovider $(PYTEST_ARGS) tests/e2e tests/compat tests/faults tests/unit
 
 # The database-touching tests once more on PostgreSQL: Debian's server (deploy/setup/system.sh), a private
 # cluster started by the tests themselves (tests/support/pg.py), a fresh database per platform.
