@@ -25,6 +25,12 @@ class SpacehubWorker(Worker):
             return
         super().execute_job(job, queue)
 
+    def subscribe(self) -> None:
+        """No command channel: spacehub sends its workers no RQ commands (jobs end by SQL: a superseded build
+        sees it in its log, a lost one is found by the reconciler). RQ's pubsub thread waits up to 60 s for a
+        message, and closing it at a warm shutdown waited for that wait: an idle worker took until serve's grace
+        ran out (then a kill) to stop."""
+
 
 def run_worker(settings: Settings, queues: list[str] | None = None, burst: bool = False) -> None:
     # Imported here, once, before any job: RQ forks a work-horse per job, which would otherwise import the job
