@@ -78,7 +78,10 @@ def test_cached_examples_are_served(server: Server, pairs: dict[str, Pair], tmp_
     answers = [[client.predict(3, api_name="/square"), client.predict(12, api_name="/square")]
                for client in both(pairs["examples"])]
     assert answers == [[9, 144], [9, 144]]
-    # Both cached the examples at start-up, as Gradio says in its log.
+    # Both cached the examples at start-up, as Gradio says in its log. The direct app runs once, from a fresh
+    # copy; the space may have slept while the module's other tests ran and woken for this one, and a woken app
+    # finds the cache its first start made in its folder (Gradio then says it uses it).
     direct_log = next(Path(tmp_path_factory.getbasetemp()).glob("direct*/examples.direct.log")).read_text()
     assert "Caching examples" in direct_log
-    assert "Caching examples" in run_log(server, pairs["examples"].repo_id)
+    hub_log = run_log(server, pairs["examples"].repo_id)
+    assert "Caching examples" in hub_log or "Using cache from" in hub_log, hub_log
