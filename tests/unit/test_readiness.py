@@ -81,3 +81,14 @@ def test_nothing_listening_is_not_ready() -> None:
         target = f"127.0.0.1:{sock.getsockname()[1]}"
         with pytest.raises(StartFailed, match="nothing answered"):
             wait(target, timeout=0.3)
+
+
+def test_an_app_stopped_by_the_look_after_its_answer_is_not_ready(app: App) -> None:
+    """The runtime's poll may stop an app for how it listens (the process runtime's loopback rule); the listener
+    that answered can be newer than the look before the probe, so a look after the answer decides."""
+    app.status = 200
+    looks = iter([None, 137])
+    with pytest.raises(StartFailed, match="exited with code 137"):
+        readiness.wait_ready(Handle("test", app.target), 5, "/", poll=lambda _h: next(looks),
+                             logs=lambda _h: iter(["stopped: the app listens on 0.0.0.0"]), interval=0.01)
+    assert app.requests == ["/"]

@@ -61,19 +61,28 @@ def wait_ready(
     """
     deadline = time.monotonic() + timeout
     while True:
-        code = poll(handle)
-        if code is not None:
-            message = f"the app exited with code {code} before it was ready"
-            raise StartFailed(_with_logs(message, handle, logs))
+        _raise_if_exited(handle, poll, logs)
         remaining = deadline - time.monotonic()
         status = probe(handle.target, path, timeout=max(0.5, min(5.0, remaining)))
         if answered(status):
+            # Look once more now that it listens: a poll may stop an app for how it listens (the process
+            # runtime's loopback rule), and the listener that answered may be new since the look above.
+            _raise_if_exited(handle, poll, logs)
             return
         if time.monotonic() >= deadline:
             answer = f"it answered {status}" if status is not None else "nothing answered"
             message = f"the app was not ready within {timeout:g}s (GET {path} on {handle.target}: {answer})"
             raise StartFailed(_with_logs(message, handle, logs))
         time.sleep(interval)
+
+
+def _raise_if_exited(
+    handle: Handle, poll: Callable[[Handle], int | None], logs: Callable[[Handle], Iterator[str]]
+) -> None:
+    code = poll(handle)
+    if code is not None:
+        message = f"the app exited with code {code} before it was ready"
+        raise StartFailed(_with_logs(message, handle, logs))
 
 
 def _with_logs(message: str, handle: Handle, logs: Callable[[Handle], Iterator[str]]) -> str:
