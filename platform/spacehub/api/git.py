@@ -87,22 +87,32 @@ def _authorize(platform: Platform, request: Request, repo_type: str, owner: str,
     """The repo the caller may read (or, with `write`, push to); a `counted` push counts against the rate limit."""
     limiter = ratelimit.limiter_of(platform)
     with platform.db.session() as session:
-        user, role = caller_of(session, request, limiter)
-        space = spaces.find_space(session, owner, _without_git_suffix(name), repo_type)
-        if space is None or not spaces.can_read(session, user, space):
-            if user is None:  # the same for a private repo and a missing one: say nothing about which
-                raise Unauthorized("authentication required: use a spacehub token as the password")
-            raise RepoNotFound(f"Repository not found: {owner}/{_without_git_suffix(name)}")
-        if write:
-            if user is None:
-                raise Unauthorized("pushing needs a spacehub token as the password")
-            if role == "read" or not accounts.can_write(session, user, space.owner):
-                raise Forbidden(f"you cannot push to {space.repo_id}")
-            if counted:
-                limiter.take("write", ratelimit.peer_of(request), user.name)
+        user, space = authorized_repo(session, request, limiter, repo_type, owner, name, "push" if write else None)
+        if write and counted and user is not None:
+            limiter.take("write", ratelimit.peer_of(request), user.name)
         key = spaces.repo_key(space)
         return _Target(space_id=space.id, git_dir=platform.repos.git_dir(key),
                        head=platform.repos.head(key) if write else None)
+
+
+def authorized_repo(session: Session, request: Request, limiter: ratelimit.RateLimiter, repo_type: str,
+                    owner: str, name: str, write: str | None) -> tuple[User | None, Space]:
+    """The caller and the repo they may read; with `write` (the verb: "push", "upload") one they may write to.
+
+    The rule git and the LFS batch API share: a private repo and a missing one get the same answer.
+    """
+    user, role = caller_of(session, request, limiter)
+    space = spaces.find_space(session, owner, _without_git_suffix(name), repo_type)
+    if space is None or not spaces.can_read(session, user, space):
+        if user is None:  # the same for a private repo and a missing one: say nothing about which
+            raise Unauthorized("authentication required: use a spacehub token as the password")
+        raise RepoNotFound(f"Repository not found: {owner}/{_without_git_suffix(name)}")
+    if write is not None:
+        if user is None:
+            raise Unauthorized(f"{write}ing needs a spacehub token as the password")
+        if role == "read" or not accounts.can_write(session, user, space.owner):
+            raise Forbidden(f"you cannot {write} to {space.repo_id}")
+    return user, space
 
 
 def caller_of(session: Session, request: Request,

@@ -34,12 +34,12 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from pydantic import BaseModel, ConfigDict, Field
 
-from spacehub import accounts, lfs, ratelimit, spaces
+from spacehub import lfs, ratelimit, spaces
 from spacehub.api.deps import get_platform
-from spacehub.api.git import caller_of
+from spacehub.api.git import authorized_repo
 from spacehub.api.hubpaths import base_url
 from spacehub.context import Platform
-from spacehub.errors import Forbidden, InvalidInput, NotFound, RepoNotFound, SpacehubError, Unauthorized
+from spacehub.errors import Forbidden, InvalidInput, NotFound, SpacehubError
 from spacehub.objectstore import OID, Staged
 from spacehub.store.models import Space, User
 from spacehub.web.secret import load_secret
@@ -99,17 +99,8 @@ def _claims(platform: Platform, token: str, operation: str) -> dict[str, Any]:
 def _authorize(platform: Platform, request: Request, repo_type: str, owner: str, name: str,
                write: bool) -> tuple[User | None, Space]:
     with platform.db.session() as session:
-        user, role = caller_of(session, request, ratelimit.limiter_of(platform))
-        space = spaces.find_space(session, owner, name.removesuffix(".git"), repo_type)
-        if space is None or not spaces.can_read(session, user, space):
-            if user is None:
-                raise Unauthorized("authentication required: use a spacehub token as the password")
-            raise RepoNotFound(f"Repository not found: {owner}/{name.removesuffix('.git')}")
-        if write:
-            if user is None:
-                raise Unauthorized("uploading needs a spacehub token")
-            if role == "read" or not accounts.can_write(session, user, space.owner):
-                raise Forbidden(f"you cannot upload to {space.repo_id}")
+        user, space = authorized_repo(session, request, ratelimit.limiter_of(platform), repo_type, owner, name,
+                                      "upload" if write else None)
         session.expunge_all()
         return user, space
 
