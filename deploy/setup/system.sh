@@ -9,6 +9,8 @@
 #   postgresql          the database-touching tests run on it too (`make test-postgres`); the tests start a
 #                       private cluster of their own, so Debian's default cluster is left stopped
 #   docker-compose      brings up the production stack of deploy/compose/ (tests/deploy)
+#   docker-registry     the CNCF distribution registry: the registry round trip (tests/docker/test_registry.py)
+#                       starts a private one on loopback; Debian's own service is not used
 set -euo pipefail
 need=()
 command -v git >/dev/null || need+=(git)
@@ -19,6 +21,7 @@ command -v git-lfs >/dev/null || need+=(git-lfs)
 dpkg -s fonts-noto-color-emoji >/dev/null 2>&1 || need+=(fonts-noto-color-emoji)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 command -v docker-compose >/dev/null || need+=(docker-compose)
+command -v docker-registry >/dev/null || need+=(docker-registry)
 for extra in "$@"; do dpkg -s "$extra" >/dev/null 2>&1 || need+=("$extra"); done
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"

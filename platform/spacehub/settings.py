@@ -230,6 +230,13 @@ class Settings(BaseSettings):
     docker_log_max_size: str = Field(default="10m", description="Size of one container log file")
     docker_log_max_file: int = Field(default=3, description="Container log files kept")
 
+    # Image registry (the docker builder pushes there; runtimes run images by digest)
+    registry: str | None = Field(default=None, description="Registry the docker builder pushes space images to, "
+                                 "as host[:port][/path] (e.g. registry.example.com/spacehub); unset: images stay "
+                                 "on the building engine")
+    registry_username: str | None = Field(default=None, description="User name for the registry (push and pull)")
+    registry_password: SecretStr | None = Field(default=None, description="Password or token for the registry")
+
     # Hardware, GPUs and storage
     hardware_table: Path | None = Field(default=None, description="YAML file: flavor -> cpus, memory_gb, gpus")
     # NoDecode must wrap the whole Optional: outside it, "0" is JSON-decoded to the int 0 and refused.
@@ -254,6 +261,16 @@ class Settings(BaseSettings):
     def _rate_limit_shape(cls, value: str) -> str:
         if not re.fullmatch(r"off|[1-9]\d*/[1-9]\d*", value.strip().lower()):
             raise ValueError(f"{value!r} is not COUNT/SECONDS (e.g. 10/300) or off")
+        return value
+
+    @field_validator("registry")
+    @classmethod
+    def _registry_shape(cls, value: str | None) -> str | None:
+        # A bare reference prefix: a scheme, tag or digest here would make every pushed name invalid.
+        if value is not None and not re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?(/[a-z0-9._-]+)*",
+                                                  value):
+            raise ValueError(f"SPACEHUB_REGISTRY {value!r} must be host[:port][/path] in lower case, without a "
+                             "scheme (e.g. registry.example.com:5000/spacehub)")
         return value
 
     @field_validator("admin_token")

@@ -53,9 +53,14 @@ def _docker_runtime(settings: Settings) -> Runtime:
 
 
 def _docker_image_exists(settings: Settings, artifact: Artifact) -> bool:
+    from spacehub_runner import imageregistry
     from spacehub_runner.dockerbuild import image_id
     from spacehub_runner.dockeropts import DockerOptions
 
+    if imageregistry.is_digest_ref(artifact.ref):  # pushed: startable wherever the registry is reachable
+        import docker
+
+        return imageregistry.exists(docker.from_env(version="auto"), settings, artifact.ref)
     return image_id(DockerOptions.from_settings(settings).cli, artifact.ref) is not None
 
 

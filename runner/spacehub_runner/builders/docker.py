@@ -22,6 +22,9 @@ static recipe: no image; the platform serves the files itself (same artifact as 
 
 The image tag is a hash of the plan, the tree, the image it starts from and the build arguments, so an
 unchanged space is never rebuilt: `docker image inspect` finds the tag and the build returns at once.
+
+With SPACEHUB_REGISTRY set, every image is pushed there and the artifact names it by digest
+(`spacehub_runner.imageregistry`); a tag the registry already holds is not built again on another worker.
 """
 
 from __future__ import annotations
@@ -35,11 +38,13 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import docker
+
 from spacehub.dockerhost import HOST_ALIAS
 from spacehub.errors import BuildFailed
 from spacehub.settings import Settings
 
-from .. import images
+from .. import imageregistry, images
 from ..dockerbuild import SECRET_ID, BuildRequest, DiskCap, docker_root, image_id, run_build
 from ..dockeropts import DockerOptions
 from ..plugs import NO_INPUTS, Artifact, BuildInputs, BuildPlan, LogFn
@@ -62,6 +67,7 @@ class DockerBuilder:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.opts = DockerOptions.from_settings(settings)
+        self._client: docker.DockerClient | None = None
 
     def build(self, plan: BuildPlan, src: Path, log: LogFn, inputs: BuildInputs = NO_INPUTS) -> Artifact:
         """Build (or find) the image for `plan` + `src`.
@@ -111,7 +117,12 @@ class DockerBuilder:
         )
         if not no_cache and image_id(self.opts.cli, tag):
             log(f"image {tag} already built for this tree and plan; nothing to build")
-            return artifact
+            return self._published(artifact, log)
+        if not no_cache and imageregistry.enabled(self.settings):
+            pushed = imageregistry.find_pushed(self.client, self.settings, self.opts.app_repo, key)
+            if pushed:
+                log(f"image {pushed} already in the registry for this tree and plan; nothing to build")
+                return replace(artifact, ref=pushed, extra={**artifact.extra, "tag": tag})
 
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -134,7 +145,20 @@ class DockerBuilder:
             self._build_docker_recipe(request, log)
         else:
             self._build_gradio_recipe(request, plan, sdk_ref, gradio, log)
-        return artifact
+        return self._published(artifact, log)
+
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            self._client = docker.from_env(version="auto")
+        return self._client
+
+    def _published(self, artifact: Artifact, log: LogFn) -> Artifact:
+        """With a registry (SPACEHUB_REGISTRY): the image pushed there, named by digest (what runtimes run)."""
+        if not imageregistry.enabled(self.settings):
+            return artifact
+        ref = imageregistry.push(self.client, self.settings, artifact.ref, self.opts.app_repo, artifact.key, log)
+        return replace(artifact, ref=ref, extra={**artifact.extra, "tag": artifact.ref})
 
     def _build_docker_recipe(self, request: BuildRequest, log: LogFn) -> None:
         """The space's own Dockerfile, its own tree as the context (its .dockerignore applies)."""
@@ -171,6 +195,8 @@ class DockerBuilder:
         """Whether the artifact can still be started (its image was not pruned)."""
         if artifact.kind == "static":
             return Path(artifact.ref).is_dir()
+        if imageregistry.is_digest_ref(artifact.ref):
+            return imageregistry.exists(self.client, self.settings, artifact.ref)
         return image_id(self.opts.cli, artifact.ref) is not None
 
 

@@ -36,7 +36,7 @@ from docker.types import DeviceRequest, LogConfig
 from spacehub.errors import StartFailed
 from spacehub.settings import Settings
 
-from .. import diskcap, hardware
+from .. import diskcap, hardware, imageregistry
 from ..dockeropts import DockerOptions
 from ..plugs import Artifact, Handle, RunSpec
 from . import readiness
@@ -211,6 +211,8 @@ class DockerRuntime:
         """Create (not start) the container; split from `start` so the request can be inspected."""
         if artifact.kind != "docker-image":
             raise StartFailed(f"the docker runtime cannot run a {artifact.kind!r} artifact")
+        if imageregistry.is_digest_ref(artifact.ref):  # pushed to the registry: pull it unless it is here
+            imageregistry.ensure_local(self.client, self.settings, artifact.ref)
         kwargs = self.create_kwargs(spec, artifact, volume=volume)
         if volume:
             self._ensure_volume(volume, spec, artifact)
