@@ -50,10 +50,10 @@ test-lane-docker: $(STAMP)
 	$(PY) -m pytest -ra -p no:cacheprovider $(PYTEST_ARGS) tests/docker tests/security tests/contract
 	$(PY) -m pytest -ra -p no:cacheprovider --db postgres $(POSTGRES_TESTS)
 
-# The integration tests. (The production stack's test, `make test-deploy`, is out of `make test` for now: at this
-# commit its space ends in RUNTIME_ERROR inside the stack, a known failure being mended, not a pass.)
+# The integration tests, then the production stack (tests/deploy: `make test-deploy` alone).
 test-lane-integration: $(STAMP)
 	$(PY) -m pytest -ra -p no:cacheprovider $(PYTEST_ARGS) tests/integration
+	$(PY) -m pytest -ra -p no:cacheprovider tests/deploy
 
 # The browser, Gradio fidelity, faults and unit tests.
 test-lane-apps: $(STAMP)

@@ -29,6 +29,9 @@ class Settings(BaseSettings):
 
     # Where everything lives
     data_dir: Path = Field(default=Path.home() / ".spacehub", description="All state: db, repos, envs, logs")
+    disks_dir: Path | None = Field(default=None, description="The Docker runtime's capped disks (loop-mounted "
+                                   "filesystems); default <data dir>/disks. dockerd binds from it by path: a "
+                                   "platform in a container must see it at the host's path")
     host: str = Field(default="127.0.0.1", description="Address of the one public port")
     port: int = Field(default=8000, description="The one public port (proxy: API, UI and spaces)")
     public_url: str | None = Field(default=None, description="Public URL of the platform; default http://localhost:PORT")
@@ -352,6 +355,10 @@ class Settings(BaseSettings):
     @property
     def apps_dir(self) -> Path:
         return self.data_dir / "apps"
+
+    @property
+    def disk_caps_dir(self) -> Path:
+        return self.disks_dir or self.data_dir / "disks"
 
     @property
     def logs_dir(self) -> Path:

@@ -13,8 +13,10 @@ image files are sparse: they take only what is written).
   - data, one per space with persistent storage, sized by its tier: mounted at /data, kept across restarts and
     rebuilds, grown when the tier grows, deleted with the space.
 
-Everything lives under `<data dir>/disks` (root only). Mounting needs root: the Docker runtime's worker runs as
-root (it drives dockerd, which is root-equivalent anyway).
+Everything lives under the disks folder (`SPACEHUB_DISKS_DIR`, default `<data dir>/disks`; root only). dockerd
+binds the containers' volumes from it by path, so a platform that runs in a container must see it at the same
+path as the host does, its mounts propagating to the host (deploy/compose/). Mounting needs root: the Docker
+runtime's worker runs as root (it drives dockerd, which is root-equivalent anyway).
 """
 
 from __future__ import annotations
@@ -105,23 +107,19 @@ class LoopDisk:
             self.mountpoint.rmdir()
 
 
-def disks_dir(data_dir: Path) -> Path:
-    return data_dir / "disks"
-
-
-def scratch_disk(data_dir: Path, container_name: str) -> LoopDisk:
-    root = disks_dir(data_dir) / "scratch"
+def scratch_disk(disks_dir: Path, container_name: str) -> LoopDisk:
+    root = disks_dir / "scratch"
     return LoopDisk(root / f"{container_name}.img", root / container_name)
 
 
-def data_disk(data_dir: Path, volume_name: str) -> LoopDisk:
-    root = disks_dir(data_dir) / "volumes"
+def data_disk(disks_dir: Path, volume_name: str) -> LoopDisk:
+    root = disks_dir / "volumes"
     return LoopDisk(root / f"{volume_name}.img", root / volume_name)
 
 
-def scratch_names(data_dir: Path) -> list[str]:
+def scratch_names(disks_dir: Path) -> list[str]:
     """Containers that have (or had) a scratch disk here."""
-    root = disks_dir(data_dir) / "scratch"
+    root = disks_dir / "scratch"
     if not root.is_dir():
         return []
     names = {p.name[: -len(".img")] for p in root.glob("*.img")} | {p.name for p in root.iterdir() if p.is_dir()}

@@ -5,6 +5,7 @@ and the stack's PostgreSQL holds it."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -13,6 +14,7 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -22,6 +24,7 @@ from support.server import EXAMPLES, REPO
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(2400)]
 
 COMPOSE_FILE = REPO / "deploy" / "compose" / "docker-compose.yml"
+PREPARE_HOST = REPO / "deploy" / "compose" / "prepare-host.sh"
 TOKEN = "sh_stack_test_admin_token_0123456789"
 PLATFORM_HOST = "hub.localhost"
 SPACES_DOMAIN = "spaces.localhost"
@@ -42,7 +45,9 @@ class Stack:
                "HTTPS_PORT": str(self.https_port), "HTTP_PORT": str(_free_port()),
                "POSTGRES_PORT": str(_free_port()), "REDIS_PORT": str(_free_port()),
                # The port the host's sandbox lets containers reach (deploy/setup/docker.sh installs it for 8000).
-               "SPACEHUB_PORT": "8000", "STACK_TAG": "test"}  # one set of images, rebuilt from cache each run
+               "SPACEHUB_PORT": "8000", "STACK_TAG": "test",  # one set of images, rebuilt from cache each run
+               "SPACEHUB_DISKS_DIR": str(folder / "disks")}
+        self.disks = folder / "disks"
         self.env_file = folder / "stack.env"
         self.env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
         self.ca = folder / "caddy-root.pem"
@@ -90,6 +95,8 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     stack = Stack(tmp_path_factory.mktemp("stack"))
     try:
+        # The host side, as the README says: the apps' disks folder on a shared mount.
+        subprocess.run([str(PREPARE_HOST), str(stack.disks)], check=True, capture_output=True, timeout=60)
         stack.compose("up", "-d", "--build", timeout=1800)
         stack.wait_healthy()
         yield stack
@@ -98,21 +105,44 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         stack.compose("exec", "-T", "spacehub", "spacehub", "stop", check=False, timeout=300)
         stack.compose("down", "-v", check=False, timeout=600)
         _remove_apps()
+        _unmount_under(stack.disks)
 
 
-def _remove_apps() -> None:
+def _instance_mark() -> str:
     """The apps the stack's platform started on this host's engine belong to no compose project: they carry the
-    platform's own mark (a hash of its data dir in the container), by which they are removed here."""
+    platform's own mark (a hash of its data dir in the container)."""
     from spacehub.settings import Settings
     from spacehub_runner.runtimes.docker import INSTANCE, instance_id
 
-    mark = f"label={INSTANCE}={instance_id(Settings(data_dir=Path('/var/lib/spacehub')))}"  # type: ignore[call-arg]
+    return f"label={INSTANCE}={instance_id(Settings(data_dir=Path('/var/lib/spacehub')))}"  # type: ignore[call-arg]
+
+
+def _app_containers() -> list[dict[str, Any]]:
+    ids = subprocess.run(["docker", "ps", "-q", "--filter", _instance_mark()], capture_output=True, text=True,
+                         check=True).stdout.split()
+    if not ids:
+        return []
+    return list(json.loads(subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True,
+                                          check=True).stdout))
+
+
+def _remove_apps() -> None:
+    mark = _instance_mark()
     for kind in ("container", "volume"):
         every = ["-a"] if kind == "container" else []
         listed = subprocess.run(["docker", kind, "ls", "-q", "--filter", mark, *every], capture_output=True, text=True,
                                 check=False).stdout.split()
         if listed:
             subprocess.run(["docker", kind, "rm", "-f", *listed], capture_output=True, check=False)
+
+
+def _unmount_under(folder: Path) -> None:
+    """The apps' disks the platform left mounted on the host (its mounts propagate there), then the folder's own
+    bind mount (prepare-host.sh), deepest first."""
+    root = str(folder.resolve())
+    mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
+    for mountpoint in sorted((m for m in mounts if m == root or m.startswith(root + "/")), key=len, reverse=True):
+        subprocess.run(["umount", "-l", mountpoint], capture_output=True, check=False)
 
 
 PUSH_AND_CALL = """
@@ -148,6 +178,17 @@ def test_push_over_https_then_call_through_caddy(stack: Stack) -> None:
     out = stack.client(PUSH_AND_CALL)
     assert f"HOST https://admin-hello.{SPACES_DOMAIN}:{stack.https_port}" in out
     assert "RESULT Hello Ada!" in out
+    # The app runs in the whole sandbox: read-only root, writing only to its own capped disk, which the stack's
+    # platform mounted under the disks folder and the host (dockerd) sees there.
+    (app,) = _app_containers()
+    assert app["HostConfig"]["ReadonlyRootfs"] is True
+    scratch = str(stack.disks.resolve() / "scratch" / app["Name"].lstrip("/"))
+    assert any(line.split()[1] == scratch and line.split()[2] == "ext4"
+               for line in Path("/proc/self/mounts").read_text().splitlines()), scratch
+    tmp = next(m for m in app["Mounts"] if m["Destination"] == "/tmp")
+    device = json.loads(subprocess.run(["docker", "volume", "inspect", tmp["Name"]], capture_output=True,
+                                       text=True, check=True).stdout)[0]["Options"]["device"]
+    assert device.startswith(scratch + "/"), device
 
 
 def test_down_and_up_keeps_everything_in_the_stacks_postgres(stack: Stack) -> None:

@@ -73,7 +73,7 @@ def test_writing_past_the_flavor_cap_fails_inside_with_enospc(capped: Settings, 
     runtime = DockerRuntime(capped)
     handle = _start(runtime, probe, SPACE_IDS[10])
     name = handle.data["name"]
-    disk = diskcap.scratch_disk(capped.data_dir, name)
+    disk = diskcap.scratch_disk(capped.disk_caps_dir, name)
     try:
         assert disk.mounted()
         free_before = _free(capped.data_dir)
@@ -115,7 +115,7 @@ def test_data_is_capped_by_its_tier_and_kept_across_restarts(capped: Settings, p
     runtime = DockerRuntime(capped)
     space_id = SPACE_IDS[12]
     volume = runtime.volume_name(space_id)
-    disk = diskcap.data_disk(capped.data_dir, volume)
+    disk = diskcap.data_disk(capped.disk_caps_dir, volume)
     try:
         handle = _start(runtime, probe, space_id, storage="small")
         try:

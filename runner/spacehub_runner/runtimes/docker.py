@@ -293,7 +293,7 @@ class DockerRuntime:
 
     def _prepare_scratch(self, name: str, kwargs: dict[str, Any], size_bytes: int) -> None:
         """The container's scratch filesystem, and a volume bound to a folder of it for each writable path."""
-        disk = diskcap.scratch_disk(self.settings.data_dir, name)
+        disk = diskcap.scratch_disk(self.settings.disk_caps_dir, name)
         disk.create(size_bytes, journal=False)
         disk.mount()
         for volume, mount in kwargs["volumes"].items():
@@ -330,18 +330,18 @@ class DockerRuntime:
         if volumes:  # still in use: the next start's sweep (release_orphan_disks) finishes the job
             log.warning("scratch volumes of %s still in use; left for later", name)
             return
-        diskcap.scratch_disk(self.settings.data_dir, name).destroy()
+        diskcap.scratch_disk(self.settings.disk_caps_dir, name).destroy()
 
     def release_orphan_disks(self, min_age_s: float = 120.0) -> list[str]:
         """Scratch filesystems whose container is gone (a crash between their making and its removal)."""
-        names = diskcap.scratch_names(self.settings.data_dir)
+        names = diskcap.scratch_names(self.settings.disk_caps_dir)
         if not names:
             return []
         mine = self.client.containers.list(all=True, filters={"label": [f"{INSTANCE}={self.instance}"]})
         alive = {c.name for c in mine}
         released = []
         for name in names:
-            image = diskcap.scratch_disk(self.settings.data_dir, name).image
+            image = diskcap.scratch_disk(self.settings.disk_caps_dir, name).image
             made = image.stat().st_mtime if image.exists() else 0.0
             if name in alive or time.time() - made < min_age_s:
                 continue  # in use, or maybe a start in progress
@@ -409,7 +409,7 @@ class DockerRuntime:
         """The space's /data: a docker volume bound to its own ext4 filesystem of the tier's size (a real cap),
         made on first use, mounted again (after a reboot) and grown (a bigger tier) on every start."""
         size = self.settings.storage_gb(spec.storage) * diskcap.GIB if spec.storage else 0
-        disk = diskcap.data_disk(self.settings.data_dir, name)
+        disk = diskcap.data_disk(self.settings.disk_caps_dir, name)
         try:
             labels = self.client.volumes.get(name).attrs.get("Labels") or {}
         except NotFound:
@@ -436,7 +436,7 @@ class DockerRuntime:
         """Delete a space's persistent storage (when the space is deleted). Idempotent."""
         with contextlib.suppress(NotFound):
             self.client.volumes.get(name).remove(force=True)
-        diskcap.data_disk(self.settings.data_dir, name).destroy()
+        diskcap.data_disk(self.settings.disk_caps_dir, name).destroy()
 
     # -- helpers ----------------------------------------------------------------------------------------
 
