@@ -55,9 +55,9 @@ test-lane-integration: $(STAMP)
 	$(PY) -m pytest -ra -p no:cacheprovider $(PYTEST_ARGS) tests/integration
 	$(PY) -m pytest -ra -p no:cacheprovider tests/deploy
 
-# The browser, Gradio fidelity, faults and unit tests.
+# The browser, Gradio fidelity, faults and unit tests, and the Kubernetes runtime's (no cluster needed: tests/kubernetes).
 test-lane-apps: $(STAMP)
-	$(PY) -m pytest -ra -p no:cacheprovider $(PYTEST_ARGS) tests/e2e tests/compat tests/faults tests/unit
+	$(PY) -m pytest -ra -p no:cacheprovider $(PYTEST_ARGS) tests/e2e tests/compat tests/faults tests/unit tests/kubernetes
 
 # The database-touching tests once more on PostgreSQL: Debian's server (deploy/setup/system.sh), a private
 # cluster started by the tests themselves (tests/support/pg.py), a fresh database per platform.

@@ -240,6 +240,23 @@ class Settings(BaseSettings):
     registry_username: str | None = Field(default=None, description="User name for the registry (push and pull)")
     registry_password: SecretStr | None = Field(default=None, description="Password or token for the registry")
 
+    # Kubernetes runtime (SPACEHUB_RUNTIME=kubernetes; spacehub_runner.kube)
+    kube_config: Path | None = Field(default=None, description="Kubernetes: kubeconfig file; unset: the "
+                                     "in-cluster service account, else $KUBECONFIG / ~/.kube/config")
+    kube_namespace: str = Field(default="spacehub-spaces", description="Kubernetes: namespace of space pods")
+    kube_platform_namespace: str = Field(default="spacehub", description="Kubernetes: namespace of the "
+                                         "platform's own pods (the only ones that may reach spaces)")
+    kube_storage_class: str | None = Field(default=None, description="Kubernetes: storage class of spaces' "
+                                           "persistent volume claims; unset: the cluster's default")
+    kube_flavors: Path | None = Field(default=None, description="Kubernetes: YAML file, flavor -> schedulable, "
+                                      "node_selector, tolerations, read_only_root (spacehub_runner.kube.placement)")
+    kube_egress_internet: bool = Field(default=True, description="Kubernetes: space pods may reach the public "
+                                       "internet on tcp 80 and 443 (never private or link-local addresses)")
+    kube_pull_secret: str | None = Field(default=None, description="Kubernetes: name of the dockerconfigjson "
+                                         "Secret (in the spaces namespace) that pulls from SPACEHUB_REGISTRY")
+    kube_watch_timeout_s: int = Field(default=300, gt=0, description="Kubernetes: the pod watch is renewed "
+                                      "after this long (and at once after an error)")
+
     # Hardware, GPUs and storage
     hardware_table: Path | None = Field(default=None, description="YAML file: flavor -> cpus, memory_gb, gpus")
     # NoDecode must wrap the whole Optional: outside it, "0" is JSON-decoded to the int 0 and refused.

@@ -1,0 +1,75 @@
+"""From the platform's settings and a RunSpec to the objects of `objects` (still pure: no client, no cluster)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from spacehub import hardware
+from spacehub.errors import StartFailed
+from spacehub.settings import Settings
+
+from ..plugs import RunSpec
+from . import objects
+from .placement import placement
+
+RUNTIME_SERVICE_ACCOUNT = "spacehub-runtime"
+
+
+def fixed_env(port: int) -> dict[str, str]:
+    """The platform's own env values: bind and port are not the app's to choose."""
+    return {
+        "GRADIO_NUM_PORTS": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "PYTHONUNBUFFERED": "1",
+        "GRADIO_SERVER_NAME": "0.0.0.0",
+        "GRADIO_SERVER_PORT": str(port),
+        "PORT": str(port),
+    }
+
+
+def space_pod(settings: Settings, spec: RunSpec, image: str, instance: str) -> objects.SpacePod:
+    """The SpacePod of one revision; StartFailed when the cluster cannot schedule its flavor."""
+    flavor_name = spec.hardware or hardware.DEFAULT_FLAVOR
+    place = placement(settings, flavor_name)
+    if not place.schedulable:
+        raise StartFailed(f"hardware {flavor_name!r} cannot be scheduled on this cluster (SPACEHUB_KUBE_FLAVORS "
+                          "lists the flavors it can run)")
+    port = int(spec.plan.app_port or 7860)
+    return objects.SpacePod(
+        namespace=settings.kube_namespace,
+        instance=instance,
+        space_id=spec.space_id,
+        space_key=spec.space_key,
+        revision=spec.revision,
+        image=image,
+        app_port=port,
+        flavor=hardware.flavor(settings, flavor_name),
+        placement=place,
+        storage_claim=objects.claim_name(spec.space_id) if spec.storage else None,
+        pull_secret=settings.kube_pull_secret,
+        fixed_env=fixed_env(port),
+    )
+
+
+def space_manifests(settings: Settings, spec: RunSpec, image: str, instance: str) -> list[dict[str, Any]]:
+    """Everything one running revision needs, in the order it is created: Secret, PVC (if any), Pod, Service."""
+    pod_spec = space_pod(settings, spec, image, instance)
+    made = [objects.env_secret(settings.kube_namespace, instance, spec.space_id, spec.revision, spec.env)]
+    if spec.storage:
+        made.append(objects.claim(settings.kube_namespace, instance, spec.space_id,
+                                  settings.storage_gb(spec.storage), settings.kube_storage_class))
+    made += [objects.pod(pod_spec), objects.service(pod_spec)]
+    return made
+
+
+def namespace_manifests(settings: Settings) -> list[dict[str, Any]]:
+    """What the spaces namespace holds once, installed by the operator (deploy/kubernetes/): its NetworkPolicy
+    and the runtime's Role and RoleBinding."""
+    return [
+        objects.network_policy(settings.kube_namespace, settings.kube_platform_namespace, settings.port,
+                               settings.kube_egress_internet),
+        objects.runtime_role(settings.kube_namespace),
+        objects.runtime_role_binding(settings.kube_namespace, RUNTIME_SERVICE_ACCOUNT,
+                                     settings.kube_platform_namespace),
+    ]
