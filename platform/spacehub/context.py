@@ -45,6 +45,7 @@ class Platform:
                 ensure_admin(session, settings.admin_token.get_secret_value())
         platform = cls(settings=settings, db=db, repos=RepoStore(settings.repos_dir))
         transitions.configure(settings)
-        # Every committed change of a space writes its route (and tells the proxy): spacehub.routes.
-        routes.watch(db, lambda: platform.redis)
+        # Every committed change of a space writes its route (and tells the proxy, waiting until every proxy
+        # process applied it): spacehub.routes.
+        routes.watch(db, lambda: platform.redis, settings.proxy_ack_timeout_s)
         return platform

@@ -4,6 +4,8 @@ Routes come from Redis (written by `spacehub.routes` whenever a space's row chan
 what a label means when it has no route (no such space, building, paused...), from SQL, so the proxy's hot path
 never waits on a database. A route message names one label: only that label's route and row are reloaded. The
 whole tables are loaded at start, on each (re)subscription and every SPACEHUB_ROUTE_REFRESH_S as a safety net.
+A message with a nonce is acknowledged once applied, so the writer knows this process now answers by it
+(`spacehub.routes.publish_acked`); GATE_MESSAGE makes the gate forget the tokens and users it had checked.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import redis.asyncio as aioredis
 from sqlalchemy import select
 
 from spacehub.proxy.routing import Route, Upstream
-from spacehub.routes import ROUTES_CHANNEL, ROUTES_KEY
+from spacehub.routes import ACK_KEY_TTL_S, GATE_MESSAGE, ROUTES_CHANNEL, ROUTES_KEY, ack_key, parse_message
 from spacehub.settings import Settings
 from spacehub.spacegate import SpaceGate
 from spacehub.stages import Stage
@@ -75,6 +77,9 @@ class SpaceResolver:
         self._spaces_loaded = 0.0
         self.space_cache_s = space_cache_s
         self._tasks: list[asyncio.Task[None]] = []
+        # Table loads one at a time: a whole-table load read before a change must not land after that change's
+        # own reload (which would bring back, say, a deleted space until the next refresh).
+        self._load_lock = asyncio.Lock()
         self.waker: Waker | None = None
         self._redis: aioredis.Redis | None = None
         # The web UI lets a private space's readers in from its page: a signed `?__sign=` in the iframe's URL,
@@ -123,8 +128,9 @@ class SpaceResolver:
 
     async def _load_routes(self) -> None:
         assert self._redis is not None
-        raw = await self._redis.hgetall(ROUTES_KEY)  # type: ignore[misc]
-        self.routes = {_text(k): _text(v) for k, v in raw.items()}
+        async with self._load_lock:
+            raw = await self._redis.hgetall(ROUTES_KEY)  # type: ignore[misc]
+            self.routes = {_text(k): _text(v) for k, v in raw.items()}
 
     _ENTRY_COLUMNS = (Space.id, Space.owner, Space.name, Space.label, Space.stage, Space.private, Space.message)
 
@@ -140,21 +146,37 @@ class SpaceResolver:
     async def _reload_label(self, label: str) -> None:
         """One space changed (a route message names it): reload its route and its row, nothing else."""
         assert self._redis is not None
-        target = await self._redis.hget(ROUTES_KEY, label)  # type: ignore[misc]
-        found = await asyncio.to_thread(self._query_spaces, label)
-        routes, spaces = dict(self._routes), dict(self._spaces)  # replaced, never changed: see the properties
-        if target is None:
-            routes.pop(label, None)
-        else:
-            routes[label] = _text(target)
-        spaces.pop(label, None)
-        spaces.update(found)
-        self._routes, self._spaces = routes, spaces
-        self.routes_version += 1
+        async with self._load_lock:
+            target = await self._redis.hget(ROUTES_KEY, label)  # type: ignore[misc]
+            found = await asyncio.to_thread(self._query_spaces, label)
+            routes, spaces = dict(self._routes), dict(self._spaces)  # replaced, never changed: see the properties
+            if target is None:
+                routes.pop(label, None)
+            else:
+                routes[label] = _text(target)
+            spaces.pop(label, None)
+            spaces.update(found)
+            self._routes, self._spaces = routes, spaces
+            self.routes_version += 1
 
     async def _load_spaces(self) -> None:
-        self.spaces = await asyncio.to_thread(self._query_spaces)
-        self._spaces_loaded = time.monotonic()
+        async with self._load_lock:
+            self.spaces = await asyncio.to_thread(self._query_spaces)
+            self._spaces_loaded = time.monotonic()
+
+    async def _apply_message(self, text: str) -> None:
+        subject, nonce = parse_message(text)
+        if subject == GATE_MESSAGE:
+            self.gate.forget()
+        else:
+            await self._reload_label(subject)
+        if nonce is not None:
+            assert self._redis is not None
+            key = ack_key(nonce)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.rpush(key, 1)
+                pipe.expire(key, ACK_KEY_TTL_S)
+                await pipe.execute()
 
     async def _watch_routes(self) -> None:
         while True:
@@ -166,7 +188,7 @@ class SpaceResolver:
                     await self._load_spaces()
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
-                            await self._reload_label(_text(message["data"]))
+                            await self._apply_message(_text(message["data"]))
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - keep serving on the cache; retry the subscription

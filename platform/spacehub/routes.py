@@ -5,11 +5,21 @@ writer: a space's route is derived from its SQL row by `wanted_target` and writt
 `sync` for that space, so no code path can change a space and forget its route. Each write publishes the label on
 ROUTES_CHANNEL; the proxy then reloads that one label's route and row (`spacehub.gateway`). The supervisor calls
 `sync_all` on every tick, which repairs whatever a lost publish or a crash between commit and write left behind.
+
+A change that takes access away (a space made private or deleted, a token revoked, a user or membership removed)
+must hold at every proxy process by the time the call that made it returns. So `watch` publishes with an
+acknowledgement: the message carries a nonce, each proxy process pushes that nonce's key once it has applied the
+change, and the committing thread waits (up to SPACEHUB_PROXY_ACK_TIMEOUT_S) for as many pushes as PUBLISH said
+there were listeners. Access changes publish GATE_MESSAGE, on which proxies forget the token and user answers
+they had cached (`spacehub.spacegate`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -19,29 +29,86 @@ from sqlalchemy.orm import Session
 
 from spacehub.stages import SERVING, Stage
 from spacehub.store.db import Database
-from spacehub.store.models import Space
+from spacehub.store.models import Membership, Space, Token, User
 
 ROUTES_KEY = "spacehub:routes"
 ROUTES_CHANNEL = "spacehub:routes:changed"
+# A message on ROUTES_CHANNEL is `<label>` or `<label> <nonce>`; GATE_MESSAGE (not a label: labels are DNS labels)
+# stands for "who may read what changed". With a nonce, each listener pushes ACK_PREFIX + nonce once applied.
+GATE_MESSAGE = "!gate"
+ACK_PREFIX = "spacehub:routes:ack:"
+ACK_KEY_TTL_S = 60  # an acknowledgement nobody waits for any more expires
+_ACK_POLL_S = 0.5
 
 log = logging.getLogger("spacehub.routes")
 
 # Columns of a space whose change the proxy must see at once (the route itself, or what it answers without one).
 _WATCHED = ("stage", "handle", "frozen", "label", "private", "message")
 _PENDING = "spacehub.routes.pending"  # session.info key: space id -> labels it had before the change
+_GATE_PENDING = "spacehub.routes.gate_pending"  # session.info key: set when an access change is in the flush
+
+
+def parse_message(text: str) -> tuple[str, str | None]:
+    """(label or GATE_MESSAGE, nonce to acknowledge or None) of a ROUTES_CHANNEL message."""
+    subject, _, nonce = text.partition(" ")
+    return subject, nonce or None
+
+
+def ack_key(nonce: str) -> str:
+    return ACK_PREFIX + nonce
+
+
+def publish_acked(conn: redis.Redis, subject: str, timeout_s: float) -> bool:
+    """Publish `subject` and wait until every process listening then has applied it (at most `timeout_s`).
+
+    True when all acknowledged. On a thread running an event loop (an async endpoint of the API, which in
+    `spacehub serve` shares its loop with the proxy) waiting would block the very proxy that must answer, so
+    the message goes out without the wait; so it does when `timeout_s` is 0."""
+    if timeout_s <= 0 or _on_event_loop():
+        conn.publish(ROUTES_CHANNEL, subject)
+        return False
+    nonce = uuid.uuid4().hex
+    listeners = int(conn.publish(ROUTES_CHANNEL, f"{subject} {nonce}"))  # type: ignore[arg-type]
+    deadline = time.monotonic() + timeout_s
+    key = ack_key(nonce)
+    acked = 0
+    try:
+        while acked < listeners:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                log.warning("%d of %d proxy processes did not confirm the change of %s within %gs",
+                            listeners - acked, listeners, subject, timeout_s)
+                return False
+            # In short slices: a connection's read timeout (redis-py applies the connect timeout to a unix
+            # socket's reads) must not cut a longer block.
+            if conn.blpop([key], timeout=min(max(left, 0.01), _ACK_POLL_S)) is not None:
+                acked += 1
+    finally:
+        conn.delete(key)
+    return True
+
+
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 class RedisRouteTable:
-    def __init__(self, conn: redis.Redis) -> None:
+    def __init__(self, conn: redis.Redis, ack_timeout_s: float = 0.0) -> None:
         self.conn = conn
+        # > 0: each write returns once every proxy process applied it (see `publish_acked`).
+        self.ack_timeout_s = ack_timeout_s
 
     def set(self, host: str, target: str) -> None:
         self.conn.hset(ROUTES_KEY, host, target)
-        self.conn.publish(ROUTES_CHANNEL, host)
+        publish_acked(self.conn, host, self.ack_timeout_s)
 
     def delete(self, host: str) -> None:
         self.conn.hdel(ROUTES_KEY, host)
-        self.conn.publish(ROUTES_CHANNEL, host)
+        publish_acked(self.conn, host, self.ack_timeout_s)
 
     def get(self, host: str) -> str | None:
         value = self.conn.hget(ROUTES_KEY, host)
@@ -66,13 +133,15 @@ def wanted_target(stage: str | None, handle: dict[str, Any] | None, frozen: bool
     return str(target) if target else None
 
 
-def sync(conn: redis.Redis, db: Database, space_id: int, old_labels: Iterable[str] = ()) -> None:
+def sync(conn: redis.Redis, db: Database, space_id: int, old_labels: Iterable[str] = (),
+         ack_timeout_s: float = 0.0) -> None:
     """Write the space's route as its row says now (read afresh), and drop the labels it had before (a rename,
-    a delete). Always publishes: the proxy reloads the label's row on it, even when the route stays."""
+    a delete). Always publishes: the proxy reloads the label's row on it, even when the route stays. With
+    `ack_timeout_s`, returns once every proxy process has (or that time passed)."""
     with db.session() as session:
         row = session.execute(select(Space.label, Space.stage, Space.handle, Space.frozen)
                               .where(Space.id == space_id)).first()
-    table = RedisRouteTable(conn)
+    table = RedisRouteTable(conn, ack_timeout_s)
     stale = set(old_labels)
     if row is not None:
         stale.discard(row.label)
@@ -109,11 +178,30 @@ def mark_changed(session: Session, space_id: int, *labels: str) -> None:
     session.info.setdefault(_PENDING, {}).setdefault(space_id, set()).update(labels)
 
 
-def watch(db: Database, conn: Callable[[], redis.Redis]) -> None:
-    """Call `sync` after every commit on `db`'s sessions that changed a space's watched columns."""
+def _changes_access(session: Session, obj: object) -> bool:
+    """Does this flushed object change who may read a private space (what the proxy's gate caches)? A new user
+    or token does not: nobody can have presented it yet."""
+    if isinstance(obj, Membership):
+        return obj in session.new or obj in session.deleted or inspect(obj).attrs["org_id"].history.has_changes()
+    if obj in session.new:
+        return False
+    if isinstance(obj, Token):  # a token's use stamps last_used_at: not an access change
+        return obj in session.deleted or inspect(obj).attrs["expires_at"].history.has_changes()
+    if isinstance(obj, User):
+        return obj in session.deleted or any(inspect(obj).attrs[name].history.has_changes()
+                                             for name in ("is_admin", "name_key"))
+    return False
+
+
+def watch(db: Database, conn: Callable[[], redis.Redis], ack_timeout_s: float = 0.0) -> None:
+    """Call `sync` after every commit on `db`'s sessions that changed a space's watched columns, and tell the
+    proxies' gates after one that changed who may read what. With `ack_timeout_s`, the commit returns once every
+    proxy process has applied the change (or that time passed)."""
 
     def after_flush(session: Session, _context: object) -> None:
         for obj in list(session.new) + list(session.dirty) + list(session.deleted):
+            if _changes_access(session, obj):
+                session.info[_GATE_PENDING] = True
             if not isinstance(obj, Space) or obj.id is None:
                 continue
             state = inspect(obj)
@@ -129,12 +217,18 @@ def watch(db: Database, conn: Callable[[], redis.Redis]) -> None:
         pending: dict[int, set[str]] = session.info.pop(_PENDING, {})
         for space_id, labels in pending.items():
             try:
-                sync(conn(), db, space_id, labels)
+                sync(conn(), db, space_id, labels, ack_timeout_s)
             except Exception:  # noqa: BLE001 - Redis away: the supervisor's sweep (`sync_all`) repairs it later
                 log.exception("route of space %s not written; the reconciler will", space_id)
+        if session.info.pop(_GATE_PENDING, False):
+            try:
+                publish_acked(conn(), GATE_MESSAGE, ack_timeout_s)
+            except Exception:  # noqa: BLE001 - Redis away: the proxies' caches expire by SPACEHUB_TOKEN_CACHE_S
+                log.exception("proxies not told of an access change; their caches expire on their own")
 
     def after_rollback(session: Session) -> None:
         session.info.pop(_PENDING, None)
+        session.info.pop(_GATE_PENDING, None)
 
     db.listen("after_flush", after_flush)
     db.listen("after_commit", after_commit)

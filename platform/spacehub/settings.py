@@ -136,7 +136,11 @@ class Settings(BaseSettings):
                                    "(also the most one supervisor tick copies: older output is skipped)")
     sse_keepalive_s: float = Field(default=15.0, description="Keep-alive interval of log streams")
     token_cache_s: float = Field(default=5.0, description="How long the proxy trusts a checked token (or a "
-                                 "refusal) at a private space's host before checking it again")
+                                 "refusal) at a private space's host before checking it again (a safety net: a "
+                                 "revocation clears every proxy's cache before its call returns)")
+    proxy_ack_timeout_s: float = Field(default=5.0, ge=0, description="A change of a route or of who may read "
+                                       "what waits at most this long for every proxy process to confirm it has "
+                                       "applied it before the call that made it returns; 0: do not wait")
 
     # Sleep, wake, redeploys, crashes and disk (spacehub_runner.lifecycle)
     freeze_after_s: float = Field(default=60.0, description="Idle seconds before a running space is frozen "

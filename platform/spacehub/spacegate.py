@@ -7,8 +7,9 @@ huggingface_hub) or `X-HF-Authorization: Bearer ...` (gradio_client moves its to
 `Authorization` stays free); the proxy strips both before the app sees the request.
 
 Verifying a token costs a database lookup, done in a thread; the answer (who it is, or that it is no one) is
-cached by the token's SHA-256 for `token_cache_s`, so a revoked token or a lost membership takes effect within
-that time.
+cached by the token's SHA-256 for `token_cache_s`. A revoked token, a removed user or membership clears the cache
+(`forget`, on the route channel's gate message, before the revoking call returns: `spacehub.routes`); the expiry
+is only the safety net for a message lost while Redis was away.
 """
 
 from __future__ import annotations
@@ -78,13 +79,21 @@ class _TimedCache:
     def __init__(self, ttl_s: float) -> None:
         self.ttl_s = ttl_s
         self._entries: dict[object, tuple[float, object]] = {}
+        self._generation = 0  # bumped by `clear`: an answer looked up before it is not kept
+
+    def clear(self) -> None:
+        self._entries = {}
+        self._generation += 1
 
     async def get(self, key: object, load: Callable[[], _T]) -> _T:
         now = time.monotonic()
         hit = self._entries.get(key)
         if hit is not None and hit[0] > now:
             return hit[1]  # type: ignore[return-value]
+        generation = self._generation
         value = await asyncio.to_thread(load)
+        if generation != self._generation:
+            return value  # read before an access change was applied: answer this request, remember nothing
         if len(self._entries) >= MAX_CACHED:
             self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
             if len(self._entries) >= MAX_CACHED:
@@ -102,6 +111,11 @@ class SpaceGate:
         self.token_prefix = token_prefix.encode()
         self._tokens = _TimedCache(cache_s)
         self._users = _TimedCache(cache_s)
+
+    def forget(self) -> None:
+        """Drop every cached answer: who may read what just changed (a token revoked, a membership removed)."""
+        self._tokens.clear()
+        self._users.clear()
 
     async def authorize_space_request(self, space: PrivateSpace, headers: list[tuple[bytes, bytes]]) -> bool:
         """May this request reach the space? Public spaces: always. Private ones: a reader's token.

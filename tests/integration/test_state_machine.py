@@ -31,7 +31,8 @@ HANDLE = {"runtime": "process", "target": "127.0.0.1:7999", "data": {}}
 @pytest.fixture
 def platform(tmp_path: Path) -> Iterator[Platform]:
     # (No periodic full reload of the proxy's tables during a test: only messages may change them.)
-    settings = Settings(data_dir=tmp_path, strict_transitions=True, route_refresh_s=3600)
+    # (The tests' own listener on the route channel does not acknowledge: writes do not wait for it.)
+    settings = Settings(data_dir=tmp_path, strict_transitions=True, route_refresh_s=3600, proxy_ack_timeout_s=0)
     server = EmbeddedRedis(settings)
     server.start()
     platform = Platform.open(settings)
