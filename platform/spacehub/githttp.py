@@ -33,7 +33,7 @@ from typing import IO, Final
 
 import spacehub
 from spacehub.errors import PayloadTooLarge
-from spacehub.pushcheck import PushLimits
+from spacehub.pushcheck import SPACE_CONFIG_VARIABLE, PushLimits
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,7 @@ class GitServer:
     limits: PushLimits
     max_push_bytes: int  # the largest pack a push may send (receive.maxInputSize)
     base_env: dict[str, str]  # the RepoStore's clean git environment
+    check_space_config: bool = False  # a space's repo: the hook checks README.md's front matter too
 
     def command(self, service: str, git_dir: Path, *, advertise: bool) -> list[str]:
         config = [*_COMMON_CONFIG]
@@ -92,6 +93,7 @@ class GitServer:
             **self.base_env,
             **self.limits.as_env(),
             "SPACEHUB_HOOK_PYTHON": sys.executable,
+            SPACE_CONFIG_VARIABLE: "1" if self.check_space_config else "0",
             # The hook imports spacehub from where this process did, whatever the install.
             "PYTHONPATH": str(Path(spacehub.__file__).resolve().parent.parent),
         }

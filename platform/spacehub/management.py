@@ -42,6 +42,9 @@ def commit(platform: Platform, session: Session, space: Space, user: User, branc
         raise RevisionNotFound(f"Invalid rev id: {branch} (commits go to an existing branch of "
                                f"'{space.repo_id}')")
     parent = _full_parent(platform, key, parent_commit)
+    if spaces.README in additions:
+        spaces.check_commit_config(session, space, additions[spaces.README].read_bytes(),
+                                   on_main=branch == DEFAULT_BRANCH)
     message = f"{summary}\n\n{description}" if description.strip() else summary
     result = platform.repos.commit_changes(key, dict(additions), list(deletions), message or "Upload files",
                                            user.name, parent_commit=parent, branch=branch)

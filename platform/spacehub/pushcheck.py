@@ -18,8 +18,14 @@ The rules (archives.py's rules for uploads, applied to git objects):
 - The tip's tree, as it will be built, has at most `max_entries` entries (folders included) and
   `max_tree_bytes` bytes of files, and every full path passes the archive rules (its length included).
 
+- In a space's repository, every pushed branch's README.md passes the front-matter rules a build applies
+  (`spaceconfig.check_readme`: no YAML aliases, size and field caps, the schema). A hostile or broken README
+  is refused here, naming the rule in git's output, as an upload refuses it with a 4xx: nothing lands, and no
+  build job ever parses it.
+
 The limits come in the environment (`SPACEHUB_MAX_FILE_BYTES`, `SPACEHUB_MAX_TREE_BYTES`,
-`SPACEHUB_MAX_ENTRIES`), set by the smart HTTP service from the platform's settings.
+`SPACEHUB_MAX_ENTRIES`), set by the smart HTTP service from the platform's settings;
+`SPACEHUB_CHECK_SPACE_CONFIG=1` asks for the README check (a space's repository).
 """
 
 from __future__ import annotations
@@ -33,10 +39,13 @@ from dataclasses import dataclass
 from typing import IO, NamedTuple
 
 from spacehub.archives import check_relpath
-from spacehub.errors import UnsafeUpload
+from spacehub.errors import SpaceConfigError, UnsafeUpload
+from spacehub.spaceconfig import check_readme
 
 MAIN_REF = "refs/heads/main"
 BRANCH_PREFIX = "refs/heads/"
+SPACE_CONFIG_VARIABLE = "SPACEHUB_CHECK_SPACE_CONFIG"
+README = "README.md"
 LIMIT_VARIABLES = ("SPACEHUB_MAX_FILE_BYTES", "SPACEHUB_MAX_TREE_BYTES", "SPACEHUB_MAX_ENTRIES")
 
 _ZERO = "0" * 40
@@ -83,8 +92,10 @@ class _Object(NamedTuple):
 # The rules ----------------------------------------------------------------------------------------------------
 
 
-def check_push(updates: list[RefUpdate], limits: PushLimits, *, git_dir: str | None = None) -> None:
-    """Raise PushRefused on the first broken rule. git runs in `git_dir` (default: git's own environment)."""
+def check_push(updates: list[RefUpdate], limits: PushLimits, *, git_dir: str | None = None,
+               space_config: bool = False) -> None:
+    """Raise PushRefused on the first broken rule. git runs in `git_dir` (default: git's own environment);
+    `space_config` checks each tip's README.md front matter (a space's repository)."""
     git = _Git(git_dir)
     for update in updates:
         _check_ref_update(git, update)
@@ -106,6 +117,9 @@ def check_push(updates: list[RefUpdate], limits: PushLimits, *, git_dir: str | N
                 raise PushRefused(f"'{where}': {rule}")
     for tip in tips:
         _check_tip_tree(git, tip, limits)
+    if space_config:
+        for tip in tips:
+            _check_readme(git, tip)
 
 
 def entry_violation(mode: bytes, name: bytes) -> str | None:
@@ -168,6 +182,13 @@ def _check_tip_tree(git: _Git, tip: str, limits: PushLimits) -> None:
         if total > limits.max_tree_bytes:
             raise PushRefused(f"the files of the tree add up to more than {limits.max_tree_bytes} bytes "
                               f"(the limit was passed at '{shown}')")
+
+
+def _check_readme(git: _Git, tip: str) -> None:
+    try:
+        check_readme(git.file_at(tip, README))
+    except SpaceConfigError as exc:
+        raise PushRefused(exc.message) from None
 
 
 def _rule_of(exc: UnsafeUpload) -> str:
@@ -245,6 +266,15 @@ class _Git:
             mode, _kind, _oid, size = meta.split()
             yield mode.lstrip(b"0") or b"0", int(size) if size.isdigit() else 0, path
 
+    def file_at(self, commit: str, path: str) -> bytes | None:
+        """The bytes of the file at `path` in the commit's tree; None when there is no such file. (Its size is
+        already within max_file_bytes: the blob rule ran first.)"""
+        if self.run("cat-file", "-e", f"{commit}:{path}", check=False).returncode != 0:
+            return None
+        if self.object_kind(f"{commit}:{path}") != "blob":
+            return None
+        return self.run("cat-file", "blob", f"{commit}:{path}").stdout
+
     def path_of(self, oid: str, tips: list[str]) -> str | None:
         """The path at which the push first reaches `oid` (for messages; "" for a root tree)."""
         if self._paths is None:
@@ -296,7 +326,8 @@ def read_updates(stream: IO[bytes]) -> list[RefUpdate]:
 
 def main() -> int:
     try:
-        check_push(read_updates(sys.stdin.buffer), PushLimits.from_env(os.environ))
+        check_push(read_updates(sys.stdin.buffer), PushLimits.from_env(os.environ),
+                   space_config=os.environ.get(SPACE_CONFIG_VARIABLE) == "1")
     except PushRefused as refusal:
         print(f"spacehub: push refused: {refusal}", file=sys.stderr)
         return 1

@@ -21,6 +21,7 @@ from spacehub.errors import (
     NotFound,
     RepoNotFound,
     RevisionNotFound,
+    SpaceConfigError,
     Unauthorized,
 )
 from spacehub.logstream import LogWriter, delete_logs
@@ -28,10 +29,12 @@ from spacehub.names import check_name, unique_label
 from spacehub.queue import BUILDS, OPS, enqueue
 from spacehub.repos import CommitResult
 from spacehub.settings import Settings
-from spacehub.stages import SERVING, SHOULD_RUN, STARTING, Stage, building_stage
+from spacehub.spaceconfig import check_readme
+from spacehub.stages import ERRORS, SERVING, SHOULD_RUN, STARTING, Stage, building_stage
 from spacehub.store.models import Build, BuildStatus, Deployment, Space, SpaceVariable, User, utcnow
 from spacehub.transitions import transition
 
+README = "README.md"  # where a space keeps its configuration (front matter)
 SDKS = ("gradio", "docker", "static")
 HARDWARE = (
     "cpu-basic", "cpu-upgrade", "cpu-performance", "cpu-xl", "zero-a10g", "t4-small", "t4-medium", "l4x1",
@@ -199,8 +202,26 @@ def restart_if_running(platform: Platform, session: Session, space: Space) -> No
 def commit_upload(platform: Platform, session: Session, space: Space, tree: Path, message: str,
                   author: str) -> PushResult:
     """A whole new tree for the space (REST upload, CLI push): commit it, then build if anything changed."""
+    readme = tree / README
+    check_commit_config(session, space, readme.read_bytes() if readme.is_file() else None)
     result = platform.repos.commit_tree(_repo_key(space), tree, message, author)
     return after_commit(platform, session, space, result)
+
+
+def check_commit_config(session: Session, space: Space, readme: bytes | None, *, on_main: bool = True) -> None:
+    """A space's README front matter is checked before a commit lands, as its build would check it: a broken
+    or hostile one is refused (SpaceConfigError naming the rule, a 4xx) and nothing is written, so no build
+    job ever sees it. A space with no app serving shows the refusal as CONFIG_ERROR at once; one that serves
+    an older revision keeps serving it (as when a new revision's build fails), and the refusal is the answer."""
+    if space.repo_type != "space":
+        return
+    try:
+        check_readme(readme)
+    except SpaceConfigError as exc:
+        if on_main and Stage(space.stage) in ERRORS:
+            transition(space, Stage.CONFIG_ERROR, exc.message, by="api")
+            session.commit()  # the stage stays though the request fails
+        raise
 
 
 def after_commit(platform: Platform, session: Session, space: Space, result: CommitResult) -> PushResult:

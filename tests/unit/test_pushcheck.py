@@ -147,3 +147,23 @@ def test_entry_rules(mode, name, rule):
 
 def test_dot_git_aliases_leave_ordinary_names_alone():
     assert not any(is_dotgit_alias(name) for name in (".github", ".gitignore", "git", ".gitattributes", "x.git"))
+
+
+def test_a_space_readme_with_yaml_aliases_is_refused_naming_the_rule(repo):
+    base = _base(repo)
+    readme = _blob(repo, b"---\nsdk: gradio\na: &a [x, x]\nb: [*a, *a]\n---\n")
+    tip = _commit(repo, _tree(repo, ("100644", "blob", readme, "README.md")), base)
+    update = RefUpdate(base, tip, "refs/heads/main")
+    with pytest.raises(PushRefused, match=r"YAML aliases \(\*a\) are not allowed"):
+        check_push([update], LIMITS, git_dir=str(repo), space_config=True)
+    check_push([update], LIMITS, git_dir=str(repo))  # a model's README is not a space's configuration
+
+
+def test_a_space_readme_breaking_the_schema_is_refused_and_a_good_one_passes(repo):
+    base = _base(repo)
+    bad = _commit(repo, _tree(repo, ("100644", "blob", _blob(repo, b"---\ncolorFrom: mauve\n---\n"), "README.md")),
+                  base)
+    with pytest.raises(PushRefused, match="README.md field 'colorFrom'"):
+        check_push([RefUpdate(base, bad, "refs/heads/main")], LIMITS, git_dir=str(repo), space_config=True)
+    good = _commit(repo, _tree(repo, ("100644", "blob", _blob(repo, b"---\nsdk: static\n---\n"), "README.md")), base)
+    check_push([RefUpdate(base, good, "refs/heads/main")], LIMITS, git_dir=str(repo), space_config=True)

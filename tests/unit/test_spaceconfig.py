@@ -10,6 +10,7 @@ from spacehub.spaceconfig import (
     MAX_KEY_CHARS,
     MAX_NODES,
     MAX_STRING_CHARS,
+    check_readme,
     parse_config,
     split_front_matter,
 )
@@ -131,3 +132,12 @@ def test_an_unsupported_sdk_is_refused_naming_only_the_supported_ones(sdk: str) 
         parse_config(f"---\nsdk: {sdk}\n---\n")
     assert "'gradio', 'docker' or 'static'" in str(refused.value)
     assert "streamlit" not in str(refused.value).replace(sdk, "")
+
+
+def test_check_readme_takes_the_bytes_a_commit_carries():
+    assert check_readme(None).sdk is None
+    assert check_readme(b"---\nsdk: static\n---\n").sdk == "static"
+    with pytest.raises(SpaceConfigError, match="README.md is not UTF-8 text"):
+        check_readme(b"---\nsdk: static\ntitle: \xff\n---\n")
+    with pytest.raises(SpaceConfigError, match=r"YAML aliases \(\*a\)"):
+        check_readme(b"---\na: &a [1]\nb: *a\n---\n")

@@ -130,12 +130,13 @@ def _without_git_suffix(name: str) -> str:
     return name.removesuffix(".git")  # names never end in .git (names.check_name)
 
 
-def _server(platform: Platform) -> GitServer:
+def _server(platform: Platform, repo_type: str) -> GitServer:
     settings = platform.settings
     limits = PushLimits(max_file_bytes=settings.max_file_bytes, max_tree_bytes=settings.max_tree_bytes,
                         max_entries=settings.max_entries)
     return GitServer(hooks_dir=install_hooks(settings.run_dir / "git-hooks"), limits=limits,
-                     max_push_bytes=settings.max_upload_bytes, base_env=platform.repos.git_env())
+                     max_push_bytes=settings.max_upload_bytes, base_env=platform.repos.git_env(),
+                     check_space_config=repo_type == "space")
 
 
 def _error(exc: SpacehubError) -> Response:
@@ -225,7 +226,8 @@ def _add_routes(prefix: str, repo_type: str) -> None:
         except SpacehubError as exc:
             return _error(exc)
         protocol = request.headers.get("git-protocol")
-        rpc = await GitRpc.start(_server(platform), service, target.git_dir, advertise=True, git_protocol=protocol)
+        rpc = await GitRpc.start(_server(platform, repo_type), service, target.git_dir, advertise=True,
+                                 git_protocol=protocol)
         preamble = advertisement_preamble(service, protocol)
 
         async def body() -> AsyncIterator[bytes]:
@@ -242,7 +244,7 @@ def _add_routes(prefix: str, repo_type: str) -> None:
                 raise InvalidInput(f"a {service} request must have Content-Type application/x-{service}-request")
             target = await asyncio.to_thread(_authorize, platform, request, repo_type, owner, name,
                                              service == RECEIVE_PACK, counted=service == RECEIVE_PACK)
-            server = _server(platform)
+            server = _server(platform, repo_type)
             limit = server.max_request_bytes(service)
             declared = request.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > limit:

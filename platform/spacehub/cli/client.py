@@ -46,7 +46,9 @@ class Client:
                 message = response.json().get("error", response.text)
             except ValueError:
                 message = response.text
-            raise click.ClickException(f"{response.status_code}: {message}")
+            # A README the server refused reads as the stage a build would have reported.
+            label = "CONFIG_ERROR" if response.headers.get("x-error-code") == "ConfigError" else response.status_code
+            raise click.ClickException(f"{label}: {message}")
         if response.headers.get("content-type", "").startswith("application/json"):
             return response.json()
         return response.text

@@ -107,7 +107,8 @@ def follow_build(client: Client, repo_id: str, sha: str, timeout: float) -> dict
 
 
 def readme_sdk(folder: Path) -> str | None:
-    """The README's sdk, read leniently: checking the whole config is the build's job (it reports CONFIG_ERROR)."""
+    """The README's sdk, read leniently: the server checks the whole config (it refuses a broken one, naming
+    the rule)."""
     readme = folder / "README.md"
     try:
         value = parse_front_matter(readme.read_text(errors="replace")).get("sdk") if readme.is_file() else None
