@@ -1,6 +1,17 @@
-"""`spacehub worker`: an RQ worker that runs only spacehub's own job functions, JSON-serialised."""
+"""`spacehub worker`: an RQ worker that runs only spacehub's own job functions, JSON-serialised.
+
+Each job runs in a work-horse that RQ forks and puts in a process group of its own; here it also dies with its
+worker. A horse that outlived a worker killed with -9 (or a `serve` killed with its whole process group) would
+go on building with nobody to enforce its job limit, or to tell RQ how it ended: an orphan. The reconciler finds
+its build or start lost instead, and runs it again (`reconcile`).
+"""
 
 from __future__ import annotations
+
+import ctypes
+import os
+import signal
+from typing import Any
 
 from rq import Worker
 from rq.job import Job
@@ -12,9 +23,23 @@ from spacehub import redisconn
 from spacehub.queue import ALLOWED_JOBS, BUILDS, OPS
 from spacehub.settings import Settings
 
+_PR_SET_PDEATHSIG = 1
+
 
 class SpacehubWorker(Worker):
     """RQ imports job functions by name: refuse any name that is not a spacehub job before importing it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._worker_pid = os.getpid()
+
+    def main_work_horse(self, job: Job, queue: Queue) -> None:
+        """In the forked horse, first: be killed when the worker dies (Linux's PR_SET_PDEATHSIG); a worker that
+        died before that was set is seen as a changed parent."""
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != self._worker_pid:
+            os._exit(1)
+        super().main_work_horse(job, queue)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         # Checked in the parent, before any fork or import: a refused name is never imported at all.

@@ -13,12 +13,10 @@ so a build stays at "installing requirements" until then.
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import signal
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,67 +24,25 @@ from typing import Any
 
 import pytest
 
-from support.server import EXAMPLES, Server, app_pids, free_port
+from support.faults import GatedIndex, hello_with, proc_alive, serving, uv_processes
+from support.server import Server, app_pids
 
 LOST_JOB_S = 3
 HEAL_TIMEOUT_S = 180  # generous: a deadline for the checks below, never a measure of speed
 
 
-class GatedIndex:
-    """A PEP 503 index on loopback that holds every request until its gate opens, then knows no package (404),
-    so uv moves on to the real sources."""
-
-    def __init__(self) -> None:
-        self.gate = threading.Event()
-        self.asked = threading.Event()
-        gate, asked = self.gate, self.asked
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-                asked.set()
-                gate.wait(HEAL_TIMEOUT_S)
-                self.send_response(404)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *_args: object) -> None:
-                pass
-
-        self.port = free_port()
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/simple"
-
-    def hold(self) -> None:
-        self.gate.clear()
-        self.asked.clear()
-
-    def close(self) -> None:
-        self.gate.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture(scope="module")
 def index() -> Iterator[GatedIndex]:
-    gated = GatedIndex()
+    gated = GatedIndex(HEAL_TIMEOUT_S)
     yield gated
     gated.close()
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, index: GatedIndex) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("faults") / "data", lost_job_s=str(LOST_JOB_S),
-                 reconcile_interval_s="0.5", pip_extra_index_urls=index.url, default_sleep_time_s="-1")
-    srv.start()
-    yield srv
-    srv.stop()
-    srv.kill_apps()
+    with serving(tmp_path_factory.mktemp("faults") / "data", lost_job_s=str(LOST_JOB_S), reconcile_interval_s="0.5",
+                 pip_extra_index_urls=index.url, default_sleep_time_s="-1") as srv:
+        yield srv
 
 
 # -- looking at the platform from outside ----------------------------------------------------------------------
@@ -124,39 +80,15 @@ def parent_pid(pid: int) -> int:
     return int(stat[stat.rindex(")") + 2:].split()[1])
 
 
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2:].split()[0] not in ("Z", "X")
-
-
 def children(pid: int) -> list[tuple[int, str]]:
     found = []
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and alive(int(entry.name)):
+        if entry.name.isdigit() and proc_alive(int(entry.name)):
             try:
                 if parent_pid(int(entry.name)) == pid:
                     found.append((int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()))
             except (OSError, ValueError):
                 continue
-    return found
-
-
-def uv_processes(server: Server) -> list[int]:
-    """uv runs of this platform's builds (they work in its data dir)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cwd = os.readlink(entry / "cwd")
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if cwd == str(server.data_dir) and cmdline and cmdline[0].endswith(b"uv") and alive(int(entry.name)):
-            found.append(int(entry.name))
     return found
 
 
@@ -174,8 +106,8 @@ def healed(server: Server, repo_ids: list[str]) -> str | None:
     running = sorted(app_pids(server.data_dir))
     if running != wanted:
         return f"app processes {running}, SQL names {wanted}"
-    if uv_processes(server):
-        return f"uv processes left: {uv_processes(server)}"
+    if uv_processes(server.data_dir):
+        return f"uv processes left: {uv_processes(server.data_dir)}"
     return None
 
 
@@ -187,43 +119,34 @@ def push_held(server: Server, index: GatedIndex, repo_id: str, folder: Path) -> 
     return wait_until("the build's process is known", lambda: build_runner_pid(server, repo_id), server)
 
 
-def hello_with(tmp_path: Path, requirement: str) -> Path:
-    """The hello example with one more requirement (already part of gradio's install), so that each test's
-    build makes an environment of its own and asks the index."""
-    folder = tmp_path / "app"
-    folder.mkdir()
-    for item in EXAMPLES.joinpath("hello").iterdir():
-        if item.is_file():
-            folder.joinpath(item.name).write_bytes(item.read_bytes())
-    folder.joinpath("requirements.txt").write_text(requirement + "\n")
-    return folder
-
-
 # -- the faults ------------------------------------------------------------------------------------------------
 
 
 def test_killing_the_work_horse_mid_build_is_healed(server: Server, index: GatedIndex, tmp_path: Path) -> None:
-    horse = push_held(server, index, "admin/horse", hello_with(tmp_path, "httpx"))
-    assert uv_processes(server), "the build should be installing with uv"
+    horse = push_held(server, index, "admin/horse", hello_with(tmp_path / "app", "httpx"))
+    assert uv_processes(server.data_dir), "the build should be installing with uv"
     os.kill(horse, signal.SIGKILL)
-    wait_until("the killed build's uv is gone too", lambda: not uv_processes(server), server)
+    wait_until("the killed build's uv is gone too", lambda: not uv_processes(server.data_dir), server)
     index.gate.set()
     wait_until("the space has healed", lambda: healed(server, ["admin/horse"]) is None, server)
-    assert not alive(horse)
+    assert not proc_alive(horse)
     response = server.api.get("/api/spaces/admin/horse/logs/build", params={"follow": "false"})
     log = "".join(json.loads(line[6:])["data"] for line in response.text.splitlines() if line.startswith("data: "))
     assert "The build stopped: the process building it is gone" in log and "Building again" in log
 
 
 def test_killing_the_worker_mid_build_is_healed(server: Server, index: GatedIndex, tmp_path: Path) -> None:
-    horse = push_held(server, index, "admin/worker", hello_with(tmp_path, "anyio"))
+    horse = push_held(server, index, "admin/worker", hello_with(tmp_path / "app", "anyio"))
     worker = parent_pid(horse)
     assert "worker" in Path(f"/proc/{worker}/cmdline").read_bytes().decode()
     os.kill(worker, signal.SIGKILL)
-    # serve starts another worker; the build's own process finishes the build once the index answers.
+    wait_until("the worker's work-horse gone with it, and its uv",
+               lambda: not proc_alive(horse) and not uv_processes(server.data_dir), server)
+    # The work-horse dies with its worker (no orphan builds on); serve starts another worker, and the lost build
+    # is built again once the index answers.
     index.gate.set()
     wait_until("the space has healed", lambda: healed(server, ["admin/horse", "admin/worker"]) is None, server)
-    assert not alive(worker)
+    assert not proc_alive(worker)
 
 
 def test_killing_the_supervisor_is_healed_without_a_second_start(server: Server, index: GatedIndex,
@@ -239,7 +162,7 @@ def test_killing_the_supervisor_is_healed_without_a_second_start(server: Server,
                lambda: [pid for pid, cmd in children(server.process.pid)  # type: ignore[union-attr]
                         if "supervisor" in cmd and pid != supervisors[0]], server)
     # A push while it was away is built, and nothing that ran is started twice.
-    server.cli("push", str(hello_with(tmp_path, "sniffio")), "admin/horse")
+    server.cli("push", str(hello_with(tmp_path / "app", "sniffio")), "admin/horse")
     wait_until("the space has healed", lambda: healed(server, ["admin/horse", "admin/worker"]) is None, server)
     after = sorted(app_pids(server.data_dir))
     assert len(after) == len(before) == 2
@@ -296,7 +219,7 @@ def test_killing_a_start_half_way_is_retried(server: Server, index: GatedIndex, 
     hold.touch()
     wait_until("the space has healed",
                lambda: healed(server, ["admin/horse", "admin/worker", "admin/slow"]) is None, server)
-    assert not alive(job)
+    assert not proc_alive(job)
     (error,) = sql(server, "select error from deployments where id = ?", cut_off)[0]
     assert error.startswith("cut off: ")
     assert server.space_get("admin-slow").text == "ok"

@@ -10,7 +10,7 @@ import signal
 import httpx
 import pytest
 
-from support.faults import embedded_redis_pid, static_tree, wait_for
+from support.faults import embedded_redis_pid, serving, static_tree, wait_for
 from support.server import Server
 
 pytestmark = pytest.mark.timeout(600)
@@ -19,11 +19,8 @@ pytestmark = pytest.mark.timeout(600)
 @pytest.fixture
 def server(tmp_path):
     # Checked every 8 s: a window wide enough to watch the outage (a real install restarts it within 1 s).
-    srv = Server(tmp_path / "data", redis_check_s="8")
-    srv.start()
-    yield srv
-    srv.stop()
-    srv.kill_apps()
+    with serving(tmp_path / "data", redis_check_s="8") as srv:
+        yield srv
 
 
 def upload(server: Server, repo_id: str, title: str) -> httpx.Response:

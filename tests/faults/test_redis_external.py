@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from support.faults import RedisServer, static_tree, wait_for
+from support.faults import RedisServer, serving, static_tree, wait_for
 from support.server import Server
 
 pytestmark = pytest.mark.timeout(600)
@@ -27,12 +27,8 @@ def external(tmp_path) -> Iterator[RedisServer]:
 
 @pytest.fixture
 def server(tmp_path, external):
-    srv = Server(tmp_path / "data")
-    srv.env["SPACEHUB_REDIS_URL"] = external.url
-    srv.start()
-    yield srv
-    srv.stop()
-    srv.kill_apps()
+    with serving(tmp_path / "data", env={"SPACEHUB_REDIS_URL": external.url}) as srv:
+        yield srv
 
 
 def upload(server: Server, title: str) -> tuple[int, str, dict[str, str]]:

@@ -1,32 +1,41 @@
 """kill -9 of `spacehub serve`: alone, its helpers (API, embedded redis-server, workers, supervisor) die with it;
 with everything it runs, in the middle of an upload, the next start removes the upload's staging folder, and the
-platform serves on."""
+platform serves on; in the middle of a build, the next start builds the revision again and serves it, leaving
+no stage that promises work nobody does, and no build process or half-made folder behind."""
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
+import sqlite3
 import tarfile
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
-from support.faults import pid_with_cwd, static_tree, wait_for
-from support.server import Server
+from support.faults import (
+    GatedIndex,
+    hello_with,
+    pid_with_cwd,
+    serving,
+    static_tree,
+    uv_processes,
+    wait_for,
+)
+from support.server import app_pids
 
 pytestmark = pytest.mark.timeout(600)
 
 
 @pytest.fixture
 def server(tmp_path):
-    srv = Server(tmp_path / "data")
-    srv.start()
-    yield srv
-    srv.stop()
-    srv.kill_apps()
+    with serving(tmp_path / "data") as srv:
+        yield srv
 
 
 def children_of(pid: int) -> list[int]:
@@ -116,3 +125,51 @@ def test_a_second_serve_on_the_same_data_dir_is_refused(server):
     assert second.returncode != 0
     assert f"already runs on {server.data_dir}" in second.stderr
     assert server.api.get("/health").status_code == 200
+
+
+def leftovers(data_dir: Path) -> list[str]:
+    """What a build leaves only when it dies: its checkout, a half-copied app, an environment without its marker."""
+    from spacehub_runner.builders.process import ENV_MARKER
+
+    found = [str(p) for p in (data_dir / "builds").glob("*")]
+    found += [str(p) for p in (data_dir / "apps").glob(".partial-*")]
+    found += [str(p) for p in (data_dir / "envs").iterdir() if p.is_dir() and not (p / ENV_MARKER).is_file()]
+    return found
+
+
+def test_kill_9_during_a_build_is_built_again_after_restart(tmp_path):
+    index = GatedIndex()
+    try:
+        with serving(tmp_path / "data", pip_extra_index_urls=index.url, lost_job_s="3",
+                     reconcile_interval_s="0.5") as server:
+            index.hold()
+            server.cli("push", str(hello_with(tmp_path / "app", "httpx")), "admin/built", "--no-follow")
+            wait_for("the build waiting on the package index", lambda: index.asked.is_set() or None, 300)
+            assert uv_processes(server.data_dir), "the build should be installing with uv"
+
+            assert server.process is not None
+            os.killpg(server.process.pid, signal.SIGKILL)
+            server.process.wait(30)
+            wait_for("the killed build's uv gone", lambda: True if not uv_processes(server.data_dir) else None, 30)
+            with sqlite3.connect(server.data_dir / "spacehub.db") as db:
+                (stage,), = db.execute("select stage from spaces where name = 'built'").fetchall()
+            assert stage == "BUILDING", "the kill left the space building (the fault under test)"
+
+            index.gate.set()
+            server.start()
+            runtime = server.wait_stage("admin/built", {"RUNNING", "BUILD_ERROR", "RUNTIME_ERROR"}, timeout=300)
+            assert runtime["stage"] == "RUNNING", runtime
+            assert runtime["sha"] == server.api.get("/api/spaces/admin/built").json()["sha"]
+            assert server.space_get("admin-built").status_code == 200
+            response = server.api.get("/api/spaces/admin/built/logs/build", params={"follow": "false"})
+            log = "".join(json.loads(line[6:])["data"]
+                          for line in response.text.splitlines() if line.startswith("data: "))
+            assert "The build stopped" in log and "Building again" in log, log[-2000:]
+
+            handle = server.space_handle("admin/built")
+            assert handle is not None
+            assert app_pids(server.data_dir) == [handle["data"]["pid"]], "one app, the one SQL names"
+            assert uv_processes(server.data_dir) == []
+            assert leftovers(server.data_dir) == []
+    finally:
+        index.close()

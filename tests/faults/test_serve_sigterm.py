@@ -11,8 +11,8 @@ import signal
 import httpx
 import pytest
 
-from support.faults import wait_for
-from support.server import EXAMPLES, Server, app_pids, fork_server_pids
+from support.faults import serving, wait_for
+from support.server import EXAMPLES, app_pids, fork_server_pids
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -21,11 +21,8 @@ STEPS = 16
 
 @pytest.fixture
 def server(tmp_path):
-    srv = Server(tmp_path / "data")
-    srv.start()
-    yield srv
-    srv.stop()
-    srv.kill_apps()
+    with serving(tmp_path / "data") as srv:
+        yield srv
 
 
 def test_sigterm_lets_a_streaming_call_finish_then_stop_stops_everything(server):

