@@ -38,7 +38,7 @@ from spacehub.redisconn import EmbeddedRedis, redis_url
 from spacehub.servepid import claim, die_with_parent, remove_serve_pid
 from spacehub.settings import Settings, settings_env
 from spacehub.stages import SHOULD_RUN
-from spacehub.startcheck import check_redis
+from spacehub.startcheck import check_redis, check_sandbox
 from spacehub.store.models import Space
 
 log = logging.getLogger("spacehub.serve")
@@ -139,17 +139,6 @@ async def _listen_on_docker_bridges(settings: Settings, new_proxy: Callable[[], 
     return proxies
 
 
-def _require_sandbox(settings: Settings) -> None:
-    """The Docker runtime runs strangers' code: refuse it unless the kernel-side box is in force."""
-    if not dockerhost.uses_docker(settings):
-        return
-    from spacehub import sandbox
-
-    found = sandbox.problems(settings)
-    if found:
-        raise SystemExit(sandbox.refusal(found))
-
-
 async def _keep_redis_alive(embedded: EmbeddedRedis, every_s: float) -> None:
     """The embedded redis-server is a dependency, not a single point of failure: one that died starts again."""
     while True:
@@ -172,7 +161,7 @@ def remove_stale_uploads(settings: Settings) -> int:
 
 
 async def run(settings: Settings) -> None:
-    _require_sandbox(settings)
+    check_sandbox(settings)
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     check_redis(settings)  # a configured Redis that is misnamed or down: one line, before anything starts
     claim(settings)  # one serve per data dir; its pid file is how `spacehub stop` finds it

@@ -1,5 +1,6 @@
 """Checks at a role's start: a backing service that is misnamed or down is one line naming the setting and the
-cause, before anything else starts (the database's own check is `spacehub.store.db.check`)."""
+cause, before anything else starts (the database's own check is `spacehub.store.db.check`); and a role that
+starts containers (`serve`, `worker`, `supervisor`) refuses the Docker runtime unless its sandbox is in force."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from urllib.parse import urlsplit
 
 import redis
 
+from spacehub import dockerhost
 from spacehub.errors import ServiceUnavailable
 from spacehub.settings import Settings
 
@@ -38,6 +40,19 @@ def check_redis(settings: Settings) -> None:
         raise RedisUnavailable(f"{SETTING}: cannot reach Redis at {where}: {_one_line(exc)}") from None
     finally:
         client.close()
+
+
+def check_sandbox(settings: Settings) -> None:
+    """Every role that starts containers runs strangers' code on the Docker runtime: it refuses to start (SystemExit,
+    the message naming what is missing and the command that installs it) unless the kernel-side box is whole. A
+    worker or supervisor started on its own is as much a way in as `serve`."""
+    if not dockerhost.uses_docker(settings):
+        return
+    from spacehub import sandbox
+
+    found = sandbox.problems(settings)
+    if found:
+        raise SystemExit(sandbox.refusal(found))
 
 
 def _where(url: str) -> str:

@@ -91,12 +91,13 @@ def stop(data_dir: Path | None) -> None:
 @click.option("--health", "health_address", help=roles.HEALTH_HELP)
 def worker(queues: tuple[str, ...], burst: bool, health_address: str | None) -> None:
     """Run an RQ worker for spacehub's jobs (SIGTERM: it finishes the job in hand, then exits)."""
-    from spacehub.startcheck import check_redis
+    from spacehub.startcheck import check_redis, check_sandbox
     from spacehub_runner.worker import run_worker  # the CLI is where both halves meet
 
     settings = _settings()
     logformat.configure(settings.log_format)
     check_redis(settings)
+    check_sandbox(settings)  # its jobs build and start containers
     state = roles.RoleState()
     roles.health_listener("worker", settings, health_address, state, with_database=True)
     state.started.set()
@@ -108,12 +109,13 @@ def worker(queues: tuple[str, ...], burst: bool, health_address: str | None) -> 
 def supervisor(health_address: str | None) -> None:
     """Keep running spaces running: re-adopt, restart, repair routes, pump run logs (SIGTERM: it ends the pass
     in hand, then exits)."""
-    from spacehub.startcheck import check_redis
+    from spacehub.startcheck import check_redis, check_sandbox
     from spacehub_runner.supervisor import Supervisor
 
     settings = _settings()
     logformat.configure(settings.log_format)
     check_redis(settings)
+    check_sandbox(settings)  # it restarts and re-adopts containers
     state, stop = roles.RoleState(), threading.Event()
     roles.stop_on_sigterm(stop, state)
     roles.health_listener("supervisor", settings, health_address, state, with_database=True)
