@@ -60,6 +60,7 @@ COMPILED_PROXY_MODULES = [
     "relay",
     "routing",
     "server",
+    "traffic",
     "wire",
     "wireimpl",
 ]

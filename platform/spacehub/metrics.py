@@ -1,7 +1,8 @@
 """Prometheus metrics, `GET /metrics` (text format, an admin's token).
 
 Nothing is counted twice and nothing slows a request: the proxy already counts requests per space for sleep and
-wake (`spacehub.proxy.activity.RequestCounter`), the gateway already holds the space and route tables, SQL holds
+wake (`spacehub.proxy.activity.RequestCounter`), and their status, bytes and durations in plain counters
+(`spacehub.proxy.traffic.TrafficCounter`), the gateway already holds the space and route tables, SQL holds
 builds, stages and GPU leases, and RQ keeps its queues in Redis. Each collector below reads one of those at scrape
 time. Only the API's own requests are counted as they happen (a middleware: the API is not the proxy's path).
 """
@@ -13,10 +14,17 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from spacehub.proxy.traffic import DURATION_BUCKETS, SpaceTraffic, TrafficCounter
 from spacehub.stages import SERVING, Stage
 from spacehub.store.models import Build, BuildStatus, GpuAllocation, Space
 
@@ -76,15 +84,19 @@ class ApiMetrics:
 
 
 class ProxyCollector(Collector):
-    """The proxy's counts per space (requests ended, requests and streams open), its route table, and the wakes
-    it waited for; spaces named by `owner/name` as the gateway's space table has them."""
+    """The proxy's counts per space (requests ended, requests and streams open; with `traffic`: requests by status
+    class, bytes each way, durations), its route table, and the wakes it waited for; spaces named by
+    `owner/name` as the gateway's space table has them."""
 
-    def __init__(self, counter: RequestCounter, resolver: SpaceResolver) -> None:
+    def __init__(self, counter: RequestCounter, resolver: SpaceResolver, traffic: TrafficCounter | None = None) -> None:
         self.counter = counter
         self.resolver = resolver
+        self.traffic = traffic
 
     def collect(self) -> Iterator[Metric]:
         names = {entry.id: entry.repo_id for entry in self.resolver.spaces.values()}
+        if self.traffic is not None:
+            yield from _traffic_metrics(self.traffic, names)
         requests = CounterMetricFamily("spacehub_proxy_requests", "Requests to a space that ended (Gradio's "
                                        "heartbeat stream aside)", labels=["space"])
         open_now = GaugeMetricFamily("spacehub_proxy_open_requests", "Requests and streams to a space open now",
@@ -110,6 +122,52 @@ class ProxyCollector(Collector):
             for outcome, (wakes_seen, seconds) in sorted(waker.wake_stats.items()):
                 wakes.add_metric([outcome], wakes_seen, seconds)
             yield wakes
+
+
+# Status classes always reported per space (so that a rate of 5xx reads 0, not absent); 0 is "none": the client
+# left before any answer. Others (6xx-9xx, from an odd app) appear once seen.
+_STATUS_CLASSES = (0, 1, 2, 3, 4, 5)
+
+
+def _status_label(status_class: int) -> str:
+    return "none" if status_class == 0 else f"{status_class}xx"
+
+
+def _traffic_metrics(traffic: TrafficCounter, names: dict[int, str]) -> Iterable[Metric]:
+    requests = CounterMetricFamily("spacehub_proxy_responses", "Requests to a space that ended, by the status "
+                                   "class of the answer the client got (none: it left before any; Gradio's "
+                                   "heartbeat stream included)", labels=["space", "status_class"])
+    durations = HistogramMetricFamily("spacehub_proxy_request_duration_seconds", "Time from a request's head to "
+                                      "its answer's end (streams: their whole length), by status class",
+                                      labels=["space", "status_class"])
+    bytes_in = CounterMetricFamily("spacehub_proxy_received_bytes", "Bytes received from clients for requests "
+                                   "to a space (heads, bodies, upgraded connections)", labels=["space"])
+    bytes_out = CounterMetricFamily("spacehub_proxy_sent_bytes", "Bytes sent to clients for requests to a space "
+                                    "(heads, bodies, upgraded connections)", labels=["space"])
+    spaces: list[tuple[int, SpaceTraffic]] = list(traffic.spaces.items())  # one step: the loop may add one
+    for space_id, counts in spaces:
+        name = names.get(space_id, str(space_id))
+        for status_class, per_bucket in enumerate(list(counts.durations)):
+            if per_bucket is None and status_class not in _STATUS_CLASSES:
+                continue
+            label = _status_label(status_class)
+            cumulative, buckets = 0, []
+            for bound, n in zip((*DURATION_BUCKETS, float("inf")), per_bucket or [0] * (len(DURATION_BUCKETS) + 1),
+                                strict=True):
+                cumulative += n
+                buckets.append((_bound_label(bound), cumulative))
+            requests.add_metric([name, label], cumulative)
+            durations.add_metric([name, label], buckets, counts.seconds[status_class])
+        bytes_in.add_metric([name], counts.bytes_in)
+        bytes_out.add_metric([name], counts.bytes_out)
+    yield requests
+    yield durations
+    yield bytes_in
+    yield bytes_out
+
+
+def _bound_label(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else repr(bound)
 
 
 class PlatformCollector(Collector):

@@ -24,6 +24,7 @@ from spacehub.context import Platform
 from spacehub.gateway import SpaceResolver
 from spacehub.metrics import ProxyCollector, new_registry
 from spacehub.proxy import ProxyServer, compiled, wireimpl
+from spacehub.proxy.traffic import TrafficCounter
 from spacehub.redisconn import connect, redis_url
 from spacehub.rolehealth import HealthListener, RoleState, parse_address
 from spacehub.serve import _listen_on_docker_bridges
@@ -92,11 +93,12 @@ class ProxyRole:
         self.resolver = SpaceResolver(settings, db, url)
         # Requests per space, for sleep, freeze and drains (spacehub.activity): one tracker for every listener.
         self.activity = ActivityTracker(url, settings.activity_flush_s)
+        self.traffic = TrafficCounter()  # requests, bytes and durations per space, for this process's /metrics
         self.proxies: list[ProxyServer] = []
 
     def _new_proxy(self) -> ProxyServer:
         return ProxyServer(self.resolver, scheme=self.settings.spaces_scheme, platform_token_prefix=TOKEN_PREFIX,
-                           activity=self.activity.counter)
+                           activity=self.activity.counter, traffic=self.traffic)
 
     @property
     def port(self) -> int:
@@ -161,7 +163,7 @@ async def run_proxy(settings: Settings, health_address: str | None) -> None:
     listener = None
     if health_address:
         metrics = new_registry()  # this process's proxy figures, at /metrics beside /health and /ready
-        metrics.register(ProxyCollector(role.activity.counter, role.resolver))
+        metrics.register(ProxyCollector(role.activity.counter, role.resolver, role.traffic))
         listener = HealthListener("proxy", health_address, redis_checks(settings, db), state,
                                   settings.retry_after_s, metrics).start()
     stop, hurry = stop_signals()

@@ -33,6 +33,7 @@ from spacehub.context import Platform
 from spacehub.gateway import SpaceResolver
 from spacehub.metrics import ProxyCollector, new_registry
 from spacehub.proxy import ProxyServer, compiled, wireimpl
+from spacehub.proxy.traffic import TrafficCounter
 from spacehub.queue import BUILDS, OPS
 from spacehub.redisconn import EmbeddedRedis, redis_url
 from spacehub.servepid import claim, die_with_parent, remove_serve_pid
@@ -197,9 +198,10 @@ async def _serve(settings: Settings) -> None:
     resolver = SpaceResolver(settings, platform.db, url)
     # Requests per space, for sleep, freeze and drains (spacehub.activity): one tracker for every listener.
     activity = ActivityTracker(url, settings.activity_flush_s)
+    traffic = TrafficCounter()  # requests, bytes and durations per space, for /metrics: one for every listener
     # One /metrics for the process: the proxy's counts (read at scrape time) beside the API's and the platform's.
     metrics = new_registry()
-    metrics.register(ProxyCollector(activity.counter, resolver))
+    metrics.register(ProxyCollector(activity.counter, resolver, traffic))
     api = _ApiServer(uvicorn.Config(create_app(platform, metrics), uds=str(settings.api_socket),
                                     log_level="warning", proxy_headers=True, forwarded_allow_ips="*",
                                     timeout_keep_alive=30,
@@ -207,7 +209,7 @@ async def _serve(settings: Settings) -> None:
 
     def new_proxy() -> ProxyServer:  # one per listening address, all alike
         return ProxyServer(resolver, scheme=settings.spaces_scheme, platform_token_prefix=TOKEN_PREFIX,
-                           activity=activity.counter)
+                           activity=activity.counter, traffic=traffic)
 
     proxy = new_proxy()
     children = _children(settings, url)

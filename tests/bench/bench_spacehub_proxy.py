@@ -1,9 +1,10 @@
-"""spacehub's proxy as the bench runs it: the production resolver, a space route, credential stripping and
-activity hooks on, under uvloop as `spacehub serve` runs it.
+"""spacehub's proxy as the bench runs it: the production resolver, a space route, credential stripping,
+activity hooks and per-space traffic counts (/metrics) on, under uvloop as `spacehub serve` runs it.
 
 The resolver is the real `gateway.SpaceResolver`, its route and space tables filled in memory the way its Redis
 watcher fills them (no Redis or worker is needed for a route that already exists). The hooks are the production
-ones: the request counter that `spacehub serve`'s activity tracker publishes.
+ones: the request counter that `spacehub serve`'s activity tracker publishes, and the traffic counter its
+/metrics reads.
 
 Run as `python tests/bench/bench_spacehub_proxy.py PORT UPSTREAM_PORT DATA_DIR`; prints `ready` when serving.
 """
@@ -20,6 +21,7 @@ import uvloop
 from spacehub.gateway import SpaceEntry, SpaceResolver
 from spacehub.proxy import ProxyServer
 from spacehub.proxy.activity import RequestCounter
+from spacehub.proxy.traffic import TrafficCounter
 from spacehub.settings import Settings
 from spacehub.stages import Stage
 from spacehub.store.db import Database
@@ -40,7 +42,8 @@ def make_resolver(upstream_port: int, data_dir: Path) -> SpaceResolver:
 
 async def serve(port: int, upstream_port: int, data_dir: Path) -> None:
     activity = RequestCounter()  # the hooks `spacehub serve` gives its proxy (spacehub.activity.ActivityTracker)
-    proxy = ProxyServer(make_resolver(upstream_port, data_dir), activity=activity)
+    traffic = TrafficCounter()  # what `spacehub serve` gives it for /metrics (spacehub.metrics.ProxyCollector)
+    proxy = ProxyServer(make_resolver(upstream_port, data_dir), activity=activity, traffic=traffic)
     await proxy.start("127.0.0.1", port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

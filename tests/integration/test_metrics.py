@@ -7,6 +7,7 @@ import json
 import re
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -54,6 +55,40 @@ def test_space_requests_are_counted_when_they_happen(server: Server) -> None:
     assert moved == 7
     assert value(after, "spacehub_proxy_open_requests", space=SPACE) == 0
     assert value(after, "spacehub_proxy_routes") >= 1
+
+
+def test_space_traffic_moves_by_status_class_bytes_and_duration(server: Server) -> None:
+    label = server.api.get(f"/api/spaces/{SPACE}").json()["subdomain"]
+    before = scrape(server)
+    pages = [server.space_get(label, "/") for _ in range(5)]
+    assert all(page.status_code == 200 for page in pages)
+    missing = server.space_get(label, "/no-such-file.txt")
+    assert missing.status_code == 404
+    # A request with a body takes the proxy's other path (a task that streams it): counted alike.
+    body = b"x" * 50_000
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=60) as client:
+        posted = client.post("/", content=body, headers={"Host": server.host(label)})
+    after = scrape(server)
+
+    def moved(name: str, **labels: str) -> float:
+        return value(after, name, space=SPACE, **labels) - value(before, name, space=SPACE, **labels)
+
+    posted_class = f"{posted.status_code // 100}xx"
+    assert moved("spacehub_proxy_responses_total", status_class="2xx") == 5 + (posted_class == "2xx")
+    assert moved("spacehub_proxy_responses_total", status_class="4xx") == 1 + (posted_class == "4xx")
+    assert moved("spacehub_proxy_responses_total", status_class="5xx") == (posted_class == "5xx")
+    assert moved("spacehub_proxy_responses_total", status_class="none") == 0
+    # The histogram counts the same requests; every one took some time, none beyond +Inf.
+    duration = "spacehub_proxy_request_duration_seconds"
+    assert moved(f"{duration}_count", status_class="2xx") == moved("spacehub_proxy_responses_total",
+                                                                    status_class="2xx")
+    assert moved(f"{duration}_bucket", status_class="4xx", le="+Inf") == moved(f"{duration}_count",
+                                                                                status_class="4xx")
+    assert moved(f"{duration}_sum", status_class="2xx") > 0
+    # Bytes as on the wire: at least every body each way (heads come on top).
+    sent = sum(len(page.content) for page in pages) + len(missing.content) + len(posted.content)
+    assert sent < moved("spacehub_proxy_sent_bytes_total") < sent + 7 * 4096
+    assert len(body) < moved("spacehub_proxy_received_bytes_total") < len(body) + 7 * 4096
 
 
 def test_api_requests_move_by_status_class(server: Server) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from support.faults import RedisServer, static_tree, wait_for
 from support.server import ADMIN_TOKEN, free_port
@@ -104,10 +105,21 @@ def test_roles_run_apart_answer_health_and_stop_gracefully(tmp_path, redis_serve
 
         wait_for("the space served through the proxies", page, 180)
 
-        # Each proxy's own figures, beside its health.
-        for name in ("proxy-1", "proxy-2"):
-            figures = httpx.get(f"http://127.0.0.1:{health[name]}/metrics", timeout=10)
-            assert figures.status_code == 200 and "spacehub_proxy_routes 1.0" in figures.text, figures.text[:2000]
+        # Each proxy's own figures, beside its health; the space's answers, summed over both, move with traffic.
+        def answered() -> float:
+            total = 0.0
+            for name in ("proxy-1", "proxy-2"):
+                figures = httpx.get(f"http://127.0.0.1:{health[name]}/metrics", timeout=10)
+                assert figures.status_code == 200 and "spacehub_proxy_routes 1.0" in figures.text, figures.text[:2000]
+                total += sum(sample.value for family in text_string_to_metric_families(figures.text)
+                             for sample in family.samples if sample.name == "spacehub_proxy_responses_total"
+                             and sample.labels == {"space": "admin/page", "status_class": "2xx"})
+            return total
+
+        before = answered()
+        for _ in range(10):  # a connection each: the kernel spreads them over both processes
+            assert page()
+        assert answered() - before == 10
 
         # One proxy stops (gracefully, exit 0); the other keeps the port and serves.
         assert roles["proxy-1"].stop() == 0

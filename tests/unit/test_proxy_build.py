@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import spacehub.proxy
-from spacehub.proxy import activity, connection, headers, http1, relay, server, wireimpl
+from spacehub.proxy import activity, connection, headers, http1, relay, server, traffic, wireimpl
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_the_per_request_modules_run_compiled_unless_plain_python_was_chosen() -> None:
     expected = os.environ.get("SPACEHUB_PURE_PYTHON") != "1"
     assert spacehub.proxy.compiled() is expected
-    for module in (activity, connection, headers, http1, relay, server):
+    for module in (activity, connection, headers, http1, relay, server, traffic):
         origin = module.__spec__.origin if module.__spec__ is not None else ""
         assert origin is not None and origin.endswith(".so") is expected, f"{module.__name__}: {origin}"
 
@@ -78,7 +78,7 @@ def test_the_compiled_build_is_not_older_than_its_source() -> None:
     if not spacehub.proxy.compiled():
         assert os.environ.get("SPACEHUB_PURE_PYTHON") == "1"
         return
-    for module in (activity, connection, headers, http1, relay, server):
+    for module in (activity, connection, headers, http1, relay, server, traffic):
         origin = Path(module.__spec__.origin or "") if module.__spec__ is not None else Path()
         source = Path(spacehub.proxy.__file__).parent / (module.__name__.rpartition(".")[2] + ".py")
         built = next(source.parent.glob(source.stem + ".cpython-*.so"))

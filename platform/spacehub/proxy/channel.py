@@ -36,6 +36,7 @@ class Channel(asyncio.Protocol):
         self.at_eof = False  # the peer will send nothing more (EOF or connection lost)
         self.closed = False  # the connection is gone: writes are dropped, drain() raises
         self.closing = False  # close() or abort() was called: the transport is being closed
+        self.bytes_written = 0  # handed to the transport so far (per-space traffic, spacehub.proxy.traffic)
         # Called once when the peer sends EOF or the connection is lost; the server points it at the task
         # serving the exchange in flight so that a vanished client stops its upstream work at once.
         self.on_disconnect: Callable[[], object] | None = None
@@ -119,10 +120,13 @@ class Channel(asyncio.Protocol):
 
     def write(self, data: bytes) -> None:
         if not self.closed and self._write is not None:
+            self.bytes_written += len(data)
             self._write(data)
 
     def writelines(self, parts: tuple[bytes, ...] | list[bytes]) -> None:
         if not self.closed and self.transport is not None:
+            for part in parts:
+                self.bytes_written += len(part)
             self.transport.writelines(parts)
 
     async def drain(self) -> None:

@@ -46,6 +46,12 @@ class ClientConnection(Channel):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._head_deadline: float | None = None  # waiting for a head: close the connection at this time
         self._head_timer: asyncio.TimerHandle | None = None
+        # Per-space traffic (spacehub.proxy.traffic): bytes received so far, and where the counts of both
+        # directions stood when the previous request ended; when the request in flight began (monotonic).
+        self.bytes_received = 0
+        self.received_mark = 0
+        self.written_mark = 0
+        self.started = 0.0
 
     # asyncio.Protocol callbacks
 
@@ -57,6 +63,7 @@ class ClientConnection(Channel):
         self._serve_next()
 
     def data_received(self, data: bytes) -> None:
+        self.bytes_received += len(data)
         requests = self.requests
         if requests.upgrade_leftover is not None:
             super().data_received(data)  # tunnel bytes, for `read()`
@@ -138,6 +145,8 @@ class ClientConnection(Channel):
         self.busy = False
         self.relay = None
         self.task = None
+        self.received_mark = self.bytes_received  # the next request's bytes start here
+        self.written_mark = self.bytes_written
         if not keep_alive or self.server.draining:
             self.close()
             return

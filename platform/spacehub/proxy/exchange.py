@@ -34,6 +34,7 @@ class Exchange:
     pool: UpstreamPool
     max_header_bytes: int
     host_only_cookies: bool
+    status: int = 0  # of the answer the client got (0: none), for the space's traffic counts
 
     async def run(self) -> bool:
         """Forward the exchange. True when the client connection can serve another request.
@@ -67,6 +68,7 @@ class Exchange:
                 if not self.head.upgrade:
                     raise UpstreamFailed("upstream switched protocols without being asked to")
                 response_started = True
+                self.status = 101
                 await self._tunnel(channel, responses, response)
                 return False
 
@@ -86,6 +88,7 @@ class Exchange:
                 response, framing=framing, connection=connection, host_only_cookies=self.host_only_cookies
             )
             response_started = True
+            self.status = response.status
             await self._stream_response(response_head, responses, framing)
 
             request_done = body_task is None or body_task.done()

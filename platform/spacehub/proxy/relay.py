@@ -47,6 +47,7 @@ class Relay:
         "head_sent",
         "finished",
         "upstream_paused",
+        "status",
     )
 
     def __init__(self, conn: ClientConnection, head: RequestHead, route: Route, request_bytes: bytes) -> None:
@@ -63,6 +64,7 @@ class Relay:
         self.head_sent = False  # the client has (part of) the final response: errors now cut the connection
         self.finished = False  # the relay is over (completed, failed or abandoned); later callbacks are ignored
         self.upstream_paused = False
+        self.status = 0  # of the answer the client got (0: none yet), for the space's traffic counts
 
     # Starting
 
@@ -126,8 +128,9 @@ class Relay:
             return
         if out:
             self.conn.write(out)
-            if framer.response is not None:
+            if not self.head_sent and framer.response is not None:
                 self.head_sent = True
+                self.status = framer.response.status
         if framer.done:
             self._finish()
 
@@ -188,6 +191,7 @@ class Relay:
         assert framer is not None and channel is not None
         response = framer.response
         assert response is not None
+        self.status = response.status  # the final one (an interim 1xx may have gone before it)
         self.framer = None
         channel.receiver = None
         self.channel = None
@@ -208,6 +212,7 @@ class Relay:
         conn = self.conn
         head = self.head
         if not self.head_sent:
+            self.status = error.status
             logger.info("proxy: %s %s -> %s: %s", head.method.decode(), head.host, error.status, error.message)
             keep = conn.server.answer_error(conn, head, error.status, error.message, error.code)
             conn.relay_done(self, keep_alive=keep)

@@ -15,7 +15,8 @@ Pipelined requests wait, parsed, until the response before them has been sent.
 
 Activity hooks: see `activity` (`on_request_start(space_id)` / `on_request_end(space_id)`, or with the request
 target as a second argument when the hook takes one), and `activity=RequestCounter()`, the counter `spacehub
-serve` publishes, called directly.
+serve` publishes, called directly. `traffic=TrafficCounter()`: requests, bytes and durations per space, for
+/metrics (see `traffic`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -38,10 +40,12 @@ from .pool import UpstreamPool
 from .relay import Relay
 from .resolvers import cached_resolver, target_resolver, versioned_routes
 from .routing import Resolver, Route
+from .traffic import TrafficCounter
 
 logger: Final = logging.getLogger(__name__)
 
 _MAX_KNOWN_HOSTS: Final = 4096
+_clock: Final = time.monotonic  # bound once: read twice per request
 
 
 class ProxyServer:
@@ -60,6 +64,7 @@ class ProxyServer:
         on_request_start: Callable[..., object] | None = None,
         on_request_end: Callable[..., object] | None = None,
         activity: RequestCounter | None = None,
+        traffic: TrafficCounter | None = None,
         upstream_idle_s: float = 3.0,
         max_header_bytes: int = 65536,
     ) -> None:
@@ -85,6 +90,7 @@ class ProxyServer:
         self._end_takes_target = on_request_end is not None and takes_target(on_request_end)
         # The production hooks as one object: called directly (compiled), not through the generic hook calls.
         self._activity = activity
+        self._traffic = traffic
         self._upstream_idle_s = upstream_idle_s
         self.max_header_bytes = max_header_bytes
         self._pool: UpstreamPool | None = None
@@ -159,6 +165,8 @@ class ProxyServer:
 
     def begin(self, conn: ClientConnection, head: RequestHead) -> None:
         """Start serving `head`; the connection hears of the end through `conn.exchange_done(keep_alive)`."""
+        if self._traffic is not None:
+            conn.started = _clock()
         if not head.plain:  # a body or an upgrade: streamed by a task
             conn.task = asyncio.get_running_loop().create_task(self._serve_with_body(conn, head))
             return
@@ -237,7 +245,7 @@ class ProxyServer:
     def relay_ended(self, relay: Relay) -> None:
         space_id = relay.route.space_id
         if space_id is not None:
-            self._notify_end(space_id, relay.head.target)
+            self._notify_end(relay.conn, space_id, relay.head.target, relay.status)
 
     async def _resolve(self, head: RequestHead, *, cached_tried: bool = False) -> Route:
         host = _routing_host(head.host)
@@ -301,14 +309,16 @@ class ProxyServer:
         space_id = route.space_id
         if space_id is not None:
             self._notify_start(space_id, head.target)
+        status = 0
         try:
             return await exchange.run()
         except ProxyError as exc:
+            status = exc.status
             logger.info("proxy: %s %s -> %s: %s", head.method.decode(), head.host, exc.status, exc.message)
             return self.answer_error(conn, head, exc.status, exc.message, exc.code, close=isinstance(exc, BadRequest))
         finally:
             if space_id is not None:
-                self._notify_end(space_id, head.target)
+                self._notify_end(conn, space_id, head.target, exchange.status or status)
 
     # Answers of the proxy's own
 
@@ -362,7 +372,15 @@ class ProxyServer:
         if self._on_request_start is not None:
             _call_hook(self._on_request_start, self._start_takes_target, space_id, target)
 
-    def _notify_end(self, space_id: int, target: bytes) -> None:
+    def _notify_end(self, conn: ClientConnection, space_id: int, target: bytes, status: int) -> None:
+        traffic = self._traffic
+        if traffic is not None:
+            received = conn.bytes_received
+            written = conn.bytes_written
+            traffic.record(space_id, status, received - conn.received_mark, written - conn.written_mark,
+                           _clock() - conn.started)
+            conn.received_mark = received
+            conn.written_mark = written
         if self._activity is not None:
             self._activity.request_end(space_id, target)
         if self._on_request_end is not None:
