@@ -202,7 +202,7 @@ def _status(status: int, state: str, entry: Entry) -> Route:
 
 def _waiting_page(entry: Entry) -> Route:
     name = html.escape(entry.repo_id)
-    page = _PAGE.replace("{name}", name)
+    page = _PAGE.replace("{name}", name).replace("{stage}", html.escape(entry.stage))
     page = page.replace("{status_path}", STATUS_PATH.decode()).replace("{header}", STATUS_HEADER)
     return Route(upstream=None, status=503, body=page.encode(), content_type="text/html; charset=utf-8",
                  extra_headers=(("Retry-After", "2"), ("Cache-Control", "no-store")))
@@ -225,22 +225,26 @@ animation:b 1s infinite alternate}.dot:nth-child(2){animation-delay:.2s}.dot:nth
 <body><main>
 <h1>{name} is waking up</h1>
 <p><span class="dot"></span><span class="dot"></span><span class="dot"></span></p>
+<p>State: <strong id="stage" data-spacehub-stage>{stage}</strong></p>
 <p id="detail" data-spacehub-wake="waiting">Starting the app&hellip;</p>
 </main>
 <script>
 (function () {
   var detail = document.getElementById("detail");
+  var stage = document.getElementById("stage");
   function poll() {
     fetch("{status_path}", {cache: "no-store", headers: {Accept: "application/json"}}).then(function (r) {
       var state = r.headers.get("{header}");
       if (state === "waiting") {
         return r.json().then(function (s) {
+          stage.textContent = s.stage;
           if (s.stage !== "SLEEPING") { detail.textContent = s.message || s.stage; }
           setTimeout(poll, 300);
         });
       }
       if (state === "failed") {
         return r.json().then(function (s) {
+          stage.textContent = s.stage;
           detail.textContent = "The space could not start (" + s.stage + ")" + (s.message ? ": " + s.message : "");
           detail.dataset.spacehubWake = "failed";
         });
