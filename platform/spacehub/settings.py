@@ -39,7 +39,8 @@ class Settings(BaseSettings):
     spaces_port: int | None = Field(default=None, description="Port in space URLs; default: the public URL's port")
     log_format: Literal["text", "json"] = Field(default="text", description="Log lines of every role: text, or "
                                                 "one JSON object per line (time, level, logger, message)")
-    runtime: Literal["process", "docker", "auto"] = Field(default="process", description="Runtime for spaces")
+    runtime: Literal["process", "docker", "kubernetes", "auto"] = Field(default="process",
+                                                                         description="Runtime for spaces")
 
     # Backing services
     redis_url: str | None = Field(default=None, description="Unset: embedded redis-server on a unix socket")
@@ -259,7 +260,9 @@ class Settings(BaseSettings):
     kube_pull_secret: str | None = Field(default=None, description="Kubernetes: name of the dockerconfigjson "
                                          "Secret (in the spaces namespace) that pulls from SPACEHUB_REGISTRY")
     kube_watch_timeout_s: int = Field(default=300, gt=0, description="Kubernetes: the pod watch is renewed "
-                                      "after this long (and at once after an error)")
+                                      "after this long")
+    kube_watch_retry_s: float = Field(default=1.0, gt=0, description="Kubernetes: wait before watching again "
+                                      "after a failed watch")
 
     # Hardware, GPUs and storage
     hardware_table: Path | None = Field(default=None, description="YAML file: flavor -> cpus, memory_gb, gpus")

@@ -64,15 +64,24 @@ def _docker_image_exists(settings: Settings, artifact: Artifact) -> bool:
     return image_id(DockerOptions.from_settings(settings).cli, artifact.ref) is not None
 
 
-# Keyed by runtime name: each runtime has the builder that makes its artifacts.
+def _kubernetes_runtime(settings: Settings) -> Runtime:
+    from spacehub_runner.kube.runtime import KubernetesRuntime
+
+    return KubernetesRuntime(settings)
+
+
+# Keyed by runtime name: each runtime has the builder that makes its artifacts. (Kubernetes runs what the docker
+# builder pushed to SPACEHUB_REGISTRY, by digest.)
 BUILDERS: dict[str, Callable[[Settings], Builder]] = {
     "process": _process_builder,
     "docker": _docker_builder,
+    "kubernetes": _docker_builder,
 }
 
 RUNTIMES: dict[str, Callable[[Settings], Runtime]] = {
     "process": _process_runtime,
     "docker": _docker_runtime,
+    "kubernetes": _kubernetes_runtime,
 }
 
 # Keyed by Artifact.kind: is this build output still there to start? (If not, the job rebuilds.)

@@ -100,11 +100,57 @@ def docker_subject(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Subject
     subprocess.run(["docker", "rmi", artifact.ref], capture_output=True)
 
 
+@pytest.fixture(scope="session")
+def kubernetes_subject(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Subject]:
+    """KubernetesRuntime against a real cluster: only where SPACEHUB_TEST_KUBECONFIG names one (no API server
+    can run on the machines `make test` runs on, so there it is skipped, and reported as skipped).
+
+    It also needs SPACEHUB_TEST_REGISTRY (+ _USERNAME / _PASSWORD), a registry this engine pushes to and the
+    cluster pulls from (SPACEHUB_TEST_KUBE_PULL_SECRET names the cluster's Secret for it), and must run where the
+    cluster's DNS resolves `<pod>.<namespace>.svc` and its NetworkPolicy admits it: in a pod of the platform
+    namespace labelled as a spacehub worker (deploy/kubernetes/)."""
+    kubeconfig = os.environ.get("SPACEHUB_TEST_KUBECONFIG")
+    if not kubeconfig:
+        pytest.skip("SPACEHUB_TEST_KUBECONFIG is not set: no Kubernetes cluster to run the contract against")
+    registry = os.environ.get("SPACEHUB_TEST_REGISTRY")
+    if not registry:
+        pytest.fail("SPACEHUB_TEST_KUBECONFIG is set but SPACEHUB_TEST_REGISTRY is not: the cluster pulls images "
+                    "from a registry")
+    from pydantic import SecretStr
+
+    from spacehub_runner import images
+    from spacehub_runner.builders.docker import DockerBuilder
+    from spacehub_runner.dockeropts import DockerOptions
+    from spacehub_runner.kube.runtime import KubernetesRuntime
+
+    password = os.environ.get("SPACEHUB_TEST_REGISTRY_PASSWORD")
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("contract-kubernetes"), stop_grace_s=2, ready_timeout_s=180,
+        kube_config=Path(kubeconfig), registry=registry,
+        registry_username=os.environ.get("SPACEHUB_TEST_REGISTRY_USERNAME"),
+        registry_password=SecretStr(password) if password else None,
+        kube_namespace=os.environ.get("SPACEHUB_TEST_KUBE_NAMESPACE", "spacehub-spaces"),
+        kube_pull_secret=os.environ.get("SPACEHUB_TEST_KUBE_PULL_SECRET"),
+    )
+    images.bootstrap_base(settings, print)
+    base = DockerOptions.from_settings(settings).base_image_for("3.11")
+    dockerfile = f'FROM {base}\nCOPY app.py /opt/app.py\nUSER 1000\nCMD ["python3", "/opt/app.py"]\n'
+    src = write_tree(tmp_path_factory.mktemp("kubernetes-src"), {"Dockerfile": dockerfile, "app.py": CONTRACT_APP})
+    plan = BuildPlan(recipe="docker")
+    artifact = built(DockerBuilder(settings), plan, src)
+    yield Subject("kubernetes", lambda: KubernetesRuntime(settings), artifact, plan, freezable=False, managed=True,
+                  ready_timeout_s=180)
+    runtime = KubernetesRuntime(settings)
+    for handle in runtime.list_managed():  # this run's instance label: only what this suite started
+        runtime.stop(handle)
+
+
 SUBJECTS = [
     pytest.param("fake_subject", id="fake"),
     pytest.param("process_subject", id="process"),
     pytest.param("forkserver_subject", id="process-forkserver"),
     pytest.param("docker_subject", id="docker", marks=pytest.mark.docker),
+    pytest.param("kubernetes_subject", id="kubernetes"),
 ]
 
 

@@ -28,7 +28,7 @@ def fixed_env(port: int) -> dict[str, str]:
     }
 
 
-def space_pod(settings: Settings, spec: RunSpec, image: str, instance: str) -> objects.SpacePod:
+def space_pod(settings: Settings, spec: RunSpec, image: str, instance: str, suffix: str = "") -> objects.SpacePod:
     """The SpacePod of one revision; StartFailed when the cluster cannot schedule its flavor."""
     flavor_name = spec.hardware or hardware.DEFAULT_FLAVOR
     place = placement(settings, flavor_name)
@@ -49,13 +49,15 @@ def space_pod(settings: Settings, spec: RunSpec, image: str, instance: str) -> o
         storage_claim=objects.claim_name(spec.space_id) if spec.storage else None,
         pull_secret=settings.kube_pull_secret,
         fixed_env=fixed_env(port),
+        suffix=suffix,
     )
 
 
-def space_manifests(settings: Settings, spec: RunSpec, image: str, instance: str) -> list[dict[str, Any]]:
+def space_manifests(settings: Settings, spec: RunSpec, image: str, instance: str,
+                    suffix: str = "") -> list[dict[str, Any]]:
     """Everything one running revision needs, in the order it is created: Secret, PVC (if any), Pod, Service."""
-    pod_spec = space_pod(settings, spec, image, instance)
-    made = [objects.env_secret(settings.kube_namespace, instance, spec.space_id, spec.revision, spec.env)]
+    pod_spec = space_pod(settings, spec, image, instance, suffix)
+    made = [objects.env_secret(pod_spec, spec.env)]
     if spec.storage:
         made.append(objects.claim(settings.kube_namespace, instance, spec.space_id,
                                   settings.storage_gb(spec.storage), settings.kube_storage_class))

@@ -70,18 +70,19 @@ class SpacePod:
     storage_claim: str | None = None  # the space's PVC, mounted at /data
     pull_secret: str | None = None  # a dockerconfigjson Secret for the registry
     fixed_env: Mapping[str, str] = field(default_factory=dict)  # the platform's own values (not the space's)
+    suffix: str = ""  # a start's own mark: a restart of the same revision never meets its predecessor's name
 
     @property
     def name(self) -> str:
-        return pod_name(self.space_id, self.revision)
+        return pod_name(self.space_id, self.revision) + (f"-{self.suffix}" if self.suffix else "")
 
 
 def pod_name(space_id: int, revision: str) -> str:
     return f"space-{int(space_id)}-{revision[:12].lower()}"
 
 
-def env_secret_name(space_id: int, revision: str) -> str:
-    return f"{pod_name(space_id, revision)}-env"
+def env_secret_name(pod: str) -> str:
+    return f"{pod}-env"
 
 
 def claim_name(space_id: int) -> str:
@@ -136,7 +137,7 @@ def pod(spec: SpacePod) -> dict[str, Any]:
         "imagePullPolicy": "IfNotPresent",
         "ports": [{"name": "http", "containerPort": int(spec.app_port), "protocol": "TCP"}],
         "env": env,
-        "envFrom": [{"secretRef": {"name": env_secret_name(spec.space_id, spec.revision)}}],
+        "envFrom": [{"secretRef": {"name": env_secret_name(spec.name)}}],
         "resources": {"requests": size, "limits": limits},
         "securityContext": {
             "runAsNonRoot": True,
@@ -198,12 +199,13 @@ def service(spec: SpacePod) -> dict[str, Any]:
     }
 
 
-def env_secret(namespace: str, instance: str, space_id: int, revision: str, env: Mapping[str, str]) -> dict[str, Any]:
-    """The revision's env as a Secret (values base64 in `data`, as the API stores them)."""
+def env_secret(spec: SpacePod, env: Mapping[str, str]) -> dict[str, Any]:
+    """The pod's env as a Secret (values base64 in `data`, as the API stores them)."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": _meta(env_secret_name(space_id, revision), namespace, labels(instance, space_id, revision)),
+        "metadata": _meta(env_secret_name(spec.name), spec.namespace,
+                          labels(spec.instance, spec.space_id, spec.revision)),
         "type": "Opaque",
         "data": {key: base64.b64encode(value.encode()).decode() for key, value in sorted(env.items())},
     }
