@@ -220,6 +220,12 @@ class Settings(BaseSettings):
     docker_egress_blocked: CommaList = Field(default_factory=list, description="More IPv4 networks containers "
                                              "may never reach (private, loopback, link-local and the host's own "
                                              "networks always are)")
+    docker_sandbox_reassert: bool = Field(default=True, description="Roles that start containers put back the "
+                                          "egress rules that are gone or damaged (a reboot, a firewall flush): at "
+                                          "start, and the supervisor every SPACEHUB_DOCKER_SANDBOX_CHECK_S; needs "
+                                          "root or CAP_NET_ADMIN")
+    docker_sandbox_check_s: float = Field(default=30.0, gt=0, description="How often the supervisor checks that "
+                                          "the egress rules are in place (and puts back what is missing)")
     docker_gateway_ports: CommaList = Field(default_factory=list, description="Ports on the bridge gateways "
                                             "containers may reach besides the public port (`a-b` ranges), e.g. "
                                             "for several platforms on one engine")

@@ -4,6 +4,7 @@ starts containers (`serve`, `worker`, `supervisor`) refuses the Docker runtime u
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import urlsplit
 
 import redis
@@ -45,11 +46,18 @@ def check_redis(settings: Settings) -> None:
 def check_sandbox(settings: Settings) -> None:
     """Every role that starts containers runs strangers' code on the Docker runtime: it refuses to start (SystemExit,
     the message naming what is missing and the command that installs it) unless the kernel-side box is whole. A
-    worker or supervisor started on its own is as much a way in as `serve`."""
+    worker or supervisor started on its own is as much a way in as `serve`. Egress rules that are gone (a reboot)
+    are put back first, where this process may (SPACEHUB_DOCKER_SANDBOX_REASSERT)."""
     if not dockerhost.uses_docker(settings):
         return
     from spacehub import sandbox
+    from spacehub.sandbox import keeper
 
+    if settings.docker_sandbox_reassert:
+        try:  # rules a reboot or a flush took away: put back first (the check then judges the result)
+            keeper.reassert(settings)
+        except Exception as exc:  # noqa: BLE001 - e.g. no CAP_NET_ADMIN: the check below names what is missing
+            logging.getLogger("spacehub.sandbox").warning("could not put back the egress rules: %s", exc)
     found = sandbox.problems(settings)
     if found:
         raise SystemExit(sandbox.refusal(found))

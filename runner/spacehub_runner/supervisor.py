@@ -26,6 +26,7 @@ from sqlalchemy import select
 from spacehub import routes
 from spacehub.context import Platform
 from spacehub.logstream import LogWriter
+from spacehub.sandbox.keeper import EgressKeeper
 from spacehub.stages import SERVING, SHOULD_RUN, Stage
 from spacehub.store.models import Build, BuildStatus, Space, utcnow
 from spacehub.transitions import transition
@@ -57,6 +58,7 @@ class Supervisor:
         self._pumped: dict[str, _Pumped] = {}
         self.lifecycle = Lifecycle(platform)
         self.healer = Healer(platform)  # sleep, wake, drains, crash restarts, GC
+        self.egress = EgressKeeper(self.settings)  # the kernel's egress rules, put back after a reboot or flush
 
     def run(self, stop: threading.Event) -> None:
         self.lifecycle.start(stop)
@@ -68,6 +70,7 @@ class Supervisor:
             stop.wait(self.settings.reconcile_interval_s)
 
     def tick(self) -> None:
+        self.egress.tend()  # first: no container is started or adopted outside its box
         self.reconcile_containers()  # first: an adopted container must not be restarted as "not running"
         self.reconcile_apps()
         self.lifecycle.tick()

@@ -21,6 +21,13 @@ For packets to the host itself (INPUT, chain SPACEHUB-IN-<bridge>): the bridge's
   nothing else of the host, on any of its addresses.
 IPv6 from either bridge is dropped outright (containers get no IPv6 address; this is the belt to those braces).
 
+The rules live in the kernel, so a reboot (or anything that flushes the firewall) takes them away; dockerd keeps
+its networks. `reassert` puts back what is gone or damaged (a chain, a rule, a jump) on the bridges this platform
+polices; every role that starts containers calls it at start and the supervisor every
+`SPACEHUB_SANDBOX_CHECK_INTERVAL_S` (spacehub.sandbox.keeper). It repairs, it does not re-decide: a policy that
+differs from the settings (ports, DNS, internet) stays a refusal at start until `spacehub sandbox install` is run,
+so two platforms sharing one engine never rewrite each other's choices back and forth.
+
 Ports and refused ranges only ever grow on a re-install (platforms sharing one engine keep theirs); the check
 asks that this platform's ports and ranges are among them, and that the rest is exactly as it would be written.
 """
@@ -400,6 +407,60 @@ def _bridge_problems(bridge: Bridge, wanted: Policy) -> list[str]:
     return found
 
 
+def _damage(bridge: Bridge, wanted: Policy) -> list[str]:
+    """What of the bridge's rules is gone or altered: a chain, a jump, a rule, a refused range or an allowed port
+    of this platform's. Not the choices that differ between platforms sharing the engine (DNS, internet)."""
+    found = []
+    for chain, expected in ((bridge.out_chain, lambda pol: out_rules(bridge.out_chain, pol)),
+                            (bridge.in_chain, lambda pol: in_rules(bridge.in_chain, bridge.gateway, pol))):
+        live = chain_rules(chain)
+        if live is None:
+            found.append(f"iptables chain {chain} is missing")
+            continue
+        have = _parse(live)
+        if live != expected(have):
+            found.append(f"iptables chain {chain} does not hold exactly spacehub's rules")
+        elif chain == bridge.out_chain and not wanted.blocked <= have.blocked:
+            found.append(f"{chain}: does not refuse {', '.join(_sorted_nets(wanted.blocked - have.blocked))}")
+        elif chain == bridge.in_chain and not _port_numbers(wanted.ports) <= _port_numbers(have.ports):
+            found.append(f"{chain}: does not allow all of the ports {', '.join(sorted(wanted.ports))}")
+    found += [p for p in (_jump_problem("DOCKER-USER", bridge.interface, bridge.out_chain),
+                          _jump_problem("INPUT", bridge.interface, bridge.in_chain)) if p]
+    found += [p for parent in ("INPUT", "FORWARD")
+              if (p := _jump_problem(parent, bridge.interface, V6_CHAIN, "ip6tables"))]
+    if chain_rules(V6_CHAIN, "ip6tables") != [f"-A {V6_CHAIN} -j DROP"]:
+        found.append(f"ip6tables chain {V6_CHAIN} does not drop everything")
+    return found
+
+
+def reassert(settings: Settings, log: Log, *, builds: bool = True) -> list[str]:
+    """Put back the rules of each policed bridge whose chains, rules or jumps are gone or altered (after a reboot,
+    a firewall flush, a hand's mistake); return what was repaired, empty when all was in place. Root (or
+    CAP_NET_ADMIN); raises EgressError when it cannot. The app network itself is spacehub's: made if missing."""
+    if settings.docker_network == "host":
+        raise EgressError("SPACEHUB_DOCKER_NETWORK=host: spaces must never share the host's network")
+    if _network_info(settings.docker_network) is None:
+        install(settings, log, builds=builds)
+        return [f"docker network {settings.docker_network!r} did not exist"]
+    repaired = []
+    pairs = [(app_bridge(settings), app_ports(settings))]
+    if builds:
+        pairs.append((build_bridge(), build_ports(settings)))
+    for bridge, ports in pairs:
+        if bridge is None:
+            raise EgressError(f"cannot find the bridge of docker network {settings.docker_network!r}")
+        wanted = policy(settings, ports)
+        damage = _damage(bridge, wanted)
+        if damage:
+            live = chain_rules(bridge.out_chain)
+            if live:  # the choices the chain still holds stay as they are (another platform's, perhaps)
+                have = _parse(live)
+                wanted = Policy(have.resolvers, wanted.blocked, have.internet, wanted.ports)
+            _install_bridge(bridge, wanted, log)
+            repaired += damage
+    return repaired
+
+
 def install(settings: Settings, log: Log, *, builds: bool = True) -> None:
     """Create the app network if needed and write the rules (idempotent; root). Raises EgressError."""
     if settings.docker_network == "host":
@@ -444,9 +505,11 @@ def _install_bridge(bridge: Bridge, wanted: Policy, log: Log) -> None:
         raise EgressError(f"iptables-restore failed: {result.stderr.strip()}")
     _ensure_jump("DOCKER-USER", bridge.interface, bridge.out_chain)
     _ensure_jump("INPUT", bridge.interface, bridge.in_chain)
-    v6 = _run(["ip6tables", "-w", "-S", V6_CHAIN])
-    if v6.returncode != 0:
+    v6 = chain_rules(V6_CHAIN, "ip6tables")
+    if v6 is None:
         _checked(["ip6tables", "-w", "-N", V6_CHAIN])
+    if v6 != [f"-A {V6_CHAIN} -j DROP"]:
+        _checked(["ip6tables", "-w", "-F", V6_CHAIN])
         _checked(["ip6tables", "-w", "-A", V6_CHAIN, "-j", "DROP"])
     for parent in ("INPUT", "FORWARD"):
         _ensure_jump(parent, bridge.interface, V6_CHAIN, "ip6tables")
