@@ -1,8 +1,10 @@
-"""The Deployment record: one row per start of a revision, written by the deploy step of `jobs` and closed by
-whoever ends the app (a newer revision, a stop, a drain, the reconciler when the start was cut off)."""
+"""The Deployment record: one row per start of a revision, written by the deploy step of `jobs` (or by the
+supervisor when it adopts an app no row knows) and closed by whoever ends the app (a newer revision, a stop, a
+drain, the reconciler when the start was cut off). Every app that runs has one, so the rows answer "what runs"."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from rq import get_current_job
@@ -22,6 +24,20 @@ def open_deployment(session: Session, space: Space, build: Build) -> Deployment:
                             outcome=DeployOutcome.STARTING)
     session.add(deployment)
     session.flush()
+    return deployment
+
+
+def adopted(session: Session, space: Space, build: Build | None, handle: dict[str, Any],
+            created: datetime | None = None) -> Deployment:
+    """An app found running that no deployment names (its start's record was lost with a crash, or never written):
+    recorded as serving from now, started when the runtime says it was created."""
+    deployment = Deployment(space_id=space.id, build_id=build.id if build is not None else None,
+                            revision=str(space.running_sha or space.desired_sha or ""),
+                            artifact=build.artifact if build is not None else None, handle=handle,
+                            outcome=DeployOutcome.STARTING, started_at=created or utcnow())
+    session.add(deployment)
+    session.flush()
+    serving(session, deployment.id, handle)
     return deployment
 
 

@@ -2,6 +2,9 @@
 job is doing, and commits no build was ever asked for. Called by the supervisor on every tick (and so at its
 start-up); SQL is the truth, and what runs is asked of the world (the job's process, then RQ), never assumed.
 
+It also removes what no record owns (`orphans`): app process groups, fork-servers and build folders, each once
+it has looked orphaned for SPACEHUB_LOST_JOB_S.
+
 A job is lost when the process that ran it is gone (`liveness`: known at once on this host) or when RQ no longer
 holds it as queued or running (known only through Redis, so acted on after SPACEHUB_LOST_JOB_S, since Redis may
 be merely slow or restarting). A lost build is queued once more (a worker killed under it is no verdict on the
@@ -11,7 +14,11 @@ RUNNING when the old revision still answers, else the error.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import shutil
+import signal
 import time
 from collections.abc import Hashable
 
@@ -28,7 +35,7 @@ from spacehub.queue import BUILDS, OPS, enqueue, queue
 from spacehub.stages import BUILDING_STAGES, STARTING, Stage, starting_stage
 from spacehub.store.models import Build, BuildStatus, Deployment, DeployOutcome, Space, utcnow
 from spacehub.transitions import transition
-from spacehub_runner import deployments, gpus, liveness, registry
+from spacehub_runner import deployments, gpus, liveness, orphans, registry
 from spacehub_runner.plugs import Handle
 
 log = logging.getLogger("spacehub.reconcile")
@@ -56,6 +63,7 @@ class Healer:
             if time.monotonic() - self._heads_checked >= self.settings.lost_job_s:
                 self._heads_checked = time.monotonic()
                 self.heal_heads()
+            self.remove_orphans()
         except redis.RedisError as exc:  # Redis away: nothing can be told or queued; next tick
             log.warning("reconciler waits for Redis: %s", exc)
         self._missed = {key: since for key, since in self._missed.items() if key in self._seen}
@@ -244,6 +252,28 @@ class Healer:
                     continue
                 log.warning("%s: commit %s has no build; building it", space.repo_id, head[:7])
                 space_ops.request_build(self.platform, session, space, head, by="supervisor")
+
+    # -- what no record owns ----------------------------------------------------------------------------------
+
+    def remove_orphans(self) -> None:
+        settings = self.settings
+        with self.platform.db.session() as session:
+            groups = orphans.stray_app_groups(settings, session)
+            folders = orphans.stray_build_folders(settings, session)
+        for pgid in groups:
+            if self._overdue(("app group", pgid), False):
+                log.warning("stopping process group %s: an app no space or deployment owns", pgid)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pgid, signal.SIGKILL)
+        for pid in orphans.stray_fork_servers(settings):
+            if self._overdue(("fork-server", pid), False):
+                log.warning("stopping fork-server %s: it answers on no socket and serves no app", pid)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+        for folder in folders:
+            if self._overdue(("build folder", str(folder)), False):
+                log.warning("removing %s: left by a build that no process runs", folder)
+                shutil.rmtree(folder, ignore_errors=True)
 
     # -- what actually serves -------------------------------------------------------------------------------
 

@@ -191,6 +191,7 @@ class Supervisor:
                 space.restarts = 0
                 if build_row is not None and build_row.status in BuildStatus.ACTIVE:
                     build_row.status, build_row.finished_at = BuildStatus.SUCCEEDED, utcnow()
+                deployments.adopted(session, space, build_row, handle.to_json(), _created(handle))
                 return {handle.data["container_id"]}
             return set()
 
@@ -244,14 +245,20 @@ def _new_lines(plugged: WiredRuntime, handle: Handle, state: _Pumped, cap: int, 
             state.lines = index + 1
 
 
-def _age_s(handle: Handle) -> float:
-    """Seconds since the handle's container was created (docker's RFC 3339 time; 0 when unknown)."""
+def _created(handle: Handle) -> datetime | None:
+    """When the handle's container was created (docker's RFC 3339 time, as naive UTC), if it says."""
     created = str(handle.data.get("created") or "")
     try:
         when = datetime.fromisoformat(created[:26].rstrip("Z") if "." in created else created.rstrip("Z"))
     except ValueError:
-        return 0.0
-    return (datetime.now(UTC).replace(tzinfo=None) - when.replace(tzinfo=None)).total_seconds()
+        return None
+    return when.astimezone(UTC).replace(tzinfo=None) if when.tzinfo else when
+
+
+def _age_s(handle: Handle) -> float:
+    """Seconds since the handle's container was created (0 when unknown)."""
+    when = _created(handle)
+    return 0.0 if when is None else (datetime.now(UTC).replace(tzinfo=None) - when).total_seconds()
 
 
 def run_supervisor(platform: Platform) -> None:

@@ -342,6 +342,7 @@ def test_after_a_restart_the_supervisor_adopts_lost_containers_and_removes_orpha
     with sqlite3.connect(server.data_dir / "spacehub.db") as db:
         db.execute("update spaces set handle = null where owner = 'admin' and name = 'docker-fastapi'")
         space_id = db.execute("select id from spaces where name = 'docker-fastapi'").fetchone()[0]
+        db.execute("delete from deployments where space_id = ?", (space_id,))  # its start's record is lost too
     runtime = DockerRuntime(Settings(data_dir=server.data_dir))  # this platform's labels
     image = Artifact(kind="docker-image", key="orphans", ref=fastapi["Config"]["Image"])
     plan = BuildPlan(recipe="docker", app_port=8080)
@@ -359,6 +360,11 @@ def test_after_a_restart_the_supervisor_adopts_lost_containers_and_removes_orpha
     assert [c["Id"] for c in _containers(server, "admin/docker-fastapi")] == [fastapi["Id"]]
     assert server.api.get("/api/spaces/admin/docker-fastapi/runtime").json()["stage"] == "RUNNING"
     assert server.space_get("admin-docker-fastapi", "/healthz").json() == {"status": "ok"}
+    # ... and recorded: a deployment serving it, as for any start.
+    with sqlite3.connect(server.data_dir / "spacehub.db") as db:
+        serving = db.execute("select handle from deployments where space_id = ? and outcome = 'serving'",
+                             (space_id,)).fetchall()
+    assert [json.loads(handle)["data"]["container_id"] for (handle,) in serving] == [fastapi["Id"]]
 
 
 def test_a_newer_push_stops_a_running_build(server: Server, tmp_path: Path) -> None:

@@ -170,7 +170,11 @@ class DockerBuilder:
         self, request: BuildRequest, plan: BuildPlan, sdk_ref: str, gradio: str, log: LogFn
     ) -> None:
         """A generated Dockerfile in a context of our own: the app under app/, generated files under spacehub/."""
-        with tempfile.TemporaryDirectory(prefix="spacehub-build-") as tmp:
+        # In the data dir, named by the build (its checkout's folder): a context left by a killed build is found and
+        # removed by the reconciler (`orphans`), never confused with another platform's on the same machine.
+        scratch = self.settings.data_dir / "tmp"
+        scratch.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f"build-{request.context.name}-", dir=scratch) as tmp:
             ctx = Path(tmp)
             shutil.copytree(
                 request.context,
