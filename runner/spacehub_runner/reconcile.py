@@ -63,6 +63,8 @@ class Healer:
             if time.monotonic() - self._heads_checked >= self.settings.lost_job_s:
                 self._heads_checked = time.monotonic()
                 self.heal_heads()
+            else:  # heads are looked at less often: what looked unbuilt at the last look still does
+                self._seen |= {key for key in self._missed if isinstance(key, tuple) and key[0] == "head"}
             self.remove_orphans()
         except redis.RedisError as exc:  # Redis away: nothing can be told or queued; next tick
             log.warning("reconciler waits for Redis: %s", exc)

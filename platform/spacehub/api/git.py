@@ -13,7 +13,10 @@ Errors here are `text/plain`, unlike the rest of the API: git shows a plain-text
 lines and shows nothing of a JSON one. The `X-Error-Code` header is the same as everywhere.
 
 A push that moves `main` ends like any upload: `spaces.after_commit` records the revision and queues its build,
-before the last bytes of git's answer go out, so the build exists when `git push` returns.
+before the last bytes of git's answer go out, so the build exists when `git push` returns. While Redis, which
+queues builds, cannot be reached, a push to a space is refused before git receives anything (503 with
+Retry-After; git shows the reason as a `remote:` line), rather than landed unbuilt. Should Redis fail after the
+ref moved, the push stands and the supervisor builds the new HEAD once Redis is back (`reconcile.heal_heads`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import redis
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from sqlalchemy.orm import Session
@@ -34,7 +38,15 @@ from starlette.types import Receive, Scope, Send
 from spacehub import accounts, ratelimit, repometa, spaces
 from spacehub.api.deps import get_platform
 from spacehub.context import Platform
-from spacehub.errors import Forbidden, InvalidInput, PayloadTooLarge, RepoNotFound, SpacehubError, Unauthorized
+from spacehub.errors import (
+    Forbidden,
+    InvalidInput,
+    PayloadTooLarge,
+    RepoNotFound,
+    ServiceUnavailable,
+    SpacehubError,
+    Unauthorized,
+)
 from spacehub.githttp import (
     RECEIVE_PACK,
     SERVICES,
@@ -86,13 +98,21 @@ def _authorize(platform: Platform, request: Request, repo_type: str, owner: str,
                write: bool, *, counted: bool = False) -> _Target:
     """The repo the caller may read (or, with `write`, push to); a `counted` push counts against the rate limit."""
     limiter = ratelimit.limiter_of(platform)
-    with platform.db.session() as session:
-        user, space = authorized_repo(session, request, limiter, repo_type, owner, name, "push" if write else None)
-        if write and counted and user is not None:
-            limiter.take("write", ratelimit.peer_of(request), user.name)
-        key = spaces.repo_key(space)
-        return _Target(space_id=space.id, git_dir=platform.repos.git_dir(key),
-                       head=platform.repos.head(key) if write else None)
+    try:
+        with platform.db.session() as session:
+            user, space = authorized_repo(session, request, limiter, repo_type, owner, name,
+                                          "push" if write else None)
+            if write and counted and user is not None:
+                limiter.take("write", ratelimit.peer_of(request), user.name)
+            if write and space.repo_type == "space":
+                platform.redis.ping()  # a push to a space is built: refused while nothing could queue its build
+            key = spaces.repo_key(space)
+            return _Target(space_id=space.id, git_dir=platform.repos.git_dir(key),
+                           head=platform.repos.head(key) if write else None)
+    except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+        retry = platform.settings.retry_after_s
+        raise ServiceUnavailable(f"Redis, which queues builds, is unavailable ({exc}): nothing was pushed; try again "
+                                 f"in {retry} s", retry_after_s=retry) from exc
 
 
 def authorized_repo(session: Session, request: Request, limiter: ratelimit.RateLimiter, repo_type: str,
@@ -141,7 +161,7 @@ def _server(platform: Platform, repo_type: str) -> GitServer:
 
 def _error(exc: SpacehubError) -> Response:
     headers = {"X-Error-Code": exc.code}
-    if isinstance(exc, ratelimit.RateLimited):
+    if isinstance(exc, ratelimit.RateLimited | ServiceUnavailable):
         headers["Retry-After"] = str(exc.retry_after_s)
     if exc.status == 401:
         headers["WWW-Authenticate"] = _REALM
@@ -163,8 +183,9 @@ class _Push:
         self.done = True
         try:
             await asyncio.to_thread(self._queue_build)
-        except Exception:  # noqa: BLE001 - the push has landed; a restart or the next push builds it
-            log.exception("queueing the build after a push to space %s failed", self.target.space_id)
+        except Exception:  # noqa: BLE001 - the push has landed: the reconciler builds a HEAD that has no build
+            log.exception("queueing the build after a push to space %s failed; the supervisor builds it once it "
+                          "can (SPACEHUB_LOST_JOB_S)", self.target.space_id)
 
     def _queue_build(self) -> None:
         """Queue the build of the pushed revision, as every upload does (nothing if main did not move)."""
