@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import yaml
+
 from spacehub import hardware
 from spacehub.errors import StartFailed
 from spacehub.settings import Settings
@@ -75,3 +77,17 @@ def namespace_manifests(settings: Settings) -> list[dict[str, Any]]:
         objects.runtime_role_binding(settings.kube_namespace, RUNTIME_SERVICE_ACCOUNT,
                                      settings.kube_platform_namespace),
     ]
+
+
+def render_namespace(settings: Settings) -> str:
+    """deploy/kubernetes/spaces-namespace.yaml for these settings (`python -m spacehub_runner.kube.manifests`)."""
+    header = ("# The spaces namespace's NetworkPolicy and the runtime's Role, generated from the settings in force:\n"
+              "#   python -m spacehub_runner.kube.manifests > deploy/kubernetes/spaces-namespace.yaml\n"
+              "# (a test holds this file to the defaults' output).\n")
+    return header + yaml.safe_dump_all(namespace_manifests(settings), sort_keys=True, default_flow_style=False)
+
+
+if __name__ == "__main__":
+    from spacehub.settings import load_settings
+
+    print(render_namespace(load_settings()), end="")
