@@ -13,6 +13,11 @@ image files are sparse: they take only what is written).
   - data, one per space with persistent storage, sized by its tier: mounted at /data, kept across restarts and
     rebuilds, grown when the tier grows, deleted with the space.
 
+A data volume made before disk caps existed (a plain Docker volume, uncapped) is moved onto a capped filesystem
+of its own on the space's next start (`unpack_volume`, driven by the Docker runtime): its files are copied there
+whole (owners, modes and times kept), and only then is the old volume replaced; files that do not fit the tier
+leave the old volume as it was and the start fails naming the sizes.
+
 Everything lives under the disks folder (`SPACEHUB_DISKS_DIR`, default `<data dir>/disks`; root only). dockerd
 binds the containers' volumes from it by path, so a platform that runs in a container must see it at the same
 path as the host does, its mounts propagating to the host (deploy/compose/). Mounting needs root: the Docker
@@ -22,10 +27,13 @@ runtime's worker runs as root (it drives dockerd, which is root-equivalent anywa
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import subprocess
+import tarfile
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from spacehub.errors import StartFailed
@@ -142,3 +150,48 @@ def prepare_folder(path: Path, uid: int = 1000) -> None:
     """A folder on a capped disk that the app (uid 1000) owns."""
     path.mkdir(parents=True, exist_ok=True)
     shutil.chown(path, uid, uid)
+
+
+class _ChunkReader:
+    """A file-like view of an iterator of byte chunks (a tar streamed from the Docker API)."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks: Iterator[bytes] = iter(chunks)
+        self._buffer = b""
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._buffer) < size:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            self._buffer += chunk
+        if size < 0:
+            size = len(self._buffer)
+        out, self._buffer = self._buffer[:size], self._buffer[size:]
+        return out
+
+
+def unpack_volume(chunks: Iterable[bytes], root: str, dest: Path) -> None:
+    """Extract a volume's tar (its entries under `root`/, as Docker's archive API gives a folder) into `dest`,
+    keeping numeric owners and modes. tarfile's `tar` filter refuses any entry that would land outside `dest`
+    (through `..` or a link the volume's owner made). StartFailed when the files do not fit the filesystem."""
+    prefix = root.strip("/") + "/"
+
+    def inside(archive: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+        for member in archive:
+            if not member.name.startswith(prefix):
+                continue  # the folder itself: dest stands for it
+            member.name = member.name[len(prefix):]
+            if member.islnk() and member.linkname.startswith(prefix):
+                member.linkname = member.linkname[len(prefix):]
+            yield member
+
+    try:
+        with tarfile.open(fileobj=_ChunkReader(chunks), mode="r|") as archive:  # type: ignore[call-overload]
+            archive.extractall(dest, members=inside(archive), numeric_owner=True, filter="tar")
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise StartFailed("the files of the space's /data do not fit its storage tier's disk") from None
+        raise StartFailed(f"cannot copy the space's /data onto its capped disk: {exc}") from None
+    except tarfile.TarError as exc:
+        raise StartFailed(f"cannot copy the space's /data onto its capped disk: {exc}") from None

@@ -4,9 +4,11 @@ container, and the host's disk loses no more than the cap."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import secrets
+import tarfile
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -15,7 +17,7 @@ from pathlib import Path
 import pytest
 from probekit import SPACE_IDS, build_probe, docker
 
-from spacehub.errors import BuildFailed
+from spacehub.errors import BuildFailed, StartFailed
 from spacehub.settings import Settings
 from spacehub_runner import diskcap
 from spacehub_runner.builders.docker import DockerBuilder
@@ -153,3 +155,64 @@ def test_a_build_that_takes_more_disk_than_its_cap_is_stopped(base_image: str, t
         docker("rmi", artifact.ref, check=False)  # only if the cap failed: do not keep 4 GB around
     # Stopped well short of the 4 GB the step asked for, and its partial layer dropped with it.
     assert free_before - _free(root) < 1024 * MIB
+
+
+def test_a_data_volume_from_before_the_caps_is_moved_onto_a_capped_disk(capped: Settings, probe: Artifact) -> None:
+    """A plain Docker volume (uncapped, as an older spacehub made it) holding the space's files: the next start
+    copies them, owners and links kept, onto a filesystem of the tier's size and binds /data there."""
+    runtime = DockerRuntime(capped)
+    space_id = SPACE_IDS[13]
+    volume = runtime.volume_name(space_id)
+    disk = diskcap.data_disk(capped.disk_caps_dir, volume)
+    docker("volume", "create", "--label", "spacehub.managed=1", "--label", f"spacehub.instance={runtime.instance}",
+           "--label", f"spacehub.space={space_id}", volume)
+    try:
+        docker("run", "--rm", "--network", "none", "--entrypoint", "sh", "-v", f"{volume}:/data", probe.ref, "-c",
+               "echo kept > /data/kept && mkdir -p /data/sub && echo deep > /data/sub/file && "
+               "ln -s kept /data/link && chown -R 1000:1000 /data")
+        handle = _start(runtime, probe, space_id, storage="small")
+        try:
+            container = handle.data["container_id"]
+            labels = json.loads(docker("volume", "inspect", volume).stdout)[0]["Labels"]
+            assert labels.get("spacehub.disk") == "loop"
+            assert disk.mounted()
+            size = os.statvfs(disk.mountpoint)
+            assert size.f_blocks * size.f_frsize <= DATA_GB * 1024 * MIB  # the tier's size, a real cap
+            shown = docker("exec", container, "sh", "-c", "cat /data/kept /data/sub/file /data/link; "
+                           "stat -c '%u %N' /data/kept /data/link").stdout.splitlines()
+            assert shown[:3] == ["kept", "deep", "kept"]
+            assert shown[3] == "1000 '/data/kept'"
+            assert shown[4] == "1000 '/data/link' -> 'kept'"
+            # What the app writes now lands on the capped disk.
+            assert _write(handle, "/data/new", 1)["error"] is None
+            assert (disk.mountpoint / "data" / "new").is_file()
+            assert not (disk.mountpoint / "data.migrating").exists()
+        finally:
+            runtime.stop(handle)
+    finally:
+        runtime.remove_volume(volume)
+    assert not disk.mounted() and not disk.image.exists()
+
+
+def test_files_that_do_not_fit_the_capped_disk_are_refused_whole(tmp_path: Path) -> None:
+    """The copy of an old volume onto a disk too small for it: a clear StartFailed, nothing left half-copied
+    (the runtime keeps the old volume then)."""
+    disk = diskcap.LoopDisk(tmp_path / "small.img", tmp_path / "small")
+    disk.create(16 * MIB, journal=True)
+    disk.mount()
+    try:
+        archive = io.BytesIO()
+        with tarfile.open(fileobj=archive, mode="w") as tar:
+            folder = tarfile.TarInfo("from")
+            folder.type = tarfile.DIRTYPE
+            tar.addfile(folder)
+            big = tarfile.TarInfo("from/big")
+            big.size = 32 * MIB
+            tar.addfile(big, io.BytesIO(b"\0" * big.size))
+        dest = disk.mountpoint / "data.migrating"
+        dest.mkdir()
+        chunks = (archive.getvalue()[i:i + MIB] for i in range(0, len(archive.getvalue()), MIB))
+        with pytest.raises(StartFailed, match="do not fit its storage tier"):
+            diskcap.unpack_volume(chunks, "from", dest)
+    finally:
+        disk.destroy()

@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import logging
 import secrets
+import shutil
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -415,7 +416,14 @@ class DockerRuntime:
         except NotFound:
             labels = None
         if labels is not None and labels.get(DISK) != "loop":
-            return  # a volume from before disk caps: used as it is (uncapped) rather than emptied
+            if self.client.containers.list(all=True, filters={"volume": name}):
+                # A volume from before disk caps, still in use (the revision this start replaces): moved at a
+                # start that has it to itself (a wake, a restart), used as it is until then.
+                log.warning("volume %s is not capped yet: it moves onto a capped disk at a start when no "
+                            "container uses it", name)
+                return
+            self._migrate_volume(name, artifact, disk, size or diskcap.GIB)
+            labels = None  # made again below, bound to the capped disk
         if not disk.image.exists():
             disk.create(size or diskcap.GIB, journal=True)
         disk.mount()
@@ -431,6 +439,38 @@ class DockerRuntime:
                 driver_opts={"type": "none", "o": "bind", "device": str(disk.mountpoint / "data")},
                 labels=labels,
             )
+
+    def _migrate_volume(self, name: str, artifact: Artifact, disk: diskcap.LoopDisk, size: int) -> None:
+        """A volume from before disk caps (uncapped): its files are copied onto a capped disk of the tier's size,
+        then the volume goes (it is made again, bound to that disk). The copy lands as `data.migrating` and is
+        renamed `data` only when whole, so a crash redoes it; files that do not fit leave the old volume as is.
+        The files come out through Docker's archive API from a container that is created and never started."""
+        if not disk.image.exists():
+            disk.create(size, journal=True)
+        disk.mount()
+        disk.grow(size)
+        done = disk.mountpoint / "data"
+        if not done.is_dir():
+            staging = disk.mountpoint / "data.migrating"
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir()
+            reader_name = f"{name}-migrate"
+            with contextlib.suppress(NotFound):
+                self.client.containers.get(reader_name).remove(force=True)
+            reader = self.client.containers.create(artifact.ref, name=reader_name, entrypoint=["true"],
+                                                   network_disabled=True,
+                                                   volumes={name: {"bind": "/from", "mode": "ro"}})
+            try:
+                chunks, _stat = reader.get_archive("/from")
+                diskcap.unpack_volume(chunks, "from", staging)
+            except StartFailed:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            finally:
+                reader.remove(force=True)
+            staging.rename(done)
+        log.info("volume %s: its files are on a capped disk of %d MB now", name, size // (1024 * 1024))
+        self.client.volumes.get(name).remove(force=True)
 
     def remove_volume(self, name: str) -> None:
         """Delete a space's persistent storage (when the space is deleted). Idempotent."""
