@@ -63,6 +63,10 @@ def _nvml_devices() -> tuple[str, ...]:
 
 
 def gpus_needed(settings: Settings, hardware_name: str | None) -> int:
+    """Devices this platform must hand the space itself: none on Kubernetes, whose scheduler places the pod on a
+    node with free `nvidia.com/gpu` (the pod asks for them; spacehub_runner.kube.objects)."""
+    if settings.runtime == "kubernetes":
+        return 0
     return hardware.flavor(settings, hardware_name).gpus
 
 

@@ -22,6 +22,7 @@ from kubernetes.client.exceptions import ApiException
 
 from spacehub.errors import StartFailed
 from spacehub.settings import Settings
+from spacehub_runner import gpus
 from spacehub_runner import registry as backends
 from spacehub_runner.kube import objects, podstatus
 from spacehub_runner.kube.reflector import Gone, PodReflector
@@ -205,6 +206,12 @@ def test_it_is_wired_by_name_without_freeze(settings: Settings) -> None:
     assert plugged.freezer is None  # Kubernetes has no pause: sleep deletes the pod, wake creates it
     assert plugged.managed is not None and plugged.storage is not None
     assert backends.builder_for(kube, "kubernetes").name == "docker"  # it pushes to SPACEHUB_REGISTRY
+
+
+def test_the_cluster_not_the_platform_hands_out_gpus(settings: Settings) -> None:
+    # No local device is allocated for a GPU space on Kubernetes: the pod's nvidia.com/gpu limit is the ask.
+    assert gpus.gpus_needed(settings, "t4-small") == 1
+    assert gpus.gpus_needed(settings.model_copy(update={"runtime": "kubernetes"}), "t4-small") == 0
 
 
 def test_handles_rebuilt_from_pods_carry_the_labels(settings: Settings) -> None:
