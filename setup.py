@@ -46,8 +46,8 @@ LLHTTP_FILES = {  # in the sdist, under httptools-<version>/vendor/llhttp/ -> in
     "LICENSE-MIT": "LICENSE-MIT",
 }
 
-# The modules a request passes through. Not errors.py: its classes extend the platform's error hierarchy, whose
-# class-level `status`/`code` overrides a compiled subclass would not see. Not gateway.py: it pulls in the
+# The modules a request passes through. Not errors.py: its classes are subclassed with class-level `status`/`code`
+# overrides (by resolvers too), which mypyc's native classes would not see. Not gateway.py: it pulls in the
 # database layer.
 COMPILED_PROXY_MODULES = [
     "activity",

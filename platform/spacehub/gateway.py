@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from sqlalchemy import select
 
+from spacehub.errors import SpacehubError
+from spacehub.proxy.errors import ProxyError
 from spacehub.proxy.routing import Route, Upstream
 from spacehub.routes import ACK_KEY_TTL_S, GATE_MESSAGE, ROUTES_CHANNEL, ROUTES_KEY, ack_key, parse_message
 from spacehub.settings import Settings
@@ -207,6 +209,14 @@ class SpaceResolver:
     accepts_target = True  # the proxy passes the request target: see `_sign_exchange`
 
     async def __call__(self, host: str, headers: list[tuple[bytes, bytes]], target: bytes = b"/") -> Route:
+        """The route of a request; a platform error on the way (the gate, a wake) is answered as the proxy's own
+        (the proxy knows nothing of the platform's hierarchy)."""
+        try:
+            return await self._resolve(host, headers, target)
+        except SpacehubError as exc:
+            raise ProxyError(exc.message, status=exc.status, code=exc.code) from exc
+
+    async def _resolve(self, host: str, headers: list[tuple[bytes, bytes]], target: bytes) -> Route:
         if host in self.settings.platform_hosts:
             return self._api_route
         if not host.endswith(self.suffix):

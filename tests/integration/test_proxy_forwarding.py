@@ -28,8 +28,8 @@ from test_proxy_harness import (
     wait_for,
 )
 
-from spacehub.errors import RepoNotFound
 from spacehub.proxy import ProxyServer, Route, Upstream
+from spacehub.proxy.errors import ProxyError
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -308,7 +308,7 @@ def test_unix_socket_upstream(env: Env) -> None:
 def test_a_failing_resolver_is_answered_and_the_server_lives_on(env: Env) -> None:
     async def resolver(host: str, headers: list[tuple[bytes, bytes]]) -> Route:
         if host == "missing.space.localhost":
-            raise RepoNotFound("no space here")
+            raise ProxyError("no space here", status=404, code="RepoNotFound")
         if host == "broken.space.localhost":
             raise RuntimeError("route table unreachable")
         return space_route(env.upstream)

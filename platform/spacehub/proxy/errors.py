@@ -1,15 +1,26 @@
-"""Why an exchange stopped. Each maps to one reaction in the server: an error response, or a silent close."""
+"""Why an exchange stopped. Each maps to one reaction in the server: an error response, or a silent close.
+
+The proxy's own hierarchy, apart from the platform's: the proxy imports nothing of the rest of spacehub. A
+resolver that refuses a request raises a `ProxyError` (its status, code and message are answered); whoever wires
+a resolver to the platform maps the platform's errors to it (`spacehub.gateway`).
+"""
 
 from __future__ import annotations
 
-from spacehub.errors import SpacehubError
 
-
-class ProxyError(SpacehubError):
+class ProxyError(Exception):
     """Answered to the client with `status` and `{"error": message}` (when no response has started yet)."""
 
-    status = 500
-    code = "InternalError"
+    status: int = 500
+    code: str = "InternalError"
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+        if code is not None:
+            self.code = code
 
 
 class BadRequest(ProxyError):

@@ -28,8 +28,6 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from spacehub.errors import SpacehubError
-
 from .activity import RequestCounter, takes_target
 from .connection import ClientConnection
 from .errors import BadRequest, ClientGone, ProxyError
@@ -191,7 +189,7 @@ class ProxyServer:
                     if len(self._known_routes) >= _MAX_KNOWN_HOSTS:  # Host values are the client's to choose
                         self._known_routes.clear()
                     self._known_routes[host] = route
-            except SpacehubError as exc:
+            except ProxyError as exc:
                 conn.exchange_done(self.answer_error(conn, head, exc.status, exc.message, exc.code))
                 return
             except Exception:
@@ -209,7 +207,7 @@ class ProxyServer:
         except asyncio.CancelledError:
             conn.exchange_done(False)
             raise
-        except SpacehubError as exc:
+        except ProxyError as exc:
             conn.exchange_done(self.answer_error(conn, head, exc.status, exc.message, exc.code))
             return
         except Exception:
@@ -281,7 +279,7 @@ class ProxyServer:
         requests = conn.requests
         try:
             route = await self._resolve(head)
-        except SpacehubError as exc:
+        except ProxyError as exc:
             return self.answer_error(conn, head, exc.status, exc.message, exc.code)
         except Exception:
             logger.exception("proxy: resolver failed for host %r", head.host)
