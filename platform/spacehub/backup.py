@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, DateTime, LargeBinary, MetaData, Table, create_engine, insert, select, text
+from sqlalchemy import Connection, DateTime, LargeBinary, MetaData, Table, create_engine, delete, insert, select, text
 from sqlalchemy.engine import make_url
 
 from spacehub import __version__
@@ -271,6 +271,11 @@ def _require_empty(settings: Settings, url: str) -> None:
         engine.dispose()
 
 
+# Tables whose migration writes their rows (the database's id): the backup's rows replace those, so a restored
+# install is the same installation to the commands that check it (spacehub.cli.admin).
+SEEDED = frozenset({"installation"})
+
+
 def _load_tables(conn: Connection, folder: Path) -> dict[str, int]:
     meta = MetaData()
     meta.reflect(conn)
@@ -280,6 +285,8 @@ def _load_tables(conn: Connection, folder: Path) -> dict[str, int]:
         if table.name == "alembic_version" or not source.exists():
             continue
         counts[table.name] = 0
+        if table.name in SEEDED:
+            conn.execute(delete(table))
         batch: list[dict[str, Any]] = []
         with open(source) as lines:
             for line in lines:

@@ -26,10 +26,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv.stop()
 
 
-def spacehub(server: Server, *args: str, data_dir: Path | None = None, stdin: str | None = None
-             ) -> subprocess.CompletedProcess[str]:
+def spacehub(server: Server, *args: str, data_dir: Path | None = None, stdin: str | None = None,
+             database_url: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The CLI as a second terminal runs it: on the server's data dir, or on another one whose database is its
+    own (the default under it) unless `database_url` names one."""
     env = {**server.env, "SPACEHUB_DATA_DIR": str(data_dir or server.data_dir)}
     env.pop("SPACEHUB_TOKEN", None)
+    if data_dir is not None:
+        env.pop("SPACEHUB_DATABASE_URL")
+    if database_url is not None:
+        env["SPACEHUB_DATABASE_URL"] = database_url
     return subprocess.run([sys.executable, "-m", "spacehub", *args], env=env, capture_output=True, text=True,
                           timeout=120, input=stdin)
 
@@ -40,9 +46,19 @@ def test_another_data_dir_is_refused_and_left_untouched(server: Server, tmp_path
                  ["token", "list"], ["users", "passwd", "admin", "--password", "whatever-123"]):
         result = spacehub(server, *args, data_dir=other)
         assert result.returncode == 1, result
-        assert f"does not run on this command's data dir ({other})" in result.stderr
+        assert f"uses another database than this command ({other}, sqlite:///{other}/spacehub.db)" in result.stderr
         assert not other.exists()  # nothing written there
     assert "mallory" not in spacehub(server, "users", "list").stdout
+
+
+def test_another_data_dir_on_the_same_database_is_the_same_platform(server: Server, tmp_path: Path) -> None:
+    """Separate roles on other machines have data dirs of their own and share the database: an admin command run
+    there (no `serve` of its data dir anywhere) acts on the running platform."""
+    elsewhere = tmp_path / "another-machine"
+    created = spacehub(server, "users", "create", "grace", data_dir=elsewhere,
+                       database_url=server.env["SPACEHUB_DATABASE_URL"])
+    assert created.returncode == 0, created.stderr
+    assert "grace" in spacehub(server, "users", "list").stdout.split()  # the server's own data dir sees them
 
 
 def test_users_and_tokens_on_the_running_platform(server: Server) -> None:

@@ -49,6 +49,8 @@ def _serves_secret(server: Server, label: str) -> str:
 def test_backup_under_write_load_then_restore_into_a_wiped_install(tmp_path: Path) -> None:
     first = Server(tmp_path / "first")
     first.start()
+    installation = first.api.get("/health").json()["installation"]
+    assert len(installation) == 32, installation
     try:
         first.cli("users", "create", "bob")
         bob_token = first.cli("token", "create", "--user", "bob").stdout.strip().splitlines()[-1]
@@ -109,6 +111,8 @@ def test_backup_under_write_load_then_restore_into_a_wiped_install(tmp_path: Pat
     assert refused.returncode != 0 and "empty install" in refused.stderr
     second.start()
     try:
+        # The same installation (the database's id came back), so admin commands on it act on this platform.
+        assert second.api.get("/health").json()["installation"] == installation
         # Users and their tokens (hashes restored: the same secret still authenticates).
         assert HfApi(endpoint=second.url, token=bob_token).whoami()["name"] == "bob"
         assert httpx.get(f"{second.url}/api/whoami-v2", headers={"Authorization": "Bearer sh_not_a_real_token_000"},

@@ -58,6 +58,9 @@ def create_app(platform: Platform, metrics: CollectorRegistry | None = None) -> 
         failed = [check for check in checks if not check.ok]
         body: dict[str, object] = {
             "status": "unavailable" if failed else "ok", "version": __version__,
+            # Which database this platform uses (a random id of its own): how an admin command on a database
+            # tells whether it is this platform's (spacehub.cli.admin).
+            "installation": platform.db.installation_id() if not failed else None,
             "checks": {check.name: {"ok": check.ok, "detail": check.detail} for check in checks}}
         if not failed:
             return JSONResponse(body)

@@ -2,42 +2,69 @@
 
 They write the platform's database directly, so they must act on the same data dir as the running server: a
 second terminal without the server's SPACEHUB_DATA_DIR would otherwise write to another (default) one, silently.
-An admin command that finds a platform answering at its URL but no live `serve` of its own data dir (its pid
-file) refuses, saying which data dir it has.
+An admin command that finds a platform answering at its URL whose database is not the command's own (each
+database has a random id, which /health reports) refuses, saying which data dir and database it has. This holds
+for one `serve` as for separate roles on several machines sharing one PostgreSQL.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import click
 import httpx
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 
 from spacehub import accounts
 from spacehub.cli.client import saved_credentials
 from spacehub.context import Platform
 from spacehub.servepid import running_serve
 from spacehub.settings import Settings
+from spacehub.store.db import Database
 from spacehub.store.models import Token, User
 
 
-def _answering(url: str) -> bool:
-    """Does a platform answer there (any status: a 503 of one whose Redis is down is a platform all the same)?"""
+def _installation_at(url: str) -> tuple[bool, str | None]:
+    """Does a platform answer there (any status: a 503 of one whose Redis is down is a platform all the same),
+    and the id of the database it uses (None when it cannot say)."""
     try:
-        httpx.get(f"{url.rstrip('/')}/health", timeout=2)
+        answer = httpx.get(f"{url.rstrip('/')}/health", timeout=2)
     except httpx.HTTPError:
-        return False
-    return True
+        return False, None
+    try:
+        installation = answer.json().get("installation")
+    except (ValueError, AttributeError):
+        return True, None
+    return True, installation if isinstance(installation, str) else None
+
+
+def _own_installation(settings: Settings) -> str | None:
+    """The id of this command's database, read without creating anything (None: no such database yet)."""
+    url = make_url(settings.effective_database_url)
+    if url.get_backend_name() == "sqlite" and not (url.database and Path(url.database).is_file()):
+        return None
+    db = Database(url.render_as_string(hide_password=False), pool_size=1, connect_timeout_s=5)
+    try:
+        return db.installation_id()
+    finally:
+        db.engine.dispose()
 
 
 def open_guarded(settings: Settings) -> Platform:
-    """The platform of this command's data dir, once it is sure a running server uses the same one."""
+    """The platform of this command's data dir, once it is sure a running server uses the same database.
+
+    A server reports its database's id at /health; one whose database is down cannot, and is taken for this
+    command's only if it is the `serve` of this data dir (its pid file).
+    """
     url = (settings.url or saved_credentials().get("url") or settings.base_url).rstrip("/")
-    if _answering(url) and running_serve(settings) is None:
+    answering, theirs = _installation_at(url)
+    if answering and theirs != _own_installation(settings) and (theirs is not None or running_serve(settings) is None):
         raise click.ClickException(
-            f"the spacehub answering at {url} does not run on this command's data dir "
-            f"({settings.data_dir}); nothing was changed. Run the command with the server's data dir, e.g. "
+            f"the spacehub answering at {url} uses another database than this command "
+            f"({settings.data_dir}, {make_url(settings.effective_database_url).render_as_string()}); nothing was "
+            "changed. Run the command with the server's data dir (and database URL), e.g. "
             "SPACEHUB_DATA_DIR=<the server's data dir> spacehub ...")
     return Platform.open(settings)
 

@@ -13,12 +13,13 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from spacehub.errors import ServiceUnavailable
+from spacehub.store.models import Installation
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 SETTING = "SPACEHUB_DATABASE_URL"
@@ -105,6 +106,14 @@ class Database:
 
     def check(self) -> None:
         check(self.engine)
+
+    def installation_id(self) -> str | None:
+        """The database's id (models.Installation); None before its migration."""
+        try:
+            with self.session() as session:
+                return session.scalars(select(Installation.id)).first()
+        except SQLAlchemyError:
+            return None
 
     def listen(self, name: str, fn: Callable[..., object]) -> None:
         """Hook `fn` to a Session event (e.g. "after_commit") of every session this database opens."""

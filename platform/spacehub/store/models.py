@@ -21,6 +21,14 @@ class Base(DeclarativeBase):
     pass
 
 
+class Installation(Base):
+    """One row: this database's own random id (made by its first migration), which `/health` reports, so that a
+    command working on a database can tell whether the platform answering at a URL uses the same one."""
+
+    __tablename__ = "installation"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+
 class User(Base):
     __tablename__ = "users"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
