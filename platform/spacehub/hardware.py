@@ -94,12 +94,24 @@ def gpu_count(settings: Settings) -> int:
         pynvml.nvmlShutdown()
 
 
+def _cluster_refusals(settings: Settings) -> dict[str, str] | None:
+    """On Kubernetes, the flavors the cluster cannot schedule, each with why (SPACEHUB_KUBE_FLAVORS); else None
+    (GPU counts decide)."""
+    if settings.runtime != "kubernetes":
+        return None
+    from spacehub.kubeplacement import placements
+
+    return {name: "this cluster cannot schedule it (SPACEHUB_KUBE_FLAVORS)"
+            for name, place in placements(settings).items() if not place.schedulable}
+
+
 def hub_listing(settings: Settings) -> list[dict[str, object]]:
     """The flavors this install can run (enough GPUs for it), in the Hub's `list_spaces_hardware` shape."""
-    gpus = gpu_count(settings)
+    refused = _cluster_refusals(settings)
+    gpus = gpu_count(settings) if refused is None else 0
     listed: list[dict[str, object]] = []
     for name, size in flavors(settings).items():
-        if size.gpus > gpus:
+        if (name in refused) if refused is not None else size.gpus > gpus:
             continue
         accelerator = None
         if size.gpus:
@@ -116,13 +128,16 @@ def hub_listing(settings: Settings) -> list[dict[str, object]]:
 def menu(settings: Settings, names: tuple[str, ...]) -> list[tuple[str, str | None]]:
     """The hardware menu of the web UI: each flavor with None when this install can run it, else the reason it
     cannot (shown greyed out with that reason)."""
-    gpus = gpu_count(settings)
+    refused = _cluster_refusals(settings)
+    gpus = gpu_count(settings) if refused is None else 0
     table = flavors(settings)
     choices: list[tuple[str, str | None]] = []
     for name in names:
         size = table.get(name)
         if size is None:
             choices.append((name, "not in this install's hardware table"))
+        elif refused is not None:
+            choices.append((name, refused.get(name)))
         elif size.gpus > gpus:
             have = f"{gpus} GPU" + ("s" if gpus != 1 else "") if gpus else "no GPU"
             choices.append((name, f"needs {size.gpus} GPU{'s' if size.gpus > 1 else ''}; this install has {have}"))

@@ -260,7 +260,7 @@ class Settings(BaseSettings):
     kube_storage_class: str | None = Field(default=None, description="Kubernetes: storage class of spaces' "
                                            "persistent volume claims; unset: the cluster's default")
     kube_flavors: Path | None = Field(default=None, description="Kubernetes: YAML file, flavor -> schedulable, "
-                                      "node_selector, tolerations, read_only_root (spacehub_runner.kube.placement)")
+                                      "node_selector, tolerations, read_only_root (spacehub.kubeplacement)")
     kube_egress_internet: bool = Field(default=True, description="Kubernetes: space pods may reach the public "
                                        "internet on tcp 80 and 443 (never private or link-local addresses)")
     kube_pull_secret: str | None = Field(default=None, description="Kubernetes: name of the dockerconfigjson "

@@ -18,6 +18,7 @@ import pytest
 import yaml
 from kubekit import GOLDEN, IMAGE, INSTANCE, K8S_VERSIONS, dump, kube_settings, spec
 
+from spacehub import hardware
 from spacehub.errors import StartFailed
 from spacehub.settings import Settings
 from spacehub_runner.kube import manifests, objects
@@ -131,6 +132,18 @@ def test_sizes_come_from_the_hardware_table(settings: Settings) -> None:
 def test_a_flavor_the_cluster_cannot_schedule_is_refused(settings: Settings) -> None:
     with pytest.raises(StartFailed, match="'a100-large' cannot be scheduled"):
         manifests.space_manifests(settings, spec(15, hardware="a100-large"), IMAGE, INSTANCE)
+
+
+def test_the_hardware_menu_follows_the_clusters_table(settings: Settings) -> None:
+    kube = settings.model_copy(update={"runtime": "kubernetes"})
+    listed = {item["name"] for item in hardware.hub_listing(kube)}
+    assert {"cpu-basic", "cpu-upgrade", "t4-small"} <= listed  # t4-small: schedulable in this cluster's table
+    assert "a100-large" not in listed and "h100" not in listed
+    menu = dict(hardware.menu(kube, ("cpu-basic", "t4-small", "a100-large")))
+    assert menu["cpu-basic"] is None and menu["t4-small"] is None
+    assert "cannot schedule" in str(menu["a100-large"])
+    # Elsewhere the GPU count decides, as before (no GPU here).
+    assert "t4-small" not in {item["name"] for item in hardware.hub_listing(settings.model_copy(update={"gpus": []}))}
 
 
 def test_a_flavor_may_keep_a_writable_root(settings: Settings, tmp_path: Path) -> None:

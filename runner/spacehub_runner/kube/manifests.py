@@ -8,11 +8,11 @@ import yaml
 
 from spacehub import hardware
 from spacehub.errors import StartFailed
+from spacehub.kubeplacement import placement
 from spacehub.settings import Settings
 
 from ..plugs import RunSpec
 from . import objects
-from .placement import placement
 
 RUNTIME_SERVICE_ACCOUNT = "spacehub-runtime"
 

@@ -27,8 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from spacehub.hardware import Flavor
-
-from .placement import GPU_RESOURCE, Placement
+from spacehub.kubeplacement import GPU_RESOURCE, Placement
 
 # The docker runtime's label keys, so both runtimes' resources read alike (space, revision, platform instance).
 MANAGED = "spacehub.managed"
