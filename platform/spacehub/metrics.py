@@ -147,17 +147,17 @@ def _traffic_metrics(traffic: TrafficCounter, names: dict[int, str]) -> Iterable
     spaces: list[tuple[int, SpaceTraffic]] = list(traffic.spaces.items())  # one step: the loop may add one
     for space_id, counts in spaces:
         name = names.get(space_id, str(space_id))
-        for status_class, per_bucket in enumerate(list(counts.durations)):
-            if per_bucket is None and status_class not in _STATUS_CLASSES:
+        for status_class, of_class in enumerate(list(counts.by_status)):
+            if of_class is None and status_class not in _STATUS_CLASSES:
                 continue
             label = _status_label(status_class)
+            per_bucket = list(of_class.counts) if of_class is not None else [0] * (len(DURATION_BUCKETS) + 1)
             cumulative, buckets = 0, []
-            for bound, n in zip((*DURATION_BUCKETS, float("inf")), per_bucket or [0] * (len(DURATION_BUCKETS) + 1),
-                                strict=True):
+            for bound, n in zip((*DURATION_BUCKETS, float("inf")), per_bucket, strict=True):
                 cumulative += n
                 buckets.append((_bound_label(bound), cumulative))
             requests.add_metric([name, label], cumulative)
-            durations.add_metric([name, label], buckets, counts.seconds[status_class])
+            durations.add_metric([name, label], buckets, of_class.seconds if of_class is not None else 0.0)
         bytes_in.add_metric([name], counts.bytes_in)
         bytes_out.add_metric([name], counts.bytes_out)
     yield requests

@@ -47,8 +47,8 @@ class Env:
     def requests(self, status_class: int, space_id: int = SPACE_ID) -> int:
         def count() -> int:
             traffic = self.traffic.spaces.get(space_id)
-            per_bucket = traffic.durations[status_class] if traffic is not None else None
-            return sum(per_bucket) if per_bucket is not None else 0
+            of_class = traffic.by_status[status_class] if traffic is not None else None
+            return sum(of_class.counts) if of_class is not None else 0
 
         return self.loop.call(count)
 
@@ -145,7 +145,7 @@ def test_a_stream_counts_its_whole_length(env: Env) -> None:
         while sock.recv(65536):
             pass
     assert wait_for(lambda: env.requests(2) == 1)
-    counts = env.counts()
-    assert counts.seconds[2] >= 0.4  # three events 0.2 s apart: the stream lasted at least that long
-    per_bucket = counts.durations[2]
-    assert per_bucket is not None and sum(per_bucket[: DURATION_BUCKETS.index(0.25) + 1]) == 0
+    answered = env.counts().by_status[2]
+    assert answered is not None
+    assert answered.seconds >= 0.4  # three events 0.2 s apart: the stream lasted at least that long
+    assert sum(answered.counts[: DURATION_BUCKETS.index(0.25) + 1]) == 0
