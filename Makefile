@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-lane-docker test-lane-integration test-lane-apps test-unit test-postgres test-deploy test-reference lint bench bench-proxy bench-spaces bench-control-plane images install system clean
+.PHONY: run test test-lane-docker test-lane-integration test-lane-apps test-unit test-postgres test-deploy test-reference lint bench bench-proxy bench-spaces bench-control-plane bench-load images install system clean
 
 # setup.py compiles the proxy's per-request modules and wire layer: a change to them rebuilds (else the old build would run).
 # (llhttp's C sources come from the httptools sdist that setup.py pins, fetched into build/llhttp/: a new pin there rebuilds.)
@@ -95,8 +95,9 @@ lint: $(STAMP)
 # Benchmarks: each measured side by side with its anchor in the same run, printed as a markdown table of
 # medians and ratios (also written under artifacts/bench/). `bench` runs them all (~12 min), then prints the
 # whole report again (artifacts/bench/bench.md).
-bench: bench-proxy bench-spaces bench-control-plane
-	cat artifacts/bench/proxy.md artifacts/bench/spaces.md artifacts/bench/control-plane.md > artifacts/bench/bench.md
+bench: bench-proxy bench-spaces bench-control-plane bench-load
+	cat artifacts/bench/proxy.md artifacts/bench/spaces.md artifacts/bench/control-plane.md artifacts/bench/load.md \
+		> artifacts/bench/bench.md
 	@echo; echo "==================== make bench ===================="; cat artifacts/bench/bench.md
 
 # The proxy (full contract) against nginx and against no proxy, same upstream, 127.0.0.1 only (~2 min).
@@ -119,6 +120,13 @@ bench-spaces: $(STAMP) images
 bench-control-plane: $(STAMP)
 	mkdir -p artifacts/bench
 	$(PY) tests/bench/bench_control_plane.py --out artifacts/bench/control-plane.md $(BENCH_CONTROL_PLANE_ARGS)
+
+# The load one install holds: 10 apps under steady traffic while 50 uploads land at once (one user's 30 builds,
+# another's one): /health, API and app p99, build queue fairness, the control plane's memory (~3 min).
+# BENCH_LOAD_ARGS: e.g. `--running 3 --uploads 10 --heavy 6` (see tests/bench/bench_load.py --help).
+bench-load: $(STAMP)
+	mkdir -p artifacts/bench
+	$(PY) tests/bench/bench_load.py --out artifacts/bench/load.md $(BENCH_LOAD_ARGS)
 
 # Base and SDK images for the docker runtime, built offline once and reused (a no-op when present).
 images: $(STAMP) system
