@@ -79,6 +79,9 @@ def _add_artifact(result: Needed, artifact: dict[str, Any]) -> None:
     kind = artifact.get("kind")
     if kind == "docker-image":
         result.images.add(str(artifact.get("ref")))
+        tag = (artifact.get("extra") or {}).get("tag")
+        if tag:  # pushed to SPACEHUB_REGISTRY: the ref is the digest name, the local content tag is this one
+            result.images.add(str(tag))
         return
     for key in ("ref", "env_path"):
         if artifact.get(key):

@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from spacehub.errors import StartFailed
 from spacehub.settings import Settings
-from spacehub_runner import imageregistry
+from spacehub_runner import gc, imageregistry
 from spacehub_runner import registry as backends
 from spacehub_runner.builders.docker import DockerBuilder
 from spacehub_runner.plugs import Artifact, BuildPlan
@@ -133,3 +133,9 @@ def test_the_registry_setting_is_checked() -> None:
     with pytest.raises(ValueError, match="SPACEHUB_REGISTRY"):
         Settings(registry="https://registry.example.com")
     assert Settings(registry="registry.example.com:5000/team").registry == "registry.example.com:5000/team"
+
+
+def test_gc_counts_the_local_tag_of_a_pushed_artifact_as_in_use(pushed: Artifact) -> None:
+    use = gc.Needed()
+    gc._add_artifact(use, pushed.to_json())  # what gc.needed does for every wanted build's artifact
+    assert {pushed.ref, str(pushed.extra["tag"])} <= use.images
