@@ -436,12 +436,13 @@ def _damage(bridge: Bridge, wanted: Policy) -> list[str]:
 def reassert(settings: Settings, log: Log, *, builds: bool = True) -> list[str]:
     """Put back the rules of each policed bridge whose chains, rules or jumps are gone or altered (after a reboot,
     a firewall flush, a hand's mistake); return what was repaired, empty when all was in place. Root (or
-    CAP_NET_ADMIN); raises EgressError when it cannot. The app network itself is spacehub's: made if missing."""
+    CAP_NET_ADMIN); raises EgressError when it cannot. A missing app network is not made here (dockerd keeps its
+    networks, so one that is gone was removed or misnamed): the start-up check refuses, naming it."""
     if settings.docker_network == "host":
         raise EgressError("SPACEHUB_DOCKER_NETWORK=host: spaces must never share the host's network")
-    if _network_info(settings.docker_network) is None:
-        install(settings, log, builds=builds)
-        return [f"docker network {settings.docker_network!r} did not exist"]
+    info = _network_info(settings.docker_network)
+    if info is None or _network_problems(settings, info):
+        return []
     repaired = []
     pairs = [(app_bridge(settings), app_ports(settings))]
     if builds:
