@@ -1,7 +1,9 @@
 """What runs or lies in a data dir that no record owns: found here, removed by the reconciler (`reconcile`).
 
-- app process groups of the process runtime (anything working in `apps/`) whose group no space, draining app or
-  live deployment names: left by a start cut off between starting the app and recording it, or by a crash;
+- app process groups of the process runtime (processes working in `apps/` with an app's environment) that no
+  space, draining app or live deployment names, directly or through an ancestor: left by a start cut off
+  between starting the app and recording it, or by a crash (an app's helper that detached itself from the app,
+  double-forked into a session of its own, is one too: it would outlive the app's stop);
 - fork-servers (working in `run/forkservers/`) that answer on no socket, are not starting (their environment's
   lock is free) and have no child: a server whose socket was taken over, or one that hung;
 - build folders: a build's checkout (`builds/<id>`) and the docker builder's context (`tmp/build-<id>-*`) of a
@@ -73,18 +75,46 @@ def owned_groups(session: Session) -> set[int]:
     return groups
 
 
-def app_groups(settings: Settings) -> set[int]:
-    """Process groups of everything working in an app's folder."""
-    groups = set()
-    for pid in _working_under(settings.apps_dir):
+def _is_app(pid: int, ppid: int, servers: Path) -> bool:
+    """Whether the process is an app: started with an app's environment (`SPACE_ID`, which the runtime sets for
+    every app), or forked by a fork-server (whose children set theirs after the fork, unseen in /proc). A
+    person's shell that merely works in an app folder is neither."""
+    try:
+        if any(item.startswith(b"SPACE_ID=") for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")):
+            return True
+        return (os.readlink(f"/proc/{ppid}/cwd") + os.sep).startswith(str(servers) + os.sep)
+    except OSError:
+        return False
+
+
+def _owned(pid: int, groups: set[int]) -> bool:
+    """Whether the process, or one of its ancestors, is in an owned group or session (an app's own children may
+    lead groups or sessions of their own)."""
+    for _depth in range(64):
         fields = _stat(pid)
-        if fields is not None:
-            groups.add(int(fields[2]))
-    return groups
+        if fields is None:
+            return False
+        if int(fields[2]) in groups or int(fields[3]) in groups:
+            return True
+        pid = int(fields[1])
+        if pid <= 1:
+            return False
+    return False
 
 
 def stray_app_groups(settings: Settings, session: Session) -> set[int]:
-    return app_groups(settings) - owned_groups(session)
+    """Process groups of apps (working in an app folder, with an app's environment) that nothing owns."""
+    groups = owned_groups(session)
+    stray, kept = set(), set()
+    for pid in _working_under(settings.apps_dir):
+        fields = _stat(pid)
+        if fields is None:
+            continue
+        if not _is_app(pid, int(fields[1]), forkserver.servers_dir(settings)) or _owned(pid, groups):
+            kept.add(int(fields[2]))
+        else:
+            stray.add(int(fields[2]))
+    return stray - kept
 
 
 # -- fork-servers -----------------------------------------------------------------------------------------------
