@@ -1,7 +1,7 @@
 """The production stack of deploy/compose/ brought up from this repo with Debian's docker-compose: PostgreSQL,
-Redis, spacehub and Caddy (TLS from its internal CA). A space is pushed over HTTPS with huggingface_hub, served at
-https://<label>.<spaces domain> through Caddy and called with gradio_client; `down` and `up` keep everything,
-and the stack's PostgreSQL holds it."""
+Redis, spacehub's roles as services of their own and Caddy (TLS from its internal CA). A space is pushed over
+HTTPS with huggingface_hub, served at https://<label>.<spaces domain> through Caddy and called with
+gradio_client; `down` and `up` keep everything, and the stack's PostgreSQL holds it."""
 
 from __future__ import annotations
 
@@ -28,6 +28,9 @@ PREPARE_HOST = REPO / "deploy" / "compose" / "prepare-host.sh"
 TOKEN = "sh_stack_test_admin_token_0123456789"
 PLATFORM_HOST = "hub.localhost"
 SPACES_DOMAIN = "spaces.localhost"
+# The spacehub services and the role each runs (its container's command).
+ROLES = {"api": "api", "proxy": "proxy", "worker-ops": "worker", "worker-builds": "worker",
+         "supervisor": "supervisor"}
 
 
 def _free_port() -> int:
@@ -46,7 +49,9 @@ class Stack:
                "POSTGRES_PORT": str(_free_port()), "REDIS_PORT": str(_free_port()),
                # The port the host's sandbox lets containers reach (deploy/setup/docker.sh installs it for 8000).
                "SPACEHUB_PORT": "8000", "STACK_TAG": "test",  # one set of images, rebuilt from cache each run
-               "SPACEHUB_DISKS_DIR": str(folder / "disks")}
+               "SPACEHUB_DISKS_DIR": str(folder / "disks"), "SPACEHUB_API_PORT": str(_free_port()),
+               **{f"{name.upper().replace('-', '_')}_HEALTH_PORT": str(_free_port())
+                  for name in ROLES if name != "api"}}
         self.disks = folder / "disks"
         self.env_file = folder / "stack.env"
         self.env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
@@ -78,6 +83,11 @@ class Stack:
         logs = self.compose("logs", "--tail", "60", check=False).stdout
         raise AssertionError(f"the stack never answered over TLS: {last}\n{logs[-6000:]}")
 
+    def container(self, service: str) -> dict[str, Any]:
+        (found,) = self.compose("ps", "-q", service).stdout.split()
+        return dict(json.loads(subprocess.run(["docker", "inspect", found], capture_output=True, text=True,
+                                              check=True).stdout)[0])
+
     def client(self, script: str, timeout: float = 900) -> str:
         """Run a client script with only Caddy's internal CA trusted (as a user of this platform would)."""
         env = {**os.environ, "SSL_CERT_FILE": str(self.ca), "REQUESTS_CA_BUNDLE": str(self.ca),
@@ -87,7 +97,7 @@ class Stack:
         result = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], env=env, capture_output=True,
                                 text=True, timeout=timeout)
         assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}\n" + \
-            self.compose("logs", "--tail", "80", "spacehub", check=False).stdout[-6000:]
+            self.compose("logs", "--tail", "30", *ROLES, check=False).stdout[-8000:]
         return result.stdout
 
 
@@ -102,7 +112,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield stack
     finally:
         # The apps the platform started on the host's engine first, then the stack and its volumes.
-        stack.compose("exec", "-T", "spacehub", "spacehub", "stop", check=False, timeout=300)
+        stack.compose("exec", "-T", "worker-ops", "spacehub", "stop", check=False, timeout=300)
         stack.compose("down", "-v", check=False, timeout=600)
         _remove_apps()
         _unmount_under(stack.disks)
@@ -178,6 +188,14 @@ def test_push_over_https_then_call_through_caddy(stack: Stack) -> None:
     out = stack.client(PUSH_AND_CALL)
     assert f"HOST https://admin-hello.{SPACES_DOMAIN}:{stack.https_port}" in out
     assert "RESULT Hello Ada!" in out
+    # Each role in a container of its own, running and ready by its own health check (the /ready of its health
+    # listener; for the API, its answer); nothing runs `spacehub serve`.
+    for service, role in ROLES.items():
+        container = stack.container(service)
+        assert container["Config"]["Cmd"][0] == role, (service, container["Config"]["Cmd"])
+        assert container["State"]["Status"] == "running", (service, container["State"])
+        assert container["State"]["Health"]["Status"] == "healthy", (service, container["State"]["Health"])
+    assert "spacehub_runner.jobs.build(" in stack.compose("logs", "worker-builds").stdout  # the build ran there
     # The app runs in the whole sandbox: read-only root, writing only to its own capped disk, which the stack's
     # platform mounted under the disks folder and the host (dockerd) sees there.
     (app,) = _app_containers()
