@@ -1,19 +1,23 @@
 """`spacehub backup DEST` and `spacehub restore SRC`: what must be kept, taken while the platform serves.
 
 Kept: the database (every table, as JSON lines, so a backup of SQLite restores into PostgreSQL and back), the git
-repositories, the LFS object store when there is one, and the two keys (the signing secret of sessions and the key
-that seals space secrets). Not kept, because a build makes them again: environments, images, app copies,
-checkouts, caches, logs, Redis (it only dispatches; SQL is the truth).
+repositories, the LFS object store when there is one, the two keys (the signing secret of sessions and the key
+that seals space secrets), and each space's persistent storage (its /data: the Docker runtime's volumes, given as
+a `VolumeStore`), which no build can make again. Not kept, because a build makes them again: environments,
+images, app copies, checkouts, caches, logs, Redis (it only dispatches; SQL is the truth).
 
 Consistency while writes go on: the database is read in one snapshot first (SQLite: its online backup API into a
 private copy, read from there; PostgreSQL: one REPEATABLE READ transaction), then each repository is copied under
 its writer lock, references before objects. Git objects are only ever added, so every commit the database or a
 reference names is in the copy; a repository may be a push ahead of the database, which the next build takes up.
+A space's /data is copied last, file by file, as its app goes on writing (what an app writes during the copy may
+or may not be in it, as with any copy of a live disk; an app that needs more quiesces itself).
 
 A restore goes into an empty install (no users, no repositories) and brings the database to the backup's schema
 revision, loads it, then migrates to this version's head. Spaces come back without any app (the old handles
 name processes and containers of another machine): each space that had a revision is queued for a build again,
 which the supervisor dispatches once the platform runs (`recover_lost_builds`), so every space rebuilds and serves.
+Each space's /data comes back first, as a new volume of its storage tier holding the files, owners and modes kept.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, DateTime, LargeBinary, MetaData, Table, create_engine, delete, insert, select, text
@@ -38,6 +42,7 @@ from sqlalchemy.engine import make_url
 
 from spacehub import __version__
 from spacehub.errors import Conflict, InvalidInput
+from spacehub.filecopy import copy_tree
 from spacehub.settings import Settings
 from spacehub.store.db import Database, migrate
 
@@ -46,12 +51,26 @@ MANIFEST = "manifest.json"
 TABLES_DIR = "database"
 REPOS_DIR = "repos"
 LFS_DIR = "lfs"
+VOLUMES_DIR = "volumes"  # one folder per space id: the files of its /data
 SIGNING_KEY = "secret.key"  # the session signing secret (spacehub.web.secret)
 SEALING_KEY = "secrets.key"  # the key that seals space secrets (spacehub.crypto), wherever it is configured
 REPO_LOCK = "spacehub.lock"  # spacehub.repos' writer lock, held while a repository is copied
 # Tables of one machine's running apps: meaningless on another, emptied by a restore.
 RUNTIME_TABLES = ("gpu_allocations", "retired_apps", "deployments")
 BATCH = 500
+
+
+@runtime_checkable
+class VolumeStore(Protocol):
+    """Where a runtime keeps spaces' persistent storage (spacehub_runner's docker runtime), as backups use it."""
+
+    def list_volumes(self) -> dict[str, int]: ...  # name -> space id, every volume of this platform
+
+    def volume_name(self, space_id: int) -> str: ...
+
+    def volume_files(self, name: str) -> Path | None: ...  # the folder holding its files here, or None
+
+    def restore_volume(self, name: str, space_id: int, storage_gb: int, source: Path) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -61,13 +80,15 @@ class Summary:
     repositories: int
     files: list[str]
     revision: str | None
+    volumes: int = 0  # spaces whose /data was kept (or brought back)
 
 
 # -- backup -------------------------------------------------------------------------------------------------------
 
 
-def backup(settings: Settings, dest: Path) -> Summary:
-    """Write a backup into `dest` (made here; it must not exist yet), whole or not at all."""
+def backup(settings: Settings, dest: Path, volumes: VolumeStore | None = None) -> Summary:
+    """Write a backup into `dest` (made here; it must not exist yet), whole or not at all. `volumes`: the
+    runtime's persistent storage, whose files are kept for every space of the database's snapshot."""
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise Conflict(f"backup destination {dest} exists and is not empty")
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -83,9 +104,10 @@ def backup(settings: Settings, dest: Path) -> Summary:
             if path.is_file():
                 shutil.copy2(path, staging / name)
                 files.append(name)
+        kept = _copy_volumes(volumes, _space_ids(staging / TABLES_DIR), staging / VOLUMES_DIR) if volumes else {}
         manifest = {"format": FORMAT, "spacehub": __version__, "created_at": _now().isoformat(),
                     "revision": revision, "tables": tables, "repositories": repositories, "files": files,
-                    "database": make_url(settings.effective_database_url).get_backend_name()}
+                    "volumes": kept, "database": make_url(settings.effective_database_url).get_backend_name()}
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         os.chmod(staging, 0o700)  # keys and token hashes inside
         if dest.exists():
@@ -94,7 +116,30 @@ def backup(settings: Settings, dest: Path) -> Summary:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return Summary(dest, tables, repositories, files, revision)
+    return Summary(dest, tables, repositories, files, revision, len(kept))
+
+
+def _space_ids(tables: Path) -> set[int]:
+    source = tables / "spaces.jsonl"
+    if not source.exists():
+        return set()
+    with open(source) as lines:
+        return {int(json.loads(line)["id"]) for line in lines}
+
+
+def _copy_volumes(volumes: VolumeStore, spaces: set[int], dest: Path) -> dict[str, int]:
+    """Each space's /data into `dest/<space id>/`; returns space id -> files copied. Volumes of spaces the
+    snapshot does not hold (deleted ones, removed soon) are not kept."""
+    kept = {}
+    for name, space_id in sorted(volumes.list_volumes().items(), key=lambda item: item[1]):
+        if space_id not in spaces:
+            continue
+        folder = volumes.volume_files(name)
+        if folder is None:
+            raise Conflict(f"cannot read the persistent storage of space {space_id} (volume {name}) from here: "
+                           "run the backup where the platform's Docker runtime runs")
+        kept[str(space_id)] = copy_tree(folder, dest / str(space_id))
+    return kept
 
 
 def _keys(settings: Settings) -> dict[str, Path]:
@@ -207,14 +252,21 @@ def _now() -> datetime:
 # -- restore ------------------------------------------------------------------------------------------------------
 
 
-def restore(settings: Settings, src: Path) -> Summary:
-    """Bring a backup back into this (empty) install; every space is then queued for a build."""
+def restore(settings: Settings, src: Path, volumes: VolumeStore | None = None) -> Summary:
+    """Bring a backup back into this (empty) install; every space is then queued for a build. `volumes`: where
+    spaces' persistent storage goes (required when the backup holds some)."""
     manifest = _read_manifest(src)
     revision = manifest["revision"]
     url = settings.effective_database_url
+    saved = {int(space_id) for space_id in manifest.get("volumes") or {}}
+    if saved and volumes is None:
+        raise InvalidInput(f"{src} holds the persistent storage (/data) of {len(saved)} space(s), and this install "
+                           "has no Docker runtime to put it in: restore with SPACEHUB_RUNTIME=docker")
     for path in (settings.data_dir, settings.repos_dir, settings.run_dir, settings.logs_dir):
         path.mkdir(parents=True, exist_ok=True)
     _require_empty(settings, url)
+    if volumes is not None and volumes.list_volumes():
+        raise Conflict("restore needs an empty install: this platform already has persistent storage volumes")
     from spacehub import crypto
 
     # The keys first: migrating past the backup's revision may seal secrets with the sealing key.
@@ -234,6 +286,8 @@ def restore(settings: Settings, src: Path) -> Summary:
     finally:
         engine.dispose()
     migrate(url, secrets_key_file=crypto.key_file(settings))
+    if volumes is not None and saved:
+        _restore_volumes(settings, url, volumes, saved, src / VOLUMES_DIR)
     _queue_rebuilds(settings, url, datetime.fromisoformat(manifest["created_at"]))
     repositories = 0
     if (src / REPOS_DIR).is_dir():
@@ -243,7 +297,25 @@ def restore(settings: Settings, src: Path) -> Summary:
     if (src / LFS_DIR).is_dir():
         shutil.copytree(src / LFS_DIR, settings.lfs_dir, dirs_exist_ok=True)
         files.append(LFS_DIR)
-    return Summary(src, tables, repositories, files, revision)
+    return Summary(src, tables, repositories, files, revision, len(saved))
+
+
+def _restore_volumes(settings: Settings, url: str, volumes: VolumeStore, saved: set[int], folder: Path) -> None:
+    """Each kept /data as a new volume of its space's storage tier (before any build: the first start finds it)."""
+    from spacehub.store.models import Space
+
+    db = Database(url)
+    try:
+        with db.session() as session:
+            tiers = {space.id: space.storage for space in session.query(Space).filter(Space.id.in_(saved))}
+    finally:
+        db.engine.dispose()
+    for space_id in sorted(saved):
+        if space_id not in tiers:
+            continue  # cannot happen: the backup keeps only the volumes of the spaces it holds
+        tier = tiers[space_id]
+        size_gb = settings.storage_gb(tier) if tier else 0
+        volumes.restore_volume(volumes.volume_name(space_id), space_id, size_gb, folder / str(space_id))
 
 
 def _read_manifest(src: Path) -> dict[str, Any]:

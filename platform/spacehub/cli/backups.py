@@ -3,22 +3,42 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from spacehub.settings import load_settings
+from spacehub.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from spacehub.backup import VolumeStore
+
+
+def _volumes(settings: Settings) -> VolumeStore | None:
+    """Spaces' persistent storage, where spaces run in containers (the docker runtime keeps each /data)."""
+    from spacehub import dockerhost
+    from spacehub.backup import VolumeStore
+
+    if not dockerhost.uses_docker(settings):
+        return None
+    from spacehub_runner.registry import runtime_for  # the CLI is where both halves meet
+
+    runtime = runtime_for(settings, "docker")
+    return runtime if isinstance(runtime, VolumeStore) else None
 
 
 @click.command()
 @click.argument("dest", type=click.Path(path_type=Path))
 def backup(dest: Path) -> None:
-    """Back up the database, repositories, LFS objects and keys into DEST (a new folder), while serving."""
+    """Back up the database, repositories, LFS objects, keys and spaces' /data into DEST (a new folder), while
+    serving."""
     from spacehub import backup as backups
 
-    summary = backups.backup(load_settings(), dest)
+    settings = load_settings()
+    summary = backups.backup(settings, dest, _volumes(settings))
     rows = sum(summary.tables.values())
     click.echo(f"Backed up {rows} rows in {len(summary.tables)} tables, {summary.repositories} repositories"
-               f"{', ' + ', '.join(summary.files) if summary.files else ''} to {summary.folder}")
+               f"{', ' + ', '.join(summary.files) if summary.files else ''}, the /data of {summary.volumes} "
+               f"space(s) to {summary.folder}")
 
 
 @click.command()
@@ -27,7 +47,9 @@ def restore(src: Path) -> None:
     """Restore the backup in SRC into this empty install; every space is then rebuilt when the platform runs."""
     from spacehub import backup as backups
 
-    summary = backups.restore(load_settings(), src)
+    settings = load_settings()
+    summary = backups.restore(settings, src, _volumes(settings))
     click.echo(f"Restored {sum(summary.tables.values())} rows, {summary.repositories} repositories"
-               f"{', ' + ', '.join(summary.files) if summary.files else ''} from {summary.folder}; "
+               f"{', ' + ', '.join(summary.files) if summary.files else ''}, the /data of {summary.volumes} "
+               f"space(s) from {summary.folder}; "
                "start the platform: every space is queued for a build")

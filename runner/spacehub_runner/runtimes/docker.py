@@ -26,6 +26,7 @@ import secrets
 import shutil
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -34,7 +35,8 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 from docker.types import DeviceRequest, LogConfig
 
-from spacehub.errors import StartFailed
+from spacehub.errors import Conflict, StartFailed
+from spacehub.filecopy import copy_tree
 from spacehub.settings import Settings
 
 from .. import diskcap, hardware, imageregistry
@@ -431,14 +433,56 @@ class DockerRuntime:
             disk.grow(size)
         diskcap.prepare_folder(disk.mountpoint / "data")
         if labels is None:
-            labels = {MANAGED: "1", INSTANCE: self.instance, SPACE: str(int(spec.space_id)), DISK: "loop"}
-            if spec.storage:
-                labels[STORAGE_GB] = str(self.settings.storage_gb(spec.storage))
-            self.client.volumes.create(
-                name, driver="local",
-                driver_opts={"type": "none", "o": "bind", "device": str(disk.mountpoint / "data")},
-                labels=labels,
-            )
+            self._register_volume(name, spec.space_id, self.settings.storage_gb(spec.storage) if spec.storage else 0)
+
+    def _register_volume(self, name: str, space_id: int, storage_gb: int) -> None:
+        """The docker volume over a data disk's files (made and mounted): what the app's /data binds."""
+        labels = {MANAGED: "1", INSTANCE: self.instance, SPACE: str(int(space_id)), DISK: "loop"}
+        if storage_gb:
+            labels[STORAGE_GB] = str(storage_gb)
+        folder = diskcap.data_disk(self.settings.disk_caps_dir, name).mountpoint / "data"
+        self.client.volumes.create(
+            name, driver="local", driver_opts={"type": "none", "o": "bind", "device": str(folder)}, labels=labels,
+        )
+
+    def volume_files(self, name: str) -> Path | None:
+        """The folder on this machine that holds a volume's files (for a backup), its disk mounted if it was not
+        (after a reboot); None when there is no such volume or its files are out of reach from here."""
+        try:
+            volume = self.client.volumes.get(name)
+        except NotFound:
+            return None
+        if (volume.attrs.get("Labels") or {}).get(DISK) == "loop":
+            disk = diskcap.data_disk(self.settings.disk_caps_dir, name)
+            if not disk.image.exists():
+                return None
+            disk.mount()
+            return disk.mountpoint / "data"
+        # A volume from before disk caps: dockerd's own folder, readable where the platform runs beside dockerd.
+        mountpoint = Path(str(volume.attrs.get("Mountpoint") or ""))
+        return mountpoint if mountpoint.is_absolute() and mountpoint.is_dir() else None
+
+    def restore_volume(self, name: str, space_id: int, storage_gb: int, source: Path) -> None:
+        """A space's persistent storage made again from a backup's copy of its files: a new data disk of its
+        tier's size, the files (owners and modes kept), and the volume over them."""
+        try:
+            self.client.volumes.get(name)
+        except NotFound:
+            pass
+        else:
+            raise Conflict(f"volume {name} exists already: a restore needs an empty install")
+        disk = diskcap.data_disk(self.settings.disk_caps_dir, name)
+        if disk.image.exists():
+            raise Conflict(f"{disk.image} exists already: a restore needs an empty install")
+        disk.create(max(storage_gb, 1) * diskcap.GIB, journal=True)
+        try:
+            disk.mount()
+            diskcap.prepare_folder(disk.mountpoint / "data")
+            copy_tree(source, disk.mountpoint / "data")
+            self._register_volume(name, space_id, storage_gb)
+        except BaseException:
+            disk.destroy()
+            raise
 
     def _migrate_volume(self, name: str, artifact: Artifact, disk: diskcap.LoopDisk, size: int) -> None:
         """A volume from before disk caps (uncapped): its files are copied onto a capped disk of the tier's size,
