@@ -65,9 +65,12 @@ class Healer:
                 self.heal_heads()
             else:  # heads are looked at less often: what looked unbuilt at the last look still does
                 self._seen |= {key for key in self._missed if isinstance(key, tuple) and key[0] == "head"}
-            self.remove_orphans()
         except redis.RedisError as exc:  # Redis away: nothing can be told or queued; next tick
             log.warning("reconciler waits for Redis: %s", exc)
+        try:
+            self.remove_orphans()  # (needs no Redis)
+        except OSError:  # e.g. /proc unreadable: never in the way of what the supervisor does next
+            log.exception("looking for orphans failed")
         self._missed = {key: since for key, since in self._missed.items() if key in self._seen}
 
     def _overdue(self, key: Hashable, certain: bool) -> bool:
