@@ -40,7 +40,6 @@ from typing import IO, NamedTuple
 
 from spacehub.archives import check_relpath
 from spacehub.errors import SpaceConfigError, UnsafeUpload
-from spacehub.spaceconfig import check_readme
 
 MAIN_REF = "refs/heads/main"
 BRANCH_PREFIX = "refs/heads/"
@@ -118,8 +117,8 @@ def check_push(updates: list[RefUpdate], limits: PushLimits, *, git_dir: str | N
     for tip in tips:
         _check_tip_tree(git, tip, limits)
     if space_config:
-        for tip in tips:
-            _check_readme(git, tip)
+        for update in updates:
+            _check_readme(git, update)
 
 
 def entry_violation(mode: bytes, name: bytes) -> str | None:
@@ -184,9 +183,16 @@ def _check_tip_tree(git: _Git, tip: str, limits: PushLimits) -> None:
                               f"(the limit was passed at '{shown}')")
 
 
-def _check_readme(git: _Git, tip: str) -> None:
+def _check_readme(git: _Git, update: RefUpdate) -> None:
+    """The README the push brings (one the branch already had passed when it came)."""
+    readme = git.oid_at(update.new, README)
+    if readme is None or (update.old != _ZERO and git.oid_at(update.old, README) == readme):
+        return
+    # Imported only here: the schema (pydantic) is most of this hook's start-up, and most pushes leave the README.
+    from spacehub.spaceconfig import check_readme
+
     try:
-        check_readme(git.file_at(tip, README))
+        check_readme(git.run("cat-file", "blob", readme).stdout)
     except SpaceConfigError as exc:
         raise PushRefused(exc.message) from None
 
@@ -266,14 +272,14 @@ class _Git:
             mode, _kind, _oid, size = meta.split()
             yield mode.lstrip(b"0") or b"0", int(size) if size.isdigit() else 0, path
 
-    def file_at(self, commit: str, path: str) -> bytes | None:
-        """The bytes of the file at `path` in the commit's tree; None when there is no such file. (Its size is
-        already within max_file_bytes: the blob rule ran first.)"""
-        if self.run("cat-file", "-e", f"{commit}:{path}", check=False).returncode != 0:
+    def oid_at(self, commit: str, path: str) -> str | None:
+        """The blob at `path` in the commit's tree; None when there is no such file (its size is already within
+        max_file_bytes: the blob rule ran first)."""
+        found = self.run("rev-parse", "--verify", "--quiet", f"{commit}:{path}", check=False)
+        oid = found.stdout.decode().strip()
+        if found.returncode != 0 or not oid or self.object_kind(oid) != "blob":
             return None
-        if self.object_kind(f"{commit}:{path}") != "blob":
-            return None
-        return self.run("cat-file", "blob", f"{commit}:{path}").stdout
+        return oid
 
     def path_of(self, oid: str, tips: list[str]) -> str | None:
         """The path at which the push first reaches `oid` (for messages; "" for a root tree)."""

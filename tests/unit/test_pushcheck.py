@@ -167,3 +167,16 @@ def test_a_space_readme_breaking_the_schema_is_refused_and_a_good_one_passes(rep
         check_push([RefUpdate(base, bad, "refs/heads/main")], LIMITS, git_dir=str(repo), space_config=True)
     good = _commit(repo, _tree(repo, ("100644", "blob", _blob(repo, b"---\nsdk: static\n---\n"), "README.md")), base)
     check_push([RefUpdate(base, good, "refs/heads/main")], LIMITS, git_dir=str(repo), space_config=True)
+
+
+def test_a_push_that_leaves_the_readme_as_it_was_is_not_checked_again(repo):
+    """Only the README a push brings is checked: one the branch already holds passed when it came (the build
+    still checks it, under the rules of its day)."""
+    readme = _blob(repo, b"---\na: &a [x]\nb: *a\n---\n")
+    base = _commit(repo, _tree(repo, ("100644", "blob", readme, "README.md")))
+    _git(repo, "update-ref", "refs/heads/main", base)
+    tip = _commit(repo, _tree(repo, ("100644", "blob", readme, "README.md"),
+                              ("100644", "blob", _blob(repo, b"print(1)\n"), "app.py")), base)
+    check_push([RefUpdate(base, tip, "refs/heads/main")], LIMITS, git_dir=str(repo), space_config=True)
+    with pytest.raises(PushRefused, match="YAML aliases"):  # a new branch brings it: checked
+        check_push([RefUpdate(ZERO, tip, "refs/heads/copy")], LIMITS, git_dir=str(repo), space_config=True)
