@@ -4,6 +4,10 @@ Routes come from Redis (written by `spacehub.routes` whenever a space's row chan
 what a label means when it has no route (no such space, building, paused...), from SQL, so the proxy's hot path
 never waits on a database. A route message names one label: only that label's route and row are reloaded. The
 whole tables are loaded at start, on each (re)subscription and every SPACEHUB_ROUTE_REFRESH_S as a safety net.
+During a redeploy, a Gradio client stays on the revision it started on: responses of a Gradio space carry a
+host-only cookie naming the revision that answered (gradio_client keeps the cookies of its first request, a
+browser all of them), and while the old revision drains (a `RetiredApp` row), a request with its cookie goes
+there, so the two requests of Gradio's two-step calls (queue join + data, call + result) meet the same app.
 A message with a nonce is acknowledged once applied, so the writer knows this process now answers by it
 (`spacehub.routes.publish_acked`); GATE_MESSAGE makes the gate forget the tokens and users it had checked.
 """
@@ -11,6 +15,7 @@ A message with a nonce is acknowledged once applied, so the writer knows this pr
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
@@ -22,12 +27,20 @@ from sqlalchemy import select
 from spacehub.errors import SpacehubError
 from spacehub.proxy.errors import ProxyError
 from spacehub.proxy.routing import Route, Upstream
-from spacehub.routes import ACK_KEY_TTL_S, GATE_MESSAGE, ROUTES_CHANNEL, ROUTES_KEY, ack_key, parse_message
+from spacehub.routes import (
+    ACK_KEY_TTL_S,
+    GATE_MESSAGE,
+    ROUTES_CHANNEL,
+    ROUTES_KEY,
+    UNPINNED_KEY,
+    ack_key,
+    parse_message,
+)
 from spacehub.settings import Settings
 from spacehub.spacegate import SpaceGate
 from spacehub.stages import Stage
 from spacehub.store.db import Database
-from spacehub.store.models import Space
+from spacehub.store.models import RetiredApp, Space
 from spacehub.wake import Waker
 from spacehub.web.secret import load_secret
 from spacehub.web.spaceauth import SIGN_PARAM, SpaceAccess
@@ -43,6 +56,28 @@ class SpaceEntry:
     private: bool
     message: str
     owner: str  # a private space opens to this namespace (and admins): spacegate.SpaceGate
+    sdk: str = ""
+    draining: tuple[str, ...] = ()  # upstreams of old revisions still finishing their clients' calls
+
+
+PIN_COOKIE = b"spacehub-rev"
+
+
+def pin_value(space_id: int, upstream: str) -> str:
+    """The revision pin's cookie value: names the upstream to this proxy only (it is checked against the space's
+    own serving and draining upstreams, so a forged value leads nowhere else)."""
+    return hashlib.sha256(f"{space_id}:{upstream}".encode()).hexdigest()[:20]
+
+
+def _cookie(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    for key, value in headers:
+        if key.lower() != b"cookie":
+            continue
+        for part in value.split(b";"):
+            cookie_name, sep, cookie_value = part.strip().partition(b"=")
+            if sep and cookie_name == name:
+                return cookie_value.decode("latin-1")
+    return None
 
 
 def _json_route(status: int, message: str, code: str, **extra: object) -> Route:
@@ -70,6 +105,8 @@ class SpaceResolver:
             unix_path=str(settings.api_socket))
         self._api_route = Route(upstream=self.api)
         self._route_cache: dict[tuple[int, str], Route] = {}
+        self._gradio_of: dict[str, SpaceEntry] | None = None  # the table `_gradio_ids_cached` was computed of
+        self._gradio_ids_cached: frozenset[int] = frozenset()
         self.suffix = "." + settings.spaces_domain.lower()
         # Bumped whenever either table is replaced: the proxy remembers `resolve_cached`'s answers per Host value
         # while it stays the same (see `spacehub.proxy.routing.Resolver`).
@@ -134,23 +171,34 @@ class SpaceResolver:
             raw = await self._redis.hgetall(ROUTES_KEY)  # type: ignore[misc]
             self.routes = {_text(k): _text(v) for k, v in raw.items()}
 
-    _ENTRY_COLUMNS = (Space.id, Space.owner, Space.name, Space.label, Space.stage, Space.private, Space.message)
+    _ENTRY_COLUMNS = (Space.id, Space.owner, Space.name, Space.label, Space.stage, Space.private, Space.message,
+                      Space.sdk)
 
-    def _query_spaces(self, label: str | None = None) -> dict[str, SpaceEntry]:
+    def _query_spaces(self, label: str | None = None, unpinned: frozenset[str] = frozenset()) -> dict[str, SpaceEntry]:
+        """The rows of every space (or one label's), with the upstreams of their draining revisions that still
+        hold pinned clients (retired apps not in `unpinned`, their row ids)."""
         query = select(*self._ENTRY_COLUMNS).where(Space.repo_type == "space")
         if label is not None:
             query = query.where(Space.label == label)
         with self.db.session() as session:
-            rows = session.execute(query)
+            rows = list(session.execute(query))
+            retired = select(RetiredApp.id, RetiredApp.space_id, RetiredApp.handle)
+            if label is not None:
+                retired = retired.where(RetiredApp.space_id.in_([r.id for r in rows]))
+            draining: dict[int, list[str]] = {}
+            for row_id, space_id, handle in session.execute(retired):
+                target = (handle or {}).get("target")
+                if target and str(row_id) not in unpinned:
+                    draining.setdefault(space_id, []).append(str(target))
             return {r.label: SpaceEntry(r.id, f"{r.owner}/{r.name}", str(r.stage), r.private, r.message or "",
-                                        r.owner) for r in rows}
+                                        r.owner, r.sdk or "", tuple(draining.get(r.id, ()))) for r in rows}
 
     async def _reload_label(self, label: str) -> None:
         """One space changed (a route message names it): reload its route and its row, nothing else."""
         assert self._redis is not None
         async with self._load_lock:
             target = await self._redis.hget(ROUTES_KEY, label)  # type: ignore[misc]
-            found = await asyncio.to_thread(self._query_spaces, label)
+            found = await asyncio.to_thread(self._query_spaces, label, await self._unpinned())
             routes, spaces = dict(self._routes), dict(self._spaces)  # replaced, never changed: see the properties
             if target is None:
                 routes.pop(label, None)
@@ -163,8 +211,12 @@ class SpaceResolver:
 
     async def _load_spaces(self) -> None:
         async with self._load_lock:
-            self.spaces = await asyncio.to_thread(self._query_spaces)
+            self.spaces = await asyncio.to_thread(self._query_spaces, None, await self._unpinned())
             self._spaces_loaded = time.monotonic()
+
+    async def _unpinned(self) -> frozenset[str]:
+        assert self._redis is not None
+        return frozenset(_text(k) for k in await self._redis.hkeys(UNPINNED_KEY))  # type: ignore[misc]
 
     async def _apply_message(self, text: str) -> None:
         subject, nonce = parse_message(text)
@@ -235,6 +287,8 @@ class SpaceResolver:
             return _json_route(404, f"no space at {host}", "RepoNotFound")
         upstream = self.routes.get(label)
         if upstream is not None:
+            if entry.draining:
+                upstream = self._pinned(entry, headers) or upstream
             return self._space_route(entry.id, upstream)
         if self.waker is not None:
             woken = await self.waker.route(entry, label, headers, target)
@@ -261,7 +315,7 @@ class SpaceResolver:
             return None
         label = host[: -len(self.suffix)]
         entry = self.spaces.get(label)
-        if entry is None or entry.private:
+        if entry is None or entry.private or entry.draining:  # (a redeploy's pins depend on the request's cookie)
             return None
         upstream = self.routes.get(label)
         return self._space_route(entry.id, upstream) if upstream is not None else None
@@ -273,8 +327,32 @@ class SpaceResolver:
         if route is None:
             if len(self._route_cache) >= 4096:  # upstreams of redeployed spaces: never let them pile up
                 self._route_cache.clear()
-            route = self._route_cache[key] = Route(upstream=_upstream(upstream), space_id=space_id, is_space=True)
+            # Gradio's clients make calls of two requests: their answers pin the client to this revision.
+            pin = b""
+            if space_id in self._gradio_ids:
+                pin = b"Set-Cookie: %s=%s; Path=/; HttpOnly; SameSite=Lax\r\n" % (
+                    PIN_COOKIE, pin_value(space_id, upstream).encode())
+            route = self._route_cache[key] = Route(upstream=_upstream(upstream), space_id=space_id, is_space=True,
+                                                   added_headers=pin)
         return route
+
+    @property
+    def _gradio_ids(self) -> frozenset[int]:
+        spaces = self._spaces
+        if self._gradio_of is not spaces:
+            self._gradio_ids_cached = frozenset(e.id for e in spaces.values() if e.sdk == "gradio")
+            self._gradio_of = spaces
+        return self._gradio_ids_cached
+
+    def _pinned(self, entry: SpaceEntry, headers: list[tuple[bytes, bytes]]) -> str | None:
+        """The draining upstream this request's client is pinned to, if it is one."""
+        value = _cookie(headers, PIN_COOKIE)
+        if value is None:
+            return None
+        for upstream in entry.draining:
+            if pin_value(entry.id, upstream) == value:
+                return upstream
+        return None
 
     async def _sign_exchange(self, entry: SpaceEntry, target: bytes) -> Route | None:
         """A valid `?__sign=` of a reader: redirect to the same URL without it, setting the space's cookie."""

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from spacehub.stages import SERVING, Stage
 from spacehub.store.db import Database
-from spacehub.store.models import Membership, Space, Token, User
+from spacehub.store.models import Membership, RetiredApp, Space, Token, User
 
 ROUTES_KEY = "spacehub:routes"
 ROUTES_CHANNEL = "spacehub:routes:changed"
@@ -37,6 +37,9 @@ ROUTES_CHANNEL = "spacehub:routes:changed"
 # stands for "who may read what changed". With a nonce, each listener pushes ACK_PREFIX + nonce once applied.
 GATE_MESSAGE = "!gate"
 ACK_PREFIX = "spacehub:routes:ack:"
+# Retired app row id -> when its pinned clients were sent to the serving revision (spacehub_runner.drain): the
+# proxy pins nobody to those any more.
+UNPINNED_KEY = "spacehub:drain:unpinned"
 ACK_KEY_TTL_S = 60  # an acknowledgement nobody waits for any more expires
 _ACK_POLL_S = 0.5
 
@@ -202,6 +205,8 @@ def watch(db: Database, conn: Callable[[], redis.Redis], ack_timeout_s: float = 
         for obj in list(session.new) + list(session.dirty) + list(session.deleted):
             if _changes_access(session, obj):
                 session.info[_GATE_PENDING] = True
+            if isinstance(obj, RetiredApp) and obj.space_id is not None and obj not in session.dirty:
+                mark_changed(session, obj.space_id)  # the proxy keeps clients pinned to a draining revision
             if not isinstance(obj, Space) or obj.id is None:
                 continue
             state = inspect(obj)

@@ -271,6 +271,10 @@ def _deploy(platform: Platform, space_id: int, build_id: int, log: LogWriter) ->
             log(f"==> App failed to start: {exc.message}")
             _fail_start(platform, deployment_id, f"start failed: {exc.message}")
             return JobOutcome.RUNTIME_ERROR
+        # The old revision drains (drain.py) unless it holds GPUs of its own: then it is stopped at once, so they
+        # are free for whoever waits. Retired in the same commit as the switch, so the proxy never sees the new
+        # route without knowing the old app still serves the clients pinned to it (spacehub.gateway).
+        retire_old = old is not None and old != handle and len(allocator.held(space_id)) <= len(ids)
         with platform.db.session() as session:
             space = session.get(Space, space_id)
             build_row = session.get(Build, build_id)
@@ -283,15 +287,12 @@ def _deploy(platform: Platform, space_id: int, build_id: int, log: LogWriter) ->
             space.handle, space.running_sha, space.frozen = handle.to_json(), build_row.sha, False
             transition(space, Stage.RUNNING, "", by="deploy")  # the route follows on commit (routes.watch)
             deployments.serving(session, deployment_id, handle.to_json())
+            if retire_old and old is not None:
+                drain.retire_in(session, space_id, old)  # it finishes its open requests; the supervisor stops it
             activity.touch(platform.redis, space_id)  # a fresh app is idle from now, not since its last sleep
         log(f"==> Running at {settings.space_url(label)}")
-        if old is not None and old != handle:
-            if len(allocator.held(space_id)) > len(ids):
-                # The old revision holds GPUs of its own: stopped now, so they are free for whoever waits.
-                registry.runtime_for(settings, old.runtime).stop(old)
-            else:
-                # It finishes its open requests first; the supervisor stops it then (drain.py).
-                drain.retire(platform, space_id, old)
+        if old is not None and old != handle and not retire_old:
+            registry.runtime_for(settings, old.runtime).stop(old)
         allocator.release(space_id, keep=lease)  # the old revision's devices, if it had any
         gpus.start_waiting_spaces(settings, platform.db, platform.redis)
         return JobOutcome.RUNNING

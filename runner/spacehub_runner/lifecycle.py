@@ -226,10 +226,19 @@ class Lifecycle:
         now = time.time()
         flush = self.settings.activity_flush_s
         seen = activity.read_all(self.platform.redis)
+        unpinned = drain.unpinned(self.platform.redis)
         for row in rows:
             retired = drain.epoch(row.retired_at)
-            timed_out = now - retired >= self.settings.drain_timeout_s
-            if not timed_out and not drain.is_drained(seen.get(row.space_id), retired, now, flush):
+            since = unpinned.get(row.id)
+            if since is None:
+                # First the clients pinned to this revision (spacehub.gateway) are sent to the new one: requests
+                # reach the old app until then, so its drain is counted again from that moment.
+                timed_out = now - retired >= self.settings.drain_timeout_s
+                if timed_out or drain.is_drained(seen.get(row.space_id), retired, now, flush):
+                    drain.unpin(self.platform, row.id, row.space_id, now)
+                continue
+            timed_out = now - since >= self.settings.drain_timeout_s
+            if not timed_out and not drain.is_drained(seen.get(row.space_id), since, now, flush):
                 continue
             handle = Handle.from_json(row.handle)
             with self.platform.db.session() as session:
@@ -245,6 +254,7 @@ class Lifecycle:
                 stale = session.get(RetiredApp, row.id)
                 if stale is not None:
                     session.delete(stale)
+            drain.forget_unpin(self.platform.redis, row.id)
 
     def restart_due(self) -> None:
         """Enqueue the crash restarts whose backoff delay is over."""

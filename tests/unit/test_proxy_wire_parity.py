@@ -548,12 +548,13 @@ def request_head(implementation: ModuleType, raw: bytes) -> Any:
     return head
 
 
-def framed(implementation: ModuleType, raw_request: bytes, exchanges: list[list[bytes]], space: bool) -> list[Any]:
+def framed(implementation: ModuleType, raw_request: bytes, exchanges: list[list[bytes]], space: bool,
+           added: bytes = b"") -> list[Any]:
     """What a framer gives for each piece of each exchange (one framer: the connection's, reused), then at EOF."""
     framer = implementation.ResponseFramer(LIMIT)
     record: list[Any] = []
     for pieces in exchanges:
-        framer.start(request_head(implementation, raw_request), host_only_cookies=space)
+        framer.start(request_head(implementation, raw_request), host_only_cookies=space, added=added)
         for piece in pieces:
             try:
                 record.append(("out", framer.feed(piece)))
@@ -588,6 +589,32 @@ def test_responses_are_framed_for_the_client_the_same(raw_request: bytes, raw: b
     for pieces in splits(raw):
         assert_same_framing(raw_request, [pieces])
     assert_same_framing(raw_request, [[raw], [raw]], space=False)  # a second exchange on the same connection
+
+
+PIN = b"Set-Cookie: pin=abc; Path=/; HttpOnly\r\n"
+
+
+@pytest.mark.parametrize("raw", RESPONSES)
+def test_the_proxys_own_headers_are_added_the_same(raw: bytes) -> None:
+    for pieces in splits(raw):
+        ours = framed(compiled, FRAMED_REQUESTS[0], [pieces], True, PIN)
+        assert ours == framed(reference, FRAMED_REQUESTS[0], [pieces], True, PIN)
+    # The same connection's next exchange, without them, gets none.
+    assert framed(compiled, FRAMED_REQUESTS[0], [[raw], [raw]], True, PIN) == framed(
+        reference, FRAMED_REQUESTS[0], [[raw], [raw]], True, PIN)
+
+
+@pytest.mark.parametrize("implementation", [reference, compiled], ids=["reference", "compiled"])
+def test_an_answer_that_would_pass_unchanged_gets_the_added_lines_before_its_body(implementation: ModuleType) -> None:
+    raw = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello"
+    framer = implementation.ResponseFramer(LIMIT)
+    framer.start(request_head(implementation, FRAMED_REQUESTS[0]), host_only_cookies=True, added=PIN)
+    out = framer.feed(raw)
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert body == b"hello" and head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert head.endswith(b"\r\n" + PIN.rstrip(b"\r\n")) and b"Content-Type: text/plain" in head
+    framer.start(request_head(implementation, FRAMED_REQUESTS[0]), host_only_cookies=True)
+    assert framer.feed(raw) == raw  # without: passed on as it came
 
 
 @GENERATED

@@ -1244,9 +1244,14 @@ cdef Py_ssize_t _write_request_headers(RequestHead head, Out* out, bytes token_p
     return upgrade_to
 
 
-def client_response_head(ResponseHead head, *, int framing, connection, bint host_only_cookies):
-    """The response head to send to the client. `connection`: b"close", b"keep-alive", b"upgrade" or None."""
-    return _client_response_head(head, framing, connection, host_only_cookies)
+def client_response_head(ResponseHead head, *, int framing, connection, bint host_only_cookies, bytes added=b""):
+    """The response head to send to the client. `connection`: b"close", b"keep-alive", b"upgrade" or None.
+    `added`: header lines of the proxy's own, sent after the upstream's (see `wire.client_response_head`)."""
+    return _with_added(_client_response_head(head, framing, connection, host_only_cookies), added)
+
+
+cdef inline bytes _with_added(bytes head, bytes added):
+    return head[:len(head) - 2] + added + b"\r\n" if added else head
 
 
 cdef bytes _client_response_head(ResponseHead head, int framing, object connection, bint host_only_cookies):
@@ -1423,6 +1428,7 @@ cdef class ResponseFramer:
     cdef Py_ssize_t _max_header_bytes
     cdef RequestHead _request
     cdef bint _host_only_cookies
+    cdef bytes _added                    # the proxy's own header lines for the final response
     cdef readonly object response        # the final response's ResponseHead, once parsed
     cdef readonly int framing
     cdef readonly bint close_client
@@ -1463,13 +1469,14 @@ cdef class ResponseFramer:
         self._head_length = 0
         self._out_length = 0
 
-    def start(self, RequestHead request not None, *, bint host_only_cookies):
+    def start(self, RequestHead request not None, *, bint host_only_cookies, bytes added=b""):
         """A new exchange on this connection: the answer to `request` comes next."""
         if self._parser is None or not self.complete:  # new, or left mid-message: not in step any more
             self._parser = _FramerParser(self, self._max_header_bytes)
         self._reset()
         self._request = request
         self._host_only_cookies = host_only_cookies
+        self._added = added
 
     def feed(self, bytes data):
         """What the client gets now for these bytes of the upstream's answer (b"" for nothing yet)."""
@@ -1552,7 +1559,7 @@ cdef class ResponseFramer:
         framing = self.framing = _response_framing(response, request)
         self.close_client = close = not request.keep_alive or framing == BODY_UNTIL_CLOSE
         connection = b"close" if close else (b"keep-alive" if http10 else None)
-        if self._chunk is not None and _passes_unchanged(response, framing, connection):
+        if self._chunk is not None and not self._added and _passes_unchanged(response, framing, connection):
             length = _leading_head_length(self._chunk)
         if length:
             # The head the parser has just accepted starts these bytes and needs no change: pass it on as it came.
@@ -1560,7 +1567,9 @@ cdef class ResponseFramer:
             self._head_length = length
             self._emit(PyBytes_AS_STRING(self._chunk), length)
         else:
-            self._emit_bytes(_client_response_head(response, framing, connection, self._host_only_cookies))
+            self._emit_bytes(
+                _with_added(_client_response_head(response, framing, connection, self._host_only_cookies), self._added)
+            )
         if framing == BODY_NONE:
             self.done = True  # HEAD, 204, 304: over at the head, whatever the parser still expects
         return 0

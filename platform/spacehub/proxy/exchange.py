@@ -34,6 +34,7 @@ class Exchange:
     pool: UpstreamPool
     max_header_bytes: int
     host_only_cookies: bool
+    added_headers: bytes = b""  # the proxy's own header lines for the final response (routing.Route)
     status: int = 0  # of the answer the client got (0: none), for the space's traffic counts
 
     async def run(self) -> bool:
@@ -85,7 +86,8 @@ class Exchange:
             else:
                 connection = b"keep-alive" if self.head.http_version == "1.0" else None
             response_head = client_response_head(
-                response, framing=framing, connection=connection, host_only_cookies=self.host_only_cookies
+                response, framing=framing, connection=connection, host_only_cookies=self.host_only_cookies,
+                added=self.added_headers,
             )
             response_started = True
             self.status = response.status

@@ -53,6 +53,9 @@ class Route:
     extra_headers: tuple[tuple[str, str], ...] = ()
     space_id: int | None = None  # set for space upstreams (activity hooks)
     is_space: bool = False  # True: apply the app-facing header rules
+    # Header lines (`Name: value\r\n` each) the proxy adds to the upstream's final response, e.g. the cookie
+    # that pins a client to the revision it started on (spacehub.gateway). Empty for almost every route.
+    added_headers: bytes = b""
 
 
 class Resolver(Protocol):

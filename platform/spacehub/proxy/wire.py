@@ -724,14 +724,25 @@ def _status_line(status: int, reason: bytes) -> bytes:
     return line
 
 
+def with_added_headers(head: bytes, added: bytes) -> bytes:
+    """A rendered response head with the proxy's own header lines (`Name: value\r\n` each) before its end."""
+    return head[:-2] + added + b"\r\n" if added else head
+
+
 def client_response_head(
     head: ResponseHead,
     *,
     framing: int,
     connection: bytes | None,
     host_only_cookies: bool,
+    added: bytes = b"",
 ) -> bytes:
-    """The response head to send to the client. `connection`: b"close", b"keep-alive", b"upgrade" or None."""
+    """The response head to send to the client. `connection`: b"close", b"keep-alive", b"upgrade" or None.
+    `added`: header lines of the proxy's own (e.g. a revision pin cookie), sent after the upstream's."""
+    return with_added_headers(_client_response_head(head, framing, connection, host_only_cookies), added)
+
+
+def _client_response_head(head: ResponseHead, framing: int, connection: bytes | None, host_only_cookies: bool) -> bytes:
     listed = head.connection_options
     upgrading = connection == b"upgrade"
     out = [_status_line(head.status, head.reason), b"\r\n"]
@@ -822,6 +833,7 @@ class ResponseFramer:
         self._parser: ResponseParser | None = None  # kept while the messages on this connection stay in step
         self._request: RequestHead | None = None
         self._host_only_cookies = False
+        self._added = b""
         self._reset()
 
     def _reset(self) -> None:
@@ -836,13 +848,15 @@ class ResponseFramer:
         self._chunk: bytes | None = None  # the bytes being parsed, while the final head may start at their start
         self._passed_unchanged = False
 
-    def start(self, request: RequestHead, *, host_only_cookies: bool) -> None:
-        """A new exchange on this connection: the answer to `request` comes next."""
+    def start(self, request: RequestHead, *, host_only_cookies: bool, added: bytes = b"") -> None:
+        """A new exchange on this connection: the answer to `request` comes next. `added`: header lines of the
+        proxy's own for the final response (see `client_response_head`)."""
         if self._parser is None or not self.complete:  # new, or left mid-message: not in step any more
             self._parser = ResponseParser(self, self._max_header_bytes)
         self._reset()
         self._request = request
         self._host_only_cookies = host_only_cookies
+        self._added = added
 
     def feed(self, data: bytes) -> bytes:
         """What the client gets now for these bytes of the upstream's answer (b"" for nothing yet)."""
@@ -919,6 +933,7 @@ class ResponseFramer:
         chunk = self._chunk
         if (
             chunk is not None
+            and not self._added
             and passes_unchanged(response, framing=framing, connection=connection)
             and (length := leading_head_length(chunk))
         ):
@@ -928,7 +943,8 @@ class ResponseFramer:
         else:
             self._out.append(
                 client_response_head(
-                    response, framing=framing, connection=connection, host_only_cookies=self._host_only_cookies
+                    response, framing=framing, connection=connection, host_only_cookies=self._host_only_cookies,
+                    added=self._added,
                 )
             )
         if framing == BODY_NONE:
