@@ -46,20 +46,25 @@ class Probe:
 
     seconds: list[float] = field(default_factory=list)
     errors: int = 0
+    failures: dict[str, int] = field(default_factory=dict)  # what the errors were, by kind
     lock: threading.Lock = field(default_factory=threading.Lock)  # the uploads' threads share one
 
     def timed(self, call: Callable[[], httpx.Response]) -> None:
         started = time.perf_counter()
         try:
             response = call()
-        except httpx.HTTPError:
-            with self.lock:
-                self.errors += 1
+        except httpx.HTTPError as exc:
+            self.failed(type(exc).__name__)
             return
         with self.lock:
             self.seconds.append(time.perf_counter() - started)
-            if response.status_code >= 400:
-                self.errors += 1
+        if response.status_code >= 400:
+            self.failed(f"{response.status_code} {response.text[:120]}")
+
+    def failed(self, kind: str) -> None:
+        with self.lock:
+            self.errors += 1
+            self.failures[kind] = self.failures.get(kind, 0) + 1
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -241,6 +246,7 @@ def main() -> None:
     parser.add_argument("--app-rps", type=float, default=20.0, help="steady requests/s to the running apps")
     parser.add_argument("--timeout", type=float, default=1800, help="give up waiting for the builds after this")
     parser.add_argument("--out", type=Path, help="also write the report to this file")
+    parser.add_argument("--log", type=Path, help="keep the platform's log in this file (its errors, say)")
     args = parser.parse_args()
     if args.uploads < args.heavy + 1:
         parser.error("--uploads must leave room for bob's one upload beside alice's --heavy")
@@ -274,6 +280,8 @@ def main() -> None:
         finally:
             server.stop()
             server.kill_apps()
+            if args.log is not None:
+                args.log.write_bytes(server.log.read_bytes())
     burst = [b for b in builds if b[0] != STEADY_OWNER]
     outcomes: dict[str, int] = {}
     for b in burst:
@@ -294,6 +302,10 @@ def main() -> None:
         f"| API (space info, list by author) | {_ms(load.api)} |",
         f"| running apps through the proxy | {_ms(load.apps)} |",
         f"| uploads (create + upload) | {_ms(load.uploads)} |",
+        "",
+        *(f"Errors, {what}: " + "; ".join(f"{n}x {kind}" for kind, n in probe.failures.items())
+          for what, probe in (("/health", load.health), ("API", load.api), ("apps", load.apps),
+                              ("uploads", load.uploads)) if probe.failures),
         "",
         f"Control plane memory (serve, workers, supervisor, Redis; RSS): {rss_before / mib:.0f} MiB before the "
         f"burst, {max(load.rss) / mib:.0f} MiB at its peak, {rss_after / mib:.0f} MiB after.",
