@@ -37,7 +37,7 @@ def test_a_runtime_is_wired_once_per_settings(tmp_path: Path) -> None:
     assert registry.wired(settings, "process") is plugged
     assert registry.runtime_for(settings, "process") is plugged.runtime
     assert registry.wired(Settings(data_dir=tmp_path), "process") is not plugged  # other settings: wired anew
-    with pytest.raises(ValueError, match="unknown runtime 'nope'; known: docker, process"):
+    with pytest.raises(ValueError, match="unknown runtime 'nope'; known: docker, kubernetes, process"):
         registry.wired(settings, "nope")
 
 
