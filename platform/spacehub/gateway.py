@@ -61,6 +61,9 @@ class SpaceEntry:
 
 
 PIN_COOKIE = b"spacehub-rev"
+# The same pin for the platform's iframe, where the space's host is a third party: there a cookie needs
+# `SameSite=None; Secure; Partitioned` (as web.spaceauth's), which cookie jars over plain http never send back.
+FRAMED_PIN_COOKIE = b"spacehub-rev-framed"
 
 
 def pin_value(space_id: int, upstream: str) -> str:
@@ -330,8 +333,11 @@ class SpaceResolver:
             # Gradio's clients make calls of two requests: their answers pin the client to this revision.
             pin = b""
             if space_id in self._gradio_ids:
-                pin = b"Set-Cookie: %s=%s; Path=/; HttpOnly; SameSite=Lax\r\n" % (
-                    PIN_COOKIE, pin_value(space_id, upstream).encode())
+                value = pin_value(space_id, upstream).encode()
+                pin = b"Set-Cookie: %s=%s; Path=/; HttpOnly; SameSite=Lax\r\n" % (PIN_COOKIE, value)
+                if self.settings.spaces_scheme == "https" or self.settings.spaces_domain.endswith("localhost"):
+                    pin += b"Set-Cookie: %s=%s; Path=/; HttpOnly; Secure; SameSite=None; Partitioned\r\n" % (
+                        FRAMED_PIN_COOKIE, value)
             route = self._route_cache[key] = Route(upstream=_upstream(upstream), space_id=space_id, is_space=True,
                                                    added_headers=pin)
         return route
@@ -346,11 +352,9 @@ class SpaceResolver:
 
     def _pinned(self, entry: SpaceEntry, headers: list[tuple[bytes, bytes]]) -> str | None:
         """The draining upstream this request's client is pinned to, if it is one."""
-        value = _cookie(headers, PIN_COOKIE)
-        if value is None:
-            return None
+        values = {_cookie(headers, PIN_COOKIE), _cookie(headers, FRAMED_PIN_COOKIE)} - {None}
         for upstream in entry.draining:
-            if pin_value(entry.id, upstream) == value:
+            if pin_value(entry.id, upstream) in values:
                 return upstream
         return None
 
