@@ -46,6 +46,7 @@ def commit(platform: Platform, session: Session, space: Space, user: User, branc
         spaces.check_commit_config(session, space, additions[spaces.README].read_bytes(),
                                    on_main=branch == DEFAULT_BRANCH)
     message = f"{summary}\n\n{description}" if description.strip() else summary
+    spaces.release_connection(session)
     result = platform.repos.commit_changes(key, dict(additions), list(deletions), message or "Upload files",
                                            user.name, parent_commit=parent, branch=branch)
     if branch != DEFAULT_BRANCH:

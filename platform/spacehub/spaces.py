@@ -31,6 +31,7 @@ from spacehub.repos import CommitResult
 from spacehub.settings import Settings
 from spacehub.spaceconfig import check_readme
 from spacehub.stages import ERRORS, SERVING, SHOULD_RUN, STARTING, Stage, building_stage
+from spacehub.store.db import Database
 from spacehub.store.models import Build, BuildStatus, Deployment, Space, SpaceVariable, User, utcnow
 from spacehub.transitions import transition
 
@@ -204,8 +205,18 @@ def commit_upload(platform: Platform, session: Session, space: Space, tree: Path
     """A whole new tree for the space (REST upload, CLI push): commit it, then build if anything changed."""
     readme = tree / README
     check_commit_config(session, space, readme.read_bytes() if readme.is_file() else None)
+    release_connection(session)
     result = platform.repos.commit_tree(_repo_key(space), tree, message, author)
     return after_commit(platform, session, space, result)
+
+
+def release_connection(session: Session) -> None:
+    """End the session's transaction before git work, which waits its turn on the repo's lock and can take
+    seconds: a database connection held meanwhile is one the pool cannot lend (50 uploads at once emptied it).
+    The session takes a connection again when next used; its objects stay loaded (expire_on_commit=False).
+    A session with changes of its own keeps its transaction, so a failed commit still undoes them all."""
+    if not Database.wrote(session):
+        session.commit()
 
 
 def check_commit_config(session: Session, space: Space, readme: bytes | None, *, on_main: bool = True) -> None:

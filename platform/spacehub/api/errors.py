@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from spacehub.errors import InsufficientStorage, ServiceUnavailable, SpacehubError
@@ -44,6 +45,9 @@ def platform_error(exc: BaseException, settings: Settings) -> SpacehubError | No
     if is_disk_full(exc):
         return InsufficientStorage(f"the disk holding {settings.data_dir} is full: nothing can be written until "
                                    "space is freed there")
+    if isinstance(exc, PoolTimeout):
+        return ServiceUnavailable("the platform is busy: no database connection came free in time; try again "
+                                  "shortly", retry_after_s=settings.retry_after_s)
     if isinstance(exc, OperationalError) and "database is locked" in str(exc.orig):
         return ServiceUnavailable("the database is busy; try again shortly", retry_after_s=settings.retry_after_s)
     return None
@@ -98,5 +102,5 @@ def install(app: FastAPI) -> None:
         log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         return error_response(500, "internal error: see the server log", "InternalError")
 
-    for kind in (redis.RedisError, OSError, OperationalError):
+    for kind in (redis.RedisError, OSError, OperationalError, PoolTimeout):
         app.add_exception_handler(kind, _unexpected)  # type: ignore[arg-type]

@@ -103,9 +103,18 @@ class Database:
         self.engine = make_engine(url, pool_size=pool_size, pool_timeout_s=pool_timeout_s,
                                   connect_timeout_s=connect_timeout_s)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Whether the open transaction has written anything (see `wrote`).
+        event.listen(self._sessions, "after_flush", lambda session, _context: session.info.update(wrote=True))
+        event.listen(self._sessions, "after_transaction_end",
+                     lambda session, transaction: transaction.parent is None and session.info.pop("wrote", None))
 
     def check(self) -> None:
         check(self.engine)
+
+    @staticmethod
+    def wrote(session: Session) -> bool:
+        """Has the session's open transaction written anything (flushed, or changes pending)?"""
+        return bool(session.info.get("wrote") or session.new or session.dirty or session.deleted)
 
     def installation_id(self) -> str | None:
         """The database's id (models.Installation); None before its migration."""
