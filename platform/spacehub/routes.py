@@ -25,7 +25,7 @@ from typing import Any
 
 import redis
 from sqlalchemy import inspect, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from spacehub.stages import SERVING, Stage
 from spacehub.store.db import Database
@@ -49,6 +49,7 @@ log = logging.getLogger("spacehub.routes")
 _WATCHED = ("stage", "handle", "frozen", "label", "private", "message")
 _PENDING = "spacehub.routes.pending"  # session.info key: space id -> labels it had before the change
 _GATE_PENDING = "spacehub.routes.gate_pending"  # session.info key: set when an access change is in the flush
+_COMMITTED = "spacehub.routes.committed"  # session.info key: what a commit changed, told once its transaction ends
 
 
 def parse_message(text: str) -> tuple[str, str | None]:
@@ -219,13 +220,21 @@ def watch(db: Database, conn: Callable[[], redis.Redis], ack_timeout_s: float = 
                 mark_changed(session, obj.id, *[str(x) for x in label_history.deleted or () if x])
 
     def after_commit(session: Session) -> None:
-        pending: dict[int, set[str]] = session.info.pop(_PENDING, {})
+        # Not told yet: the session still holds its database connection here (SQLAlchemy closes the transaction
+        # after this hook), and telling opens another and may wait for the proxies' acknowledgements. A thread
+        # holding one connection while it waits for a second drains the pool under load: tell once it is closed.
+        session.info[_COMMITTED] = (session.info.pop(_PENDING, {}), session.info.pop(_GATE_PENDING, False))
+
+    def after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
+        if transaction.parent is not None or _COMMITTED not in session.info:
+            return
+        pending, gate = session.info.pop(_COMMITTED)
         for space_id, labels in pending.items():
             try:
                 sync(conn(), db, space_id, labels, ack_timeout_s)
             except Exception:  # noqa: BLE001 - Redis away: the supervisor's sweep (`sync_all`) repairs it later
                 log.exception("route of space %s not written; the reconciler will", space_id)
-        if session.info.pop(_GATE_PENDING, False):
+        if gate:
             try:
                 publish_acked(conn(), GATE_MESSAGE, ack_timeout_s)
             except Exception:  # noqa: BLE001 - Redis away: the proxies' caches expire by SPACEHUB_TOKEN_CACHE_S
@@ -237,4 +246,5 @@ def watch(db: Database, conn: Callable[[], redis.Redis], ack_timeout_s: float = 
 
     db.listen("after_flush", after_flush)
     db.listen("after_commit", after_commit)
+    db.listen("after_transaction_end", after_transaction_end)
     db.listen("after_soft_rollback", lambda session, _previous: after_rollback(session))

@@ -110,3 +110,24 @@ def test_forget_drops_cached_answers_and_keeps_none_looked_up_across_it(db):
         assert await slow.token_caller(secret) is None
 
     asyncio.run(racing())
+
+
+def test_the_proxies_are_told_after_the_committing_session_gave_its_connection_back(db, tmp_path):
+    """Telling may wait seconds for the proxies' acknowledgements and reads the route with a session of its own: a
+    committing thread that still held its connection meanwhile would hold two, and under load drain the pool."""
+    held: list[int] = []
+
+    class Counting(Recorder):
+        def publish(self, channel: str, message: str) -> int:
+            held.append(db.engine.pool.checkedout())
+            return super().publish(channel, message)
+
+    conn = Counting()
+    routes.watch(db, lambda: conn)  # type: ignore[arg-type,return-value]
+    with db.session() as session:
+        alice = accounts.create_user(session, "alice")
+        token = accounts.create_token(session, alice, "t").token
+    with db.session() as session:
+        accounts.revoke_token(session, session.merge(alice), token.id)
+    assert conn.published == [routes.GATE_MESSAGE]
+    assert held == [0]
