@@ -105,6 +105,8 @@ def test_a_second_worker_finds_the_pushed_build(pushing: Settings, pushed: Artif
     log = Log()
     write_tree(tree, {
         "Dockerfile": f'FROM {base_image}\nWORKDIR /tmp\nCMD ["python3", "-m", "http.server", "7860"]\n',
+        # A tree of its own too: the same files as another test's image would be that image's tag, removed below.
+        "unique.txt": secrets.token_hex(8),
     })
     # A different tree gets a different key: not found, so it is built and pushed (a tag of its own).
     other = DockerBuilder(pushing).build(BuildPlan(recipe="docker"), tree, log)
