@@ -85,7 +85,7 @@ def test_try_it_works_verbatim_in_a_second_terminal(fresh, browser: Browser) -> 
     outputs: list[str] = []
     for line in commands[1:]:
         if "<token>" in line:
-            token = re.search(r"\b(sh_[A-Za-z0-9_]+)\b", outputs[-1])
+            token = re.search(r"(sh_[A-Za-z0-9_-]+)", outputs[-1])
             assert token, outputs[-1]
             line = line.replace("<token>", token.group(1))
         outputs.append(_run(line, terminal, port))

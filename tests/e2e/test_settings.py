@@ -76,7 +76,7 @@ def test_variable_and_secret_reach_the_app_after_a_restart_then_delete(server, o
     page.fill("#delete-confirm", "alice/envshow")
     expect(delete).to_be_enabled()
     delete.click()
-    page.wait_for_url("**/alice?deleted=envshow")
+    page.wait_for_url("**/alice?deleted=envshow", timeout=90_000)  # it stops the app first: slow on a loaded machine
     expect(page.locator(".alert-ok")).to_contain_text("alice/envshow was deleted")
     assert page.goto("/spaces/alice/envshow").status == 404
     with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=30) as client:
