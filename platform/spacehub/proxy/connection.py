@@ -51,6 +51,7 @@ class ClientConnection(Channel):
         self.bytes_received = 0
         self.received_mark = 0
         self.written_mark = 0
+        self.last_space_id = -1  # the space of the last request counted here: its bytes still arriving go to it
         self.started = 0.0
 
     # asyncio.Protocol callbacks
@@ -90,6 +91,7 @@ class ClientConnection(Channel):
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
         self.server.connections.discard(self)
+        self.server.count_rest(self)
         self.requests.feed_eof()
         self._cancel_head_timer()
         self._abandon_exchange()
@@ -145,8 +147,6 @@ class ClientConnection(Channel):
         self.busy = False
         self.relay = None
         self.task = None
-        self.received_mark = self.bytes_received  # the next request's bytes start here
-        self.written_mark = self.bytes_written
         if not keep_alive or self.server.draining:
             self.close()
             return

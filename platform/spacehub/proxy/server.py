@@ -380,10 +380,22 @@ class ProxyServer:
                            _clock() - conn.started)
             conn.received_mark = received
             conn.written_mark = written
+            conn.last_space_id = space_id
         if self._activity is not None:
             self._activity.request_end(space_id, target)
         if self._on_request_end is not None:
             _call_hook(self._on_request_end, self._end_takes_target, space_id, target)
+
+
+    def count_rest(self, conn: ClientConnection) -> None:
+        """A closed connection's bytes since its last counted request (a body its app never read, that arrived
+        after the answer) go to that request's space, as bytes between two requests go to the next one."""
+        traffic = self._traffic
+        if traffic is not None and conn.last_space_id >= 0:
+            traffic.add_bytes(conn.last_space_id, conn.bytes_received - conn.received_mark,
+                              conn.bytes_written - conn.written_mark)
+            conn.received_mark = conn.bytes_received
+            conn.written_mark = conn.bytes_written
 
 
 def _call_hook(hook: Callable[..., object] | None, takes_target: bool, space_id: int, target: bytes) -> None:

@@ -53,6 +53,13 @@ class TrafficCounter:
     def __init__(self) -> None:
         self.spaces: dict[int, SpaceTraffic] = {}
 
+    def add_bytes(self, space_id: int, bytes_in: int, bytes_out: int) -> None:
+        traffic = self.spaces.get(space_id)
+        if traffic is None:
+            traffic = self.spaces[space_id] = SpaceTraffic()
+        traffic.bytes_in += bytes_in
+        traffic.bytes_out += bytes_out
+
     def record(self, space_id: int, status: int, bytes_in: int, bytes_out: int, seconds: float) -> None:
         traffic = self.spaces.get(space_id)
         if traffic is None:
