@@ -270,10 +270,23 @@ def request_build(platform: Platform, session: Session, space: Space, sha: str,
     transition(space, building_stage(Stage(space.stage)), "queued for build", by=by)
     session.flush()
     LogWriter(platform.redis, space.id, "build").reset()
+    first_of_owner = not _owner_has_queued_builds(session, space.owner, build.id)
     session.commit()  # the worker must see the row before it picks the job up
     build.job_id = enqueue(platform.redis, BUILDS, "spacehub_runner.jobs.build", build.id, factory,
-                           timeout=platform.settings.build_job_timeout_s)
+                           timeout=platform.settings.build_job_timeout_s, at_front=first_of_owner)
     return build.id
+
+
+def _owner_has_queued_builds(session: Session, owner: str, build_id: int) -> bool:
+    """Does another build of this owner's spaces wait in the queue?
+
+    The queue's fairness rule: an owner's build goes to the front when none of theirs waits there yet, and to the
+    back behind their own otherwise. So one user's backlog of thirty never delays another user's first build by
+    more than the builds already running (and other owners' firsts); it still runs in order, among their own."""
+    waiting = session.scalar(select(Build.id).join(Space, Space.id == Build.space_id)
+                             .where(Space.owner == owner, Build.status == BuildStatus.QUEUED, Build.id != build_id)
+                             .limit(1))
+    return waiting is not None
 
 
 def last_deployment(session: Session, build: Build) -> Deployment | None:
