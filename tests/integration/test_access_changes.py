@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from support.faults import RedisServer, static_tree, wait_for
-from support.server import ADMIN_TOKEN, free_port
+from support.server import ADMIN_TOKEN, free_port, kill_apps
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -79,6 +79,7 @@ class Platform:
     def stop(self) -> None:
         for role in self.roles:
             role.kill()
+        kill_apps(Path(self.env["SPACEHUB_DATA_DIR"]))
 
     def logs_tail(self) -> str:
         return "\n".join(f"--- {role.name} ---\n{role.log.read_text()[-2000:]}" for role in self.roles)

@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from support.faults import RedisServer, static_tree, wait_for
-from support.server import ADMIN_TOKEN, free_port
+from support.server import ADMIN_TOKEN, free_port, kill_apps
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -131,3 +131,4 @@ def test_roles_run_apart_answer_health_and_stop_gracefully(tmp_path, redis_serve
     finally:
         for role in roles.values():
             role.kill()
+        kill_apps(tmp_path / "data")

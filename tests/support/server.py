@@ -125,10 +125,7 @@ class Server:
                 self.process.wait()
 
     def kill_apps(self) -> None:
-        """Apps and fork-servers live in their own sessions, outliving serve by design: tests clean them up here."""
-        for pid in app_pids(self.data_dir) + fork_server_pids(self.data_dir):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(os.getpgid(pid), signal.SIGKILL)
+        kill_apps(self.data_dir)
 
     def cli(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run([sys.executable, "-m", "spacehub", *args], env=self.env, capture_output=True,
@@ -173,6 +170,14 @@ class Server:
                 return runtime
             time.sleep(0.3)
         raise AssertionError(f"{repo_id} never reached {stages}: {runtime}\n{self.log.read_text()[-3000:]}")
+
+
+def kill_apps(data_dir: Path) -> None:
+    """Apps and fork-servers live in their own sessions, outliving serve (and the roles) by design, for
+    re-adoption: tests clean them up here."""
+    for pid in app_pids(data_dir) + fork_server_pids(data_dir):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(os.getpgid(pid), signal.SIGKILL)
 
 
 def app_pids(data_dir: Path) -> list[int]:
