@@ -8,6 +8,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from support import pg  # noqa: E402
+from support.faults import RedisServer  # noqa: E402
 
 # Benchmarks (`make bench`) are scripts, not tests: never collected, even when named on the command line.
 collect_ignore = ["bench"]
@@ -32,3 +33,12 @@ def database_backend(request: pytest.FixtureRequest) -> Iterator[str]:
     finally:
         pg.use(None)
         cluster.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server of the test's own (support.faults.RedisServer), stopped at the end."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()

@@ -1,4 +1,4 @@
-"""`git push` while Redis (which queues builds) is down, with an external redis-server stopped and started under a
+"""`git push` while Redis (which queues builds) is down, with an redis_server redis-server stopped and started under a
 real `spacehub serve`: the push is refused before anything lands, and git shows why and when to try again;
 a commit that did land meanwhile without its build (a REST upload, answered 503 once its build could not be
 queued) is built by the reconciler once Redis is back, with no further push; then pushes build and serve again."""
@@ -7,28 +7,20 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from support.faults import RedisServer, serving, static_tree, wait_for
+from support.faults import serving, static_tree, wait_for
 from support.server import Server
 
 pytestmark = pytest.mark.timeout(600)
 
 
-@pytest.fixture
-def external(tmp_path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
-
 
 @pytest.fixture
-def server(tmp_path, external):
-    with serving(tmp_path / "data", env={"SPACEHUB_REDIS_URL": external.url}, lost_job_s="2",
+def server(tmp_path, redis_server):
+    with serving(tmp_path / "data", env={"SPACEHUB_REDIS_URL": redis_server.url}, lost_job_s="2",
                  reconcile_interval_s="0.5") as srv:
         yield srv
 
@@ -61,7 +53,7 @@ def serves(server: Server, text: str) -> bool | None:
     return True if response.status_code == 200 and text in response.text else None
 
 
-def test_git_push_while_redis_is_down(server, external, tmp_path):
+def test_git_push_while_redis_is_down(server, redis_server, tmp_path):
     assert server.api.post("/api/repos/create", json={"type": "space", "name": "page", "sdk": "static"}).is_success
     home, work = tmp_path / "git-home", tmp_path / "work"
     home.mkdir()
@@ -71,7 +63,7 @@ def test_git_push_while_redis_is_down(server, external, tmp_path):
     git(home, "push", "origin", "main", cwd=work)
     wait_for("the first revision served", lambda: serves(server, "first revision"), 120)
 
-    external.stop()
+    redis_server.stop()
     commit_page(home, work, "pushed while redis was down")
     refused = git(home, "push", "origin", "main", cwd=work, check=False)
     assert refused.returncode != 0
@@ -89,7 +81,7 @@ def test_git_push_while_redis_is_down(server, external, tmp_path):
     assert landed != first
 
     # ... is built once Redis is back, with no further push.
-    external.start()
+    redis_server.start()
     wait_for("the landed commit built and served", lambda: serves(server, "uploaded while redis was down"), 180)
     assert server.api.get("/api/spaces/admin/page/runtime").json()["sha"] == landed
     assert f"commit {landed[:7]} has no build; building it" in server.log.read_text()

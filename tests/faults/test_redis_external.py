@@ -1,15 +1,14 @@
-"""An external redis-server (SPACEHUB_REDIS_URL, over TCP) stopped for 20 s under a real `spacehub serve`: every
+"""An redis_server redis-server (SPACEHUB_REDIS_URL, over TCP) stopped for 20 s under a real `spacehub serve`: every
 API answer meanwhile is 503 JSON with Retry-After where Redis is needed (never a 500), the proxy keeps routing the
 spaces it knows, and after Redis returns a push builds and serves."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
-from support.faults import RedisServer, serving, static_tree, wait_for
+from support.faults import serving, static_tree, wait_for
 from support.server import Server
 
 pytestmark = pytest.mark.timeout(600)
@@ -17,17 +16,10 @@ pytestmark = pytest.mark.timeout(600)
 DOWN_S = 20.0
 
 
-@pytest.fixture
-def external(tmp_path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
-
 
 @pytest.fixture
-def server(tmp_path, external):
-    with serving(tmp_path / "data", env={"SPACEHUB_REDIS_URL": external.url}) as srv:
+def server(tmp_path, redis_server):
+    with serving(tmp_path / "data", env={"SPACEHUB_REDIS_URL": redis_server.url}) as srv:
         yield srv
 
 
@@ -37,13 +29,13 @@ def upload(server: Server, title: str) -> tuple[int, str, dict[str, str]]:
     return response.status_code, response.text, dict(response.headers)
 
 
-def test_external_redis_down_for_20s(server, external):
+def test_external_redis_down_for_20s(server, redis_server):
     assert server.api.post("/api/repos/create", json={"type": "space", "name": "page", "sdk": "static"}).is_success
     assert upload(server, "before the outage")[0] == 200
     server.wait_stage("admin/page", {"RUNNING"}, timeout=120)
     wait_for("served", lambda: True if "before the outage" in server.space_get("admin-page").text else None, 30)
 
-    external.stop()
+    redis_server.stop()
     answers: list[tuple[str, int, str, dict[str, str]]] = []
     served: list[int] = []
     down_until = time.monotonic() + DOWN_S
@@ -55,7 +47,7 @@ def test_external_redis_down_for_20s(server, external):
         answers.append(("GET /api/spaces", listing.status_code, listing.text, dict(listing.headers)))
         served.append(server.space_get("admin-page").status_code)
         time.sleep(0.5)
-    external.start()
+    redis_server.start()
 
     assert answers
     for what, status, body, headers in answers:

@@ -3,7 +3,6 @@ queue's order is what is looked at): one user's backlog never stands in front of
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,15 +16,10 @@ from support.faults import RedisServer
 
 
 @pytest.fixture
-def platform(tmp_path: Path) -> Iterator[Platform]:
-    redis_server = RedisServer(tmp_path / "redis")
-    redis_server.start()
-    try:
-        settings = Settings(data_dir=tmp_path / "data", redis_url=redis_server.url,
-                            database_url=pg.database_url(tmp_path / "data" / "spacehub.db"))
-        yield Platform.open(settings)
-    finally:
-        redis_server.stop()
+def platform(tmp_path: Path, redis_server: RedisServer) -> Platform:
+    settings = Settings(data_dir=tmp_path / "data", redis_url=redis_server.url,
+                        database_url=pg.database_url(tmp_path / "data" / "spacehub.db"))
+    return Platform.open(settings)
 
 
 def _queue_build(platform: Platform, owner: str, name: str, sha: str) -> int:

@@ -14,7 +14,6 @@ from spacehub.api import create_app
 from spacehub.api import errors as api_errors
 from spacehub.context import Platform
 from spacehub.settings import Settings
-from support.faults import RedisServer
 
 TOKEN = "sh_disk_full_test_token_0123456789"
 
@@ -40,12 +39,9 @@ def test_enospc_from_a_real_write_is_507_json_naming_the_data_dir(tmp_path):
 
 
 @pytest.fixture
-def platform(tmp_path):
-    redis_server = RedisServer(tmp_path / "redis")  # a real one: requests may count in Redis (rate limits)
-    redis_server.start()
+def platform(tmp_path, redis_server):  # a real Redis: requests may count in it (rate limits)
     settings = Settings(data_dir=tmp_path / "data", admin_token=TOKEN, redis_url=redis_server.url)
     yield Platform.open(settings)
-    redis_server.stop()
 
 
 def test_sqlite_full_is_507_json_on_a_write(platform):

@@ -6,46 +6,17 @@ other serving)."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from support.faults import RedisServer, static_tree, wait_for
+from support.faults import Role, static_tree, wait_for
 from support.server import ADMIN_TOKEN, free_port, kill_apps
 
 pytestmark = pytest.mark.timeout(600)
 
 
-class Role:
-    def __init__(self, name: str, args: list[str], env: dict[str, str], logs: Path) -> None:
-        self.name, self.args = name, args
-        self.log = logs / f"{name}.log"
-        with open(self.log, "ab") as out:
-            self.process = subprocess.Popen([sys.executable, "-m", "spacehub", *args], env=env, stdout=out,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
-
-    def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(120)
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
-
-@pytest.fixture
-def redis_server(tmp_path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
 
 
 def get(url: str) -> httpx.Response | None:

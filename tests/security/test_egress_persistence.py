@@ -116,14 +116,6 @@ def _env(settings: Settings, redis_url: str) -> dict[str, str]:
     return env
 
 
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
-
-
 def test_a_worker_puts_the_rules_back_at_start(own: Settings, redis_server: RedisServer) -> None:
     _as_after_a_reboot(own)
     done = subprocess.run([sys.executable, "-m", "spacehub", "worker", "--burst", "--queue",

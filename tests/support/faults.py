@@ -7,7 +7,9 @@ import contextlib
 import http.server
 import io
 import os
+import signal
 import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -97,6 +99,28 @@ class RedisServer:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(10)
+
+
+class Role:
+    """One role (`spacehub api`, `proxy`, `worker`, `supervisor`, ...) run apart, in a session of its own, its
+    output in `logs/<name>.log`."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], logs: Path) -> None:
+        self.name = name
+        self.log = logs / f"{name}.log"
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen([sys.executable, "-m", "spacehub", *args], env=env, stdout=out,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
+
+    def stop(self) -> int:
+        """SIGTERM, then its exit status once it has stopped gracefully."""
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(120)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
 
 
 @contextlib.contextmanager
