@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from spacehub.errors import SpaceConfigError
+from spacehub.errors import InvalidInput, SpaceConfigError
 from spacehub.settings import Settings
 
 DEFAULT_FLAVOR = "cpu-basic"
@@ -64,6 +64,14 @@ def flavors(settings: Settings) -> dict[str, Flavor]:
     if settings.hardware_table is None:
         return dict(HUB_FLAVORS)
     return {**HUB_FLAVORS, **_load_table(Path(settings.hardware_table))}
+
+
+def check(settings: Settings, name: str) -> str:
+    """The flavor's name if the table in force has it: what the API, the web UI and the runner all accept."""
+    table = flavors(settings)
+    if name not in table:
+        raise InvalidInput(f"hardware must be one of {', '.join(table)} (got {name!r})")
+    return name
 
 
 def flavor(settings: Settings, name: str | None) -> Flavor:
@@ -125,18 +133,14 @@ def hub_listing(settings: Settings) -> list[dict[str, object]]:
     return listed
 
 
-def menu(settings: Settings, names: tuple[str, ...]) -> list[tuple[str, str | None]]:
-    """The hardware menu of the web UI: each flavor with None when this install can run it, else the reason it
-    cannot (shown greyed out with that reason)."""
+def menu(settings: Settings) -> list[tuple[str, str | None]]:
+    """The hardware menu of the web UI: each flavor of the table with None when this install can run it, else
+    the reason it cannot (shown greyed out with that reason)."""
     refused = _cluster_refusals(settings)
     gpus = gpu_count(settings) if refused is None else 0
-    table = flavors(settings)
     choices: list[tuple[str, str | None]] = []
-    for name in names:
-        size = table.get(name)
-        if size is None:
-            choices.append((name, "not in this install's hardware table"))
-        elif refused is not None:
+    for name, size in flavors(settings).items():
+        if refused is not None:
             choices.append((name, refused.get(name)))
         elif size.gpus > gpus:
             have = f"{gpus} GPU" + ("s" if gpus != 1 else "") if gpus else "no GPU"

@@ -13,6 +13,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from spacehub import accounts, crypto
+from spacehub import hardware as hardware_table
 from spacehub.context import Platform
 from spacehub.errors import (
     Conflict,
@@ -37,11 +38,6 @@ from spacehub.transitions import transition
 
 README = "README.md"  # where a space keeps its configuration (front matter)
 SDKS = ("gradio", "docker", "static")
-HARDWARE = (
-    "cpu-basic", "cpu-upgrade", "cpu-performance", "cpu-xl", "zero-a10g", "t4-small", "t4-medium", "l4x1",
-    "l4x4", "l40sx1", "l40sx4", "l40sx8", "a10g-small", "a10g-large", "a10g-largex2", "a10g-largex4",
-    "a100-large", "a100x4", "a100x8",
-)
 STORAGE = ("small", "medium", "large")
 
 
@@ -109,8 +105,8 @@ def create(platform: Platform, session: Session, user: User | None, owner: str |
     check_name(name)
     if repo_type == "space" and sdk not in SDKS:
         raise InvalidInput(f"sdk must be one of {', '.join(SDKS)} (got {sdk!r})")
-    if hardware is not None and hardware not in HARDWARE:
-        raise InvalidInput(f"hardware must be one of {', '.join(HARDWARE)} (got {hardware!r})")
+    if hardware is not None:
+        hardware_table.check(platform.settings, hardware)
     if storage is not None and storage not in STORAGE:
         raise InvalidInput(f"storage must be one of {', '.join(STORAGE)} (got {storage!r})")
     if not accounts.owner_exists(session, owner):
@@ -169,8 +165,7 @@ def delete_variable(session: Session, space: Space, key: str, *, secret: bool) -
 def request_hardware(platform: Platform, session: Session, space: Space, flavor: str,
                      sleep_time: int | None = None) -> None:
     """New hardware for the space; a running app moves to it at once (restarted, as on the Hub)."""
-    if flavor not in HARDWARE:
-        raise InvalidInput(f"hardware must be one of {', '.join(HARDWARE)} (got {flavor!r})")
+    hardware_table.check(platform.settings, flavor)
     if sleep_time is not None:
         set_sleep_time(session, space, sleep_time)
     changed, space.hardware = flavor != space.hardware, flavor

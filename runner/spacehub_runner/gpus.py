@@ -24,12 +24,12 @@ import redis
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from spacehub import hardware
 from spacehub.queue import OPS, enqueue
 from spacehub.settings import Settings
 from spacehub.stages import Stage
 from spacehub.store.db import Database
 from spacehub.store.models import GpuAllocation, Space
-from spacehub_runner import hardware
 
 log = logging.getLogger("spacehub.gpus")
 

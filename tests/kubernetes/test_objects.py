@@ -139,7 +139,7 @@ def test_the_hardware_menu_follows_the_clusters_table(settings: Settings) -> Non
     listed = {item["name"] for item in hardware.hub_listing(kube)}
     assert {"cpu-basic", "cpu-upgrade", "t4-small"} <= listed  # t4-small: schedulable in this cluster's table
     assert "a100-large" not in listed and "h100" not in listed
-    menu = dict(hardware.menu(kube, ("cpu-basic", "t4-small", "a100-large")))
+    menu = dict(hardware.menu(kube))
     assert menu["cpu-basic"] is None and menu["t4-small"] is None
     assert "cannot schedule" in str(menu["a100-large"])
     # Elsewhere the GPU count decides, as before (no GPU here).

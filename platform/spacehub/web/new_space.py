@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from spacehub import accounts, hardware, spaces
+from spacehub import accounts, hardware
 from spacehub.api.deps import SESSION, get_platform
 from spacehub.context import Platform
 from spacehub.store.models import User
@@ -29,5 +29,5 @@ def new_space(request: Request, platform: Platform = Depends(get_platform), sess
               user: User = Depends(signed_in_user)) -> Response:
     owners = [user.name] + [org.name for org in accounts.user_orgs(session, user)]
     return page(request, "new_space.html", user=user, owners=owners, sdk_choices=SDK_CHOICES,
-                hardware_choices=hardware.menu(platform.settings, spaces.HARDWARE), storage_choices=STORAGE_CHOICES,
+                hardware_choices=hardware.menu(platform.settings), storage_choices=STORAGE_CHOICES,
                 max_upload_bytes=platform.settings.max_upload_bytes)

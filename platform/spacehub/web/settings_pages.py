@@ -54,7 +54,7 @@ def _settings_page(request: Request, platform: Platform, session: Session, web: 
                 space_url=web.settings.space_url(space.label), app_url=app_url(web, space, user),
                 base=f"/spaces/{space.owner}/{space.name}", problem=problem_of(platform, space),
                 variables=[v for v in rows if not v.secret], secrets=[v for v in rows if v.secret],
-                hardware_choices=hardware.menu(platform.settings, spaces.HARDWARE),
+                hardware_choices=hardware.menu(platform.settings),
                 sleep_choices=_sleep_choices(space.sleep_time), notice=notice,
                 error=error)
 

@@ -35,11 +35,12 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 from docker.types import DeviceRequest, LogConfig
 
+from spacehub import hardware
 from spacehub.errors import Conflict, StartFailed
 from spacehub.filecopy import copy_tree
 from spacehub.settings import Settings
 
-from .. import diskcap, hardware, imageregistry
+from .. import diskcap, imageregistry
 from ..dockeropts import DockerOptions
 from ..plugs import Artifact, Handle, RunSpec
 from . import readiness
@@ -58,12 +59,6 @@ DISK = "spacehub.disk"  # "loop" on data volumes bound to a capped filesystem of
 DATA_DIR = "/data"
 HOST_ALIAS = "host.docker.internal"
 _LOOPBACK = {"localhost", "127.0.0.1", "::1", "[::1]"}
-
-# The Hub's flavors: (vCPUs, memory GB), from the hardware table (which also has GPU counts).
-HUB_FLAVORS: dict[str, tuple[float, float]] = {
-    name: (size.cpus, size.memory_gb) for name, size in hardware.HUB_FLAVORS.items()
-}
-
 
 def instance_id(settings: Settings) -> str:
     """This platform's mark on its containers and volumes: a hash of its data dir."""
