@@ -26,10 +26,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from spacehub.access import repo_key
 from spacehub.context import Platform
 from spacehub.errors import Forbidden
 from spacehub.objectstore import OID
-from spacehub.spaces import repo_key
 from spacehub.store.models import LfsGrant, Space, User
 
 log = logging.getLogger(__name__)

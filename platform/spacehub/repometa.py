@@ -18,9 +18,9 @@ import struct
 from typing import Any
 
 from spacehub import lfs
+from spacehub.access import repo_key
 from spacehub.context import Platform
 from spacehub.repos import TreeEntry
-from spacehub.spaces import repo_key
 from spacehub.store.models import Space
 
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
@@ -48,7 +48,7 @@ _PIPELINES = (
 
 def refresh(platform: Platform, space: Space, sha: str | None) -> None:
     """Re-read a model's or dataset's card and derived metadata after its default branch moved."""
-    from spacehub import repoview  # repoview imports spaces, as this module does: keep the import graph flat
+    from spacehub import repoview  # repoview imports access, as this module does: keep the import graph flat
 
     space.card_data = repoview.card_data(platform, space, sha)
     space.meta = derive(platform, space, sha, space.card_data or {})

@@ -6,11 +6,11 @@ from typing import Any
 
 import pathspec
 
+from spacehub.access import repo_key
 from spacehub.context import Platform
 from spacehub.errors import EntryNotFound, RevisionNotFound, SpacehubError
 from spacehub.repos import DEFAULT_BRANCH, TreeEntry
 from spacehub.spaceconfig import parse_front_matter
-from spacehub.spaces import repo_key
 from spacehub.store.models import Space
 
 

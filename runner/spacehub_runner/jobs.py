@@ -17,8 +17,7 @@ from typing import Any
 from redis.exceptions import LockError, ResponseError
 from sqlalchemy import select
 
-from spacehub import activity, crypto, lfs
-from spacehub import spaces as space_ops
+from spacehub import access, activity, builds, crypto, lfs
 from spacehub.context import Platform
 from spacehub.errors import BuildFailed, NoAppFile, SpaceConfigError, StartFailed, Superseded
 from spacehub.logstream import LogWriter
@@ -136,7 +135,7 @@ def build(build_id: int, factory: bool = False) -> JobOutcome:
         build_row.status, build_row.started_at = BuildStatus.RUNNING, utcnow()
         build_row.runner, build_row.attempts = liveness.me(), (build_row.attempts or 0) + 1
         transition(space, building_stage(Stage(space.stage)), f"building {build_row.sha[:7]}", by="build")
-        space_id, sha, sdk, repo = space.id, build_row.sha, space.sdk, space_ops.repo_key(space)
+        space_id, sha, sdk, repo = space.id, build_row.sha, space.sdk, access.repo_key(space)
     log = LogWriter(platform.redis, space_id, "build", platform.settings.log_stream_max)
     log(f"==> Building {repo} at revision {sha[:12]}")
     refusal = diskguard.refusal(platform.settings, "build")
@@ -373,7 +372,7 @@ def start(space_id: int, force: bool = False, crash_restart: bool = False) -> Jo
         build_row = session.scalar(select(Build).where(Build.space_id == space_id, Build.sha == space.desired_sha))
         if build_row is None or build_row.artifact is None or not registry.artifact_exists(
                 platform.settings, Artifact.from_json(build_row.artifact)):
-            space_ops.request_build(platform, session, space, space.desired_sha, build_row, by="start")
+            builds.request_build(platform, session, space, space.desired_sha, build_row, by="start")
             return JobOutcome.REBUILDING
         if not force and space.stage in (Stage.STOPPED, Stage.PAUSED, Stage.DELETING):
             return JobOutcome.NOT_WANTED  # e.g. a GPU waiter stopped by its owner before a device freed up

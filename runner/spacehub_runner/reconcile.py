@@ -28,7 +28,7 @@ from rq.job import Job, JobStatus
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from spacehub import spaces as space_ops
+from spacehub import access, builds
 from spacehub.context import Platform
 from spacehub.logstream import LogWriter
 from spacehub.queue import BUILDS, OPS, enqueue, queue
@@ -196,7 +196,7 @@ class Healer:
         sha = space.desired_sha or ""
         if build is None:
             log.warning("%s shows %s with no build of %s: building it", space.repo_id, space.stage, sha[:7])
-            space_ops.request_build(self.platform, session, space, sha, by="supervisor")
+            builds.request_build(self.platform, session, space, sha, by="supervisor")
         elif build.status == BuildStatus.SUCCEEDED:
             transition(space, starting_stage(Stage(space.stage)), f"built {sha[:7]}; queued to start",
                        by="supervisor")
@@ -230,8 +230,8 @@ class Healer:
             transition(space, Stage.RUNNING, "", by="supervisor")  # it started; only the stage lagged
             return
         if build is None or build.status != BuildStatus.SUCCEEDED:
-            space_ops.request_build(self.platform, session, space, space.desired_sha or "", build,
-                                    by="supervisor")
+            builds.request_build(self.platform, session, space, space.desired_sha or "", build,
+                                 by="supervisor")
             return
         log.warning("%s shows %s with no start under way: starting it", space.repo_id, space.stage)
         self._retry_start(session, space, "no job was starting it")
@@ -246,7 +246,7 @@ class Healer:
                 if space.stage in (Stage.PAUSED, Stage.DELETING):
                     continue  # a paused space builds its HEAD when restarted
                 try:
-                    head = self.platform.repos.head(space_ops.repo_key(space))
+                    head = self.platform.repos.head(access.repo_key(space))
                 except Exception:  # noqa: BLE001 - no repo (yet): nothing to build
                     continue
                 if head is None:
@@ -256,7 +256,7 @@ class Healer:
                 if has_build or not self._overdue(("head", space.id, head), False):
                     continue
                 log.warning("%s: commit %s has no build; building it", space.repo_id, head[:7])
-                space_ops.request_build(self.platform, session, space, head, by="supervisor")
+                builds.request_build(self.platform, session, space, head, by="supervisor")
 
     # -- what no record owns ----------------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from spacehub import accounts, spaces
+from spacehub import accounts, builds, spaces
 from spacehub.context import Platform
 from spacehub.queue import BUILDS, queue
 from spacehub.settings import Settings
@@ -26,7 +26,7 @@ def _queue_build(platform: Platform, owner: str, name: str, sha: str) -> int:
     with platform.db.session() as session:
         user = accounts.get_user(session, owner)
         space = spaces.create(platform, session, user, owner, name, sdk="static")
-        return spaces.request_build(platform, session, space, sha)
+        return builds.request_build(platform, session, space, sha)
 
 
 def _queued_build_ids(platform: Platform) -> list[int]:

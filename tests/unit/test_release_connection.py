@@ -8,7 +8,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.pool import QueuePool
 
-from spacehub import spaces
+from spacehub import commits
 from spacehub.store.db import Database, migrate
 from spacehub.store.models import User
 
@@ -26,7 +26,7 @@ def test_a_reading_session_gives_its_connection_back(tmp_path: Path) -> None:
     with db.session() as session:
         session.scalars(select(User)).all()
         assert pool.checkedout() == 1
-        spaces.release_connection(session)
+        commits.release_connection(session)
         assert pool.checkedout() == 0
 
 
@@ -37,7 +37,7 @@ def test_a_session_with_changes_keeps_its_transaction(tmp_path: Path) -> None:
         with db.session() as session:
             session.add(User(name="kept", name_key="kept"))
             session.flush()
-            spaces.release_connection(session)
+            commits.release_connection(session)
             assert pool.checkedout() == 1
             raise RuntimeError("the git work failed")
     except RuntimeError:

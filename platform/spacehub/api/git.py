@@ -12,7 +12,7 @@ exists; a signed-in one gets 404, the same answer as for a missing repo.
 Errors here are `text/plain`, unlike the rest of the API: git shows a plain-text body to its user as `remote:`
 lines and shows nothing of a JSON one. The `X-Error-Code` header is the same as everywhere.
 
-A push that moves `main` ends like any upload: `spaces.after_commit` records the revision and queues its build,
+A push that moves `main` ends like any upload: `commits.after_commit` records the revision and queues its build,
 before the last bytes of git's answer go out, so the build exists when `git push` returns. While Redis, which
 queues builds, cannot be reached, a push to a space is refused before git receives anything (503 with
 Retry-After; git shows the reason as a `remote:` line), rather than landed unbuilt. Should Redis fail after the
@@ -35,7 +35,7 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from sqlalchemy.orm import Session
 from starlette.types import Receive, Scope, Send
 
-from spacehub import accounts, ratelimit, repometa, spaces
+from spacehub import access, accounts, commits, ratelimit, repometa
 from spacehub.api.deps import get_platform
 from spacehub.context import Platform
 from spacehub.errors import (
@@ -106,7 +106,7 @@ def _authorize(platform: Platform, request: Request, repo_type: str, owner: str,
                 limiter.take("write", ratelimit.peer_of(request), user.name)
             if write and space.repo_type == "space":
                 platform.redis.ping()  # a push to a space is built: refused while nothing could queue its build
-            key = spaces.repo_key(space)
+            key = access.repo_key(space)
             return _Target(space_id=space.id, git_dir=platform.repos.git_dir(key),
                            head=platform.repos.head(key) if write else None)
     except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
@@ -122,8 +122,8 @@ def authorized_repo(session: Session, request: Request, limiter: ratelimit.RateL
     The rule git and the LFS batch API share: a private repo and a missing one get the same answer.
     """
     user, role = caller_of(session, request, limiter)
-    space = spaces.find_space(session, owner, _without_git_suffix(name), repo_type)
-    if space is None or not spaces.can_read(session, user, space):
+    space = access.find_space(session, owner, _without_git_suffix(name), repo_type)
+    if space is None or not access.can_read(session, user, space):
         if user is None:  # the same for a private repo and a missing one: say nothing about which
             raise Unauthorized("authentication required: use a spacehub token as the password")
         raise RepoNotFound(f"Repository not found: {owner}/{_without_git_suffix(name)}")
@@ -193,12 +193,12 @@ class _Push:
             space = session.get(Space, self.target.space_id)
             if space is None:
                 return
-            head = self.platform.repos.head(spaces.repo_key(space))
+            head = self.platform.repos.head(access.repo_key(space))
             if head is None or head == self.target.head:
                 return
             if space.repo_type != "space":  # no build: the Hub's derived metadata (card, pipeline, tags)
                 repometa.refresh(self.platform, space, head)
-            spaces.after_commit(self.platform, session, space, CommitResult(head, changed=True))
+            commits.after_commit(self.platform, session, space, CommitResult(head, changed=True))
 
 
 async def _answer(rpc: GitRpc, push: _Push | None) -> AsyncIterator[bytes]:

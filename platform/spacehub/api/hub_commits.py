@@ -25,15 +25,15 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from spacehub import lfs, management, ratelimit, repoview, spaces
+from spacehub import access, commits, lfs, ratelimit, repoview
 from spacehub.api.deps import SESSION, get_platform, require_user
 from spacehub.api.hubpaths import base_url, repo_type_of, repo_url, revision_after
 from spacehub.api.uploads import limits_of
 from spacehub.archives import check_relpath
+from spacehub.commits import CommitOutcome
 from spacehub.commitstream import CommitStreamParser, ParsedCommit
 from spacehub.context import Platform
 from spacehub.errors import InvalidInput, NotFound, PayloadTooLarge
-from spacehub.management import CommitOutcome
 from spacehub.store.models import User
 
 router = APIRouter()
@@ -63,7 +63,7 @@ def _refuse_pull_requests(create_pr: str | None) -> None:
 def preupload(kind: str, owner: str, name: str, rest: str, body: Preupload, request: Request,
               create_pr: str | None = None, platform: Platform = Depends(get_platform),
               session: Session = SESSION, user: User = Depends(require_user)) -> JSONResponse:
-    space = spaces.get_writable(session, user, owner, name, repo_type_of(kind))
+    space = access.get_writable(session, user, owner, name, repo_type_of(kind))
     _refuse_pull_requests(create_pr)
     sha = repoview.resolve(platform, space, revision_after(request, "preupload", 4))
     limits = limits_of(platform.settings)
@@ -72,7 +72,7 @@ def preupload(kind: str, owner: str, name: str, rest: str, body: Preupload, requ
     current = {entry.path: entry for entry in repoview.files(platform, space, sha)}
     lfs_spec = lfs.lfs_patterns(repoview.read_text(platform, space, sha, ".gitattributes"))
     asked = [current[file.path] for file in body.files if file.path in current]
-    current_lfs = lfs.pointers(platform, spaces.repo_key(space),
+    current_lfs = lfs.pointers(platform, access.repo_key(space),
                                [entry.blob_id for entry in asked if entry.size <= lfs.MAX_POINTER_BYTES])
     gitignore = body.gitIgnore if body.gitIgnore is not None else repoview.read_text(platform, space, sha,
                                                                                      ".gitignore")
@@ -113,7 +113,7 @@ async def commit(kind: str, owner: str, name: str, rest: str, request: Request, 
 
     def check_writable() -> None:
         with platform.db.session() as session:
-            spaces.get_writable(session, user, owner, name, repo_type)
+            access.get_writable(session, user, owner, name, repo_type)
 
     await asyncio.to_thread(check_writable)  # refuse before reading a byte of the body
     await asyncio.to_thread(ratelimit.limiter_of(platform).take, "write", ratelimit.peer_of(request), user.name)
@@ -123,7 +123,7 @@ async def commit(kind: str, owner: str, name: str, rest: str, request: Request, 
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limits.max_upload_bytes:
         raise PayloadTooLarge(f"commit of {declared} bytes is over the limit of {limits.max_upload_bytes} bytes")
-    staging = await asyncio.to_thread(spaces.staging_dir, platform)
+    staging = await asyncio.to_thread(commits.staging_dir, platform)
     try:
         parser = CommitStreamParser(staging, limits)
         pending = bytearray()
@@ -138,7 +138,7 @@ async def commit(kind: str, owner: str, name: str, rest: str, request: Request, 
         outcome, repo_id = await asyncio.to_thread(_apply, platform, user, repo_type, owner, name, branch, parsed,
                                                     staging)
     finally:
-        await asyncio.to_thread(spaces.remove_tree, staging)
+        await asyncio.to_thread(commits.remove_tree, staging)
     url = repo_url(base_url(request, platform.settings), repo_type, repo_id)
     return JSONResponse({"success": True, "commitOid": outcome.sha, "commitUrl": f"{url}/commit/{outcome.sha}",
                          "hookOutput": "", "changed": outcome.changed, "buildId": outcome.build_id})
@@ -147,20 +147,20 @@ async def commit(kind: str, owner: str, name: str, rest: str, request: Request, 
 def _apply(platform: Platform, user: User, repo_type: str, owner: str, name: str, branch: str,
            parsed: ParsedCommit, spool: Path) -> tuple[CommitOutcome, str]:
     with platform.db.session() as session:
-        space = spaces.get_writable(session, user, owner, name, repo_type)  # still there, still theirs
+        space = access.get_writable(session, user, owner, name, repo_type)  # still there, still theirs
         header = parsed.header
         additions = dict(parsed.additions)
         if parsed.lfs_files:
             additions.update(_lfs_additions(platform, session, user, space, branch, parsed, spool))
-        outcome = management.commit(platform, session, space, user, branch, additions, parsed.deletions,
-                                    header.summary, header.description, header.parent_commit)
+        outcome = commits.commit(platform, session, space, user, branch, additions, parsed.deletions,
+                                 header.summary, header.description, header.parent_commit)
         return outcome, space.repo_id
 
 
 def _lfs_additions(platform: Platform, session: Session, user: User, space: Any, branch: str,
                    parsed: ParsedCommit, spool: Path) -> dict[str, Path]:
     """Pointer files for the commit's LFS files (objects checked), and `.gitattributes` rules they need."""
-    key = spaces.repo_key(space)
+    key = access.repo_key(space)
     wanted: dict[str, int] = {}
     for oid, size in parsed.lfs_files.values():
         if wanted.get(oid, size) != size:

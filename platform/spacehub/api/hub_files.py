@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
-from spacehub import lfs, repoview, spaces
+from spacehub import access, lfs, repoview
 from spacehub.api.deps import SESSION, get_platform, optional_user, require_user
 from spacehub.api.errors import error_response
 from spacehub.api.hubjson import commit_json, tree_json
@@ -48,14 +48,14 @@ def list_tree(kind: str, owner: str, name: str, rest: str, request: Request,
               platform: Platform = Depends(get_platform), session: Session = SESSION,
               user: User | None = Depends(optional_user), recursive: bool = False, expand: bool = False,
               cursor: int = Query(default=0, ge=0)) -> JSONResponse:
-    space = spaces.get_visible(session, user, owner, name, repo_type_of(kind))
+    space = access.get_visible(session, user, owner, name, repo_type_of(kind))
     revision, path = revision_and_path(request, "tree", 4)
     sha = repoview.resolve(platform, space, revision)
     if sha is None:  # an empty repo: its root is an empty folder
         if path.strip("/"):
             raise EntryNotFound(f"folder '{path}' not found in '{space.repo_id}': the repository is empty")
         return JSONResponse([])
-    key = spaces.repo_key(space)
+    key = access.repo_key(space)
     entries = platform.repos.list_tree(key, sha, path, recursive)
     page = TREE_PAGE_EXPANDED if expand else TREE_PAGE
     shown = entries[cursor:cursor + page]
@@ -82,11 +82,11 @@ def paths_info(kind: str, owner: str, name: str, rest: str, request: Request,
                user: User | None = Depends(optional_user), paths: list[str] = Form(default=[]),
                expand: bool = Form(default=False)) -> JSONResponse:
     """Entries for the paths that exist (files or folders); unknown paths are left out, as on the Hub."""
-    space = spaces.get_visible(session, user, owner, name, repo_type_of(kind))
+    space = access.get_visible(session, user, owner, name, repo_type_of(kind))
     sha = repoview.resolve(platform, space, revision_after(request, "paths-info", 4))
     if sha is None:
         return JSONResponse([])
-    key = spaces.repo_key(space)
+    key = access.repo_key(space)
     wanted = {path.strip("/") for path in paths}
     entries = [entry for entry in platform.repos.list_tree(key, sha) if entry.path in wanted]
     found = _pointers(platform, key, entries)
@@ -99,11 +99,11 @@ def list_commits(kind: str, owner: str, name: str, rest: str, request: Request,
                  platform: Platform = Depends(get_platform), session: Session = SESSION,
                  user: User | None = Depends(optional_user), p: int = Query(default=0, ge=0),
                  expand: list[str] = Query(default=[], alias="expand[]")) -> JSONResponse:
-    space = spaces.get_visible(session, user, owner, name, repo_type_of(kind))
+    space = access.get_visible(session, user, owner, name, repo_type_of(kind))
     sha = repoview.resolve(platform, space, revision_after(request, "commits", 4))
     if sha is None:
         return JSONResponse([])
-    found = platform.repos.log(spaces.repo_key(space), sha, limit=COMMITS_PAGE + 1, skip=p * COMMITS_PAGE)
+    found = platform.repos.log(access.repo_key(space), sha, limit=COMMITS_PAGE + 1, skip=p * COMMITS_PAGE)
     formatted = "formatted" in expand
     headers = next_page_link(request, platform.settings, p=p + 1) if len(found) > COMMITS_PAGE else {}
     return JSONResponse([commit_json(commit, formatted) for commit in found[:COMMITS_PAGE]], headers=headers)
@@ -113,8 +113,8 @@ def list_commits(kind: str, owner: str, name: str, rest: str, request: Request,
 def list_refs(kind: str, owner: str, name: str, platform: Platform = Depends(get_platform),
               session: Session = SESSION, user: User | None = Depends(optional_user),
               include_prs: bool = False) -> JSONResponse:
-    space = spaces.get_visible(session, user, owner, name, repo_type_of(kind))
-    refs = platform.repos.refs(spaces.repo_key(space))
+    space = access.get_visible(session, user, owner, name, repo_type_of(kind))
+    refs = platform.repos.refs(access.repo_key(space))
     data: dict[str, Any] = {
         "branches": [{"name": b, "ref": f"refs/heads/{b}", "targetCommit": sha} for b, sha in refs["branches"].items()],
         "converts": [],
@@ -140,10 +140,10 @@ class NewTag(BaseModel):
 def create_branch(kind: str, owner: str, name: str, rest: str, request: Request, body: NewBranch | None = None,
                   platform: Platform = Depends(get_platform), session: Session = SESSION,
                   user: User = Depends(require_user)) -> JSONResponse:
-    space = spaces.get_writable(session, user, owner, name, repo_type_of(kind))
+    space = access.get_writable(session, user, owner, name, repo_type_of(kind))
     branch = revision_after(request, "branch", 4)
     start = (body.startingPoint if body else None) or DEFAULT_BRANCH
-    sha = platform.repos.create_ref(spaces.repo_key(space), "branch", branch, start)
+    sha = platform.repos.create_ref(access.repo_key(space), "branch", branch, start)
     return JSONResponse({"name": branch, "ref": f"refs/heads/{branch}", "targetCommit": sha})
 
 
@@ -151,8 +151,8 @@ def create_branch(kind: str, owner: str, name: str, rest: str, request: Request,
 def delete_branch(kind: str, owner: str, name: str, rest: str, request: Request,
                   platform: Platform = Depends(get_platform), session: Session = SESSION,
                   user: User = Depends(require_user)) -> JSONResponse:
-    space = spaces.get_writable(session, user, owner, name, repo_type_of(kind))
-    platform.repos.delete_ref(spaces.repo_key(space), "branch", revision_after(request, "branch", 4))
+    space = access.get_writable(session, user, owner, name, repo_type_of(kind))
+    platform.repos.delete_ref(access.repo_key(space), "branch", revision_after(request, "branch", 4))
     return JSONResponse({})
 
 
@@ -161,9 +161,9 @@ def create_tag(kind: str, owner: str, name: str, rest: str, request: Request, bo
                platform: Platform = Depends(get_platform), session: Session = SESSION,
                user: User = Depends(require_user)) -> JSONResponse:
     """`/tag/{revision}` with `{"tag": name}`: the path names what is tagged, the body the tag."""
-    space = spaces.get_writable(session, user, owner, name, repo_type_of(kind))
+    space = access.get_writable(session, user, owner, name, repo_type_of(kind))
     revision = revision_after(request, "tag", 4)
-    sha = platform.repos.create_ref(spaces.repo_key(space), "tag", body.tag, revision, body.message)
+    sha = platform.repos.create_ref(access.repo_key(space), "tag", body.tag, revision, body.message)
     return JSONResponse({"name": body.tag, "ref": f"refs/tags/{body.tag}", "targetCommit": sha})
 
 
@@ -171,8 +171,8 @@ def create_tag(kind: str, owner: str, name: str, rest: str, request: Request, bo
 def delete_tag(kind: str, owner: str, name: str, rest: str, request: Request,
                platform: Platform = Depends(get_platform), session: Session = SESSION,
                user: User = Depends(require_user)) -> JSONResponse:
-    space = spaces.get_writable(session, user, owner, name, repo_type_of(kind))
-    platform.repos.delete_ref(spaces.repo_key(space), "tag", revision_after(request, "tag", 4))
+    space = access.get_writable(session, user, owner, name, repo_type_of(kind))
+    platform.repos.delete_ref(access.repo_key(space), "tag", revision_after(request, "tag", 4))
     return JSONResponse({})
 
 
@@ -202,10 +202,10 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 def _download(platform: Platform, session: Session, user: User | None, request: Request, repo_type: str,
               owner: str, name: str, marker_at: int) -> Response:
-    space = spaces.get_visible(session, user, owner, name, repo_type)
+    space = access.get_visible(session, user, owner, name, repo_type)
     revision, path = revision_and_path(request, "resolve", marker_at)
     sha = repoview.resolve(platform, space, revision)
-    key = spaces.repo_key(space)
+    key = access.repo_key(space)
     try:
         if sha is None or not path.strip("/"):
             raise EntryNotFound(f"{path or 'an empty path'} does not exist in '{space.repo_id}' at '{revision}'")

@@ -34,7 +34,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from pydantic import BaseModel, ConfigDict, Field
 
-from spacehub import lfs, ratelimit, spaces
+from spacehub import access, lfs, ratelimit
 from spacehub.api.deps import get_platform
 from spacehub.api.git import authorized_repo
 from spacehub.api.hubpaths import base_url
@@ -116,7 +116,7 @@ def _batch(platform: Platform, request: Request, repo_type: str, owner: str, nam
     if upload and not ({"basic", "multipart"} & set(body.transfers)):
         raise InvalidInput("spacehub offers the 'basic' and 'multipart' transfers")
     user, space = _authorize(platform, request, repo_type, owner, name, write=upload)
-    key = spaces.repo_key(space)
+    key = access.repo_key(space)
     base = base_url(request, platform.settings)
     held: set[str] | None = None  # the repo's objects, read once if needed
 

@@ -1,7 +1,7 @@
 """Repositories (spaces, models, datasets) as the Hub serves them: create, delete, move, settings, info, list.
 
 Private repos are as missing as repos that do not exist, to everyone outside their namespace, on every path
-and in every list (`spaces.get_visible`, `spaces.list_visible`).
+and in every list (`access.get_visible`, `access.list_visible`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from spacehub import lfs, management, ratelimit, repoview, spaces
+from spacehub import access, lfs, ratelimit, repoview, spaces
 from spacehub.api.deps import SESSION, get_platform, optional_user, require_user
 from spacehub.api.hub_runtime import refuse_volumes
 from spacehub.api.hubjson import repo_json, sibling_json
@@ -121,7 +121,7 @@ def _supported(repo_type: str) -> str:
 
 def _refuse_other_kind(session: Session, owner: str, name: str, repo_type: str) -> None:
     """One name is one repo here, whatever its kind: say so rather than answer 'exists' for the wrong kind."""
-    other = session.scalar(select(Space).where(Space.key == spaces.space_key(owner, name),
+    other = session.scalar(select(Space).where(Space.key == access.space_key(owner, name),
                                                Space.repo_type != repo_type))
     if other is not None:
         raise InvalidInput(f"the name {owner}/{name} is taken by a {other.repo_type}; a {repo_type} needs another")
@@ -162,7 +162,7 @@ def create_repo(body: CreateRepo, request: Request, platform: Platform = Depends
 def delete_repo(body: DeleteRepo, platform: Platform = Depends(get_platform),
                 session: Session = SESSION, user: User = Depends(require_user)) -> Response:
     owner, name = _split(body.name, body.organization)
-    space = spaces.get_writable(session, user, owner or user.name, name, _supported(body.type))
+    space = access.get_writable(session, user, owner or user.name, name, _supported(body.type))
     spaces.delete(platform, session, space)
     return Response("OK", media_type="text/plain")
 
@@ -173,16 +173,16 @@ def move_repo(body: MoveRepo, platform: Platform = Depends(get_platform), sessio
     repo_type = _supported(body.type)
     owner, name = _repo_id(body.fromRepo)
     new_owner, new_name = _repo_id(body.toRepo)
-    space = spaces.get_writable(session, user, owner, name, repo_type)
+    space = access.get_writable(session, user, owner, name, repo_type)
     _refuse_other_kind(session, new_owner, new_name, repo_type)
-    management.move(platform, session, user, space, new_owner, new_name)
+    spaces.move(platform, session, user, space, new_owner, new_name)
     return JSONResponse({"success": True, "id": space.repo_id})
 
 
 @router.put("/api/{kind:repokind}/{owner}/{name}/settings")
 def update_settings(kind: str, owner: str, name: str, body: RepoSettings, session: Session = SESSION,
                     user: User = Depends(require_user)) -> JSONResponse:
-    space = spaces.get_writable(session, user, owner, name, repo_type_of(kind))
+    space = access.get_writable(session, user, owner, name, repo_type_of(kind))
     if body.gated not in (None, False, "false"):
         raise InvalidInput("gated repositories are not supported here: a repo is public or private")
     private = _private_of(body.visibility, body.private)
@@ -198,17 +198,17 @@ def duplicate_repo(kind: str, owner: str, name: str, body: Duplicate, request: R
                    user: User = Depends(require_user)) -> JSONResponse:
     repo_type = repo_type_of(kind)
     refuse_volumes(body.volumes)
-    source = spaces.get_visible(session, user, owner, name, repo_type)
+    source = access.get_visible(session, user, owner, name, repo_type)
     ratelimit.limiter_of(platform).take("write", ratelimit.peer_of(request), user.name)
     target_owner, target_name = _split(body.repository, None)
     target_owner = target_owner or user.name
     base = base_url(request, platform.settings)
     _refuse_other_kind(session, target_owner, target_name, repo_type)
     try:
-        copy = management.duplicate(platform, session, user, source, target_owner, target_name,
-                                    private=_private_of(body.visibility, body.private), hardware=body.hardware,
-                                    sleep_time=body.sleepTimeSeconds, secrets=body.secrets,
-                                    variables=body.variables)
+        copy = spaces.duplicate(platform, session, user, source, target_owner, target_name,
+                                private=_private_of(body.visibility, body.private), hardware=body.hardware,
+                                sleep_time=body.sleepTimeSeconds, secrets=body.secrets,
+                                variables=body.variables)
     except Conflict as exc:
         raise _conflict_with_url(exc, repo_url(base, repo_type, f"{target_owner}/{target_name}")) from None
     session.commit()
@@ -221,7 +221,7 @@ def duplicate_repo(kind: str, owner: str, name: str, body: Duplicate, request: R
 def _info(platform: Platform, space: Space, revision: str, blobs: bool, expand: list[str]) -> dict[str, Any]:
     sha = repoview.resolve(platform, space, revision)
     entries = repoview.files(platform, space, sha)
-    found = lfs.pointers(platform, spaces.repo_key(space),
+    found = lfs.pointers(platform, access.repo_key(space),
                          [entry.blob_id for entry in entries if entry.size <= lfs.MAX_POINTER_BYTES])
     siblings = [sibling_json(entry, blobs, found.get(entry.blob_id)) for entry in entries]
     sizes = [found[entry.blob_id].size if entry.blob_id in found else entry.size for entry in entries]
@@ -233,7 +233,7 @@ def _info(platform: Platform, space: Space, revision: str, blobs: bool, expand: 
 def repo_info(kind: str, owner: str, name: str, platform: Platform = Depends(get_platform),
               session: Session = SESSION, user: User | None = Depends(optional_user),
               blobs: bool = False, expand: list[str] = Query(default=[])) -> JSONResponse:
-    space = spaces.get_visible(session, user, owner, name, repo_type_of(kind))
+    space = access.get_visible(session, user, owner, name, repo_type_of(kind))
     return JSONResponse(_info(platform, space, DEFAULT_BRANCH, blobs, expand))
 
 
@@ -242,7 +242,7 @@ def repo_info_at(kind: str, owner: str, name: str, rest: str, request: Request,
                  platform: Platform = Depends(get_platform), session: Session = SESSION,
                  user: User | None = Depends(optional_user), blobs: bool = False,
                  expand: list[str] = Query(default=[])) -> JSONResponse:
-    space = spaces.get_visible(session, user, owner, name, repo_type_of(kind))
+    space = access.get_visible(session, user, owner, name, repo_type_of(kind))
     revision = revision_after(request, "revision", 4)
     return JSONResponse(_info(platform, space, revision, blobs, expand))
 
@@ -250,14 +250,14 @@ def repo_info_at(kind: str, owner: str, name: str, rest: str, request: Request,
 @router.get("/api/{kind:repokind}/{owner}/{name}/auth-check")
 def auth_check(kind: str, owner: str, name: str, session: Session = SESSION,
                user: User | None = Depends(optional_user)) -> JSONResponse:
-    spaces.get_visible(session, user, owner, name, repo_type_of(kind))
+    access.get_visible(session, user, owner, name, repo_type_of(kind))
     return JSONResponse({})
 
 
 @router.get("/api/{kind:repokind}/{owner}/{name}/auth-check/write")
 def auth_check_write(kind: str, owner: str, name: str, session: Session = SESSION,
                      user: User = Depends(require_user)) -> JSONResponse:
-    spaces.get_writable(session, user, owner, name, repo_type_of(kind))
+    access.get_writable(session, user, owner, name, repo_type_of(kind))
     return JSONResponse({})
 
 
@@ -267,13 +267,13 @@ def _list(kind: str, request: Request, platform: Platform, session: Session, use
     repo_type = repo_type_of(kind)
     page = limit or LIST_PAGE
     if tags or pipeline_tag:  # tags are not columns: filter here, then page
-        found = [repo for repo in spaces.list_visible(session, user, author=author, search=search, sort=sort,
+        found = [repo for repo in access.list_visible(session, user, author=author, search=search, sort=sort,
                                                       repo_type=repo_type)
                  if set(tags) <= set(_tags(repo))
                  and (pipeline_tag is None or (repo.meta or {}).get("pipeline_tag") == pipeline_tag)]
         found = found[offset:offset + page + 1]
     else:
-        found = spaces.list_visible(session, user, author=author, search=search, sort=sort, repo_type=repo_type,
+        found = access.list_visible(session, user, author=author, search=search, sort=sort, repo_type=repo_type,
                                     limit=page + 1, offset=offset)
     headers = next_page_link(request, platform.settings, offset=offset + page) if len(found) > page else {}
     items = []

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from spacehub import hardware, management, spaces
+from spacehub import access, hardware, spaces, variables
 from spacehub.api.deps import SESSION, get_platform, require_user
 from spacehub.api.serialize import hub_time, runtime_json
 from spacehub.context import Platform
@@ -52,14 +52,14 @@ class Volumes(BaseModel):
 @router.put("/api/spaces/{owner}/{name}/volumes")
 def set_volumes(owner: str, name: str, body: Volumes, session: Session = SESSION,
                 user: User = Depends(require_user)) -> JSONResponse:
-    spaces.get_writable(session, user, owner, name)
+    access.get_writable(session, user, owner, name)
     raise InvalidInput(VOLUMES_UNSUPPORTED)
 
 
 @router.delete("/api/spaces/{owner}/{name}/volumes")
 def delete_volumes(owner: str, name: str, session: Session = SESSION,
                    user: User = Depends(require_user)) -> JSONResponse:
-    spaces.get_writable(session, user, owner, name)
+    access.get_writable(session, user, owner, name)
     return JSONResponse({})  # a space here never has volumes: there is nothing to delete
 
 
@@ -89,7 +89,7 @@ class VariableKey(BaseModel):
 @router.post("/api/spaces/{owner}/{name}/hardware")
 def request_hardware(owner: str, name: str, body: Hardware, platform: Platform = Depends(get_platform),
                      session: Session = SESSION, user: User = Depends(require_user)) -> JSONResponse:
-    space = spaces.get_writable(session, user, owner, name)
+    space = access.get_writable(session, user, owner, name)
     spaces.request_hardware(platform, session, space, body.flavor, body.sleepTimeSeconds)
     session.commit()
     return JSONResponse(runtime_json(platform.settings, space))
@@ -98,7 +98,7 @@ def request_hardware(owner: str, name: str, body: Hardware, platform: Platform =
 @router.post("/api/spaces/{owner}/{name}/sleeptime")
 def set_sleep_time(owner: str, name: str, body: SleepTime, platform: Platform = Depends(get_platform),
                    session: Session = SESSION, user: User = Depends(require_user)) -> JSONResponse:
-    space = spaces.get_writable(session, user, owner, name)
+    space = access.get_writable(session, user, owner, name)
     spaces.set_sleep_time(session, space, body.seconds)
     session.commit()
     return JSONResponse(runtime_json(platform.settings, space))
@@ -109,21 +109,21 @@ def set_sleep_time(owner: str, name: str, body: SleepTime, platform: Platform = 
 
 def _secrets_json(session: Session, space: Space) -> dict[str, dict[str, str | None]]:
     return {row.key: {"description": row.description or None, "updatedAt": hub_time(row.updated_at)}
-            for row in management.variable_rows(session, space, secret=True)}
+            for row in variables.rows(session, space, secret=True)}
 
 
 @router.get("/api/spaces/{owner}/{name}/secrets")
 def get_secrets(owner: str, name: str, session: Session = SESSION,
                 user: User = Depends(require_user)) -> JSONResponse:
-    space = spaces.get_writable(session, user, owner, name)
+    space = access.get_writable(session, user, owner, name)
     return JSONResponse(_secrets_json(session, space))
 
 
 @router.post("/api/spaces/{owner}/{name}/secrets")
 def add_secret(owner: str, name: str, body: Variable, platform: Platform = Depends(get_platform),
                session: Session = SESSION, user: User = Depends(require_user)) -> JSONResponse:
-    space = spaces.get_writable(session, user, owner, name)
-    management.put_variable(platform, session, space, body.key, body.value, body.description or "", secret=True)
+    space = access.get_writable(session, user, owner, name)
+    variables.put(platform, session, space, body.key, body.value, body.description or "", secret=True)
     session.commit()
     return JSONResponse({})
 
@@ -131,8 +131,8 @@ def add_secret(owner: str, name: str, body: Variable, platform: Platform = Depen
 @router.delete("/api/spaces/{owner}/{name}/secrets")
 def delete_secret(owner: str, name: str, body: VariableKey, platform: Platform = Depends(get_platform),
                   session: Session = SESSION, user: User = Depends(require_user)) -> JSONResponse:
-    space = spaces.get_writable(session, user, owner, name)
-    management.delete_variable(platform, session, space, body.key, secret=True)
+    space = access.get_writable(session, user, owner, name)
+    variables.delete(platform, session, space, body.key, secret=True)
     session.commit()
     return JSONResponse({})
 
@@ -143,22 +143,22 @@ def delete_secret(owner: str, name: str, body: VariableKey, platform: Platform =
 def _variables_json(session: Session, space: Space) -> dict[str, dict[str, str | None]]:
     return {row.key: {"value": row.value, "description": row.description or None,
                       "updatedAt": hub_time(row.updated_at)}
-            for row in management.variable_rows(session, space, secret=False)}
+            for row in variables.rows(session, space, secret=False)}
 
 
 @router.get("/api/spaces/{owner}/{name}/variables")
 def get_variables(owner: str, name: str, session: Session = SESSION,
                   user: User = Depends(require_user)) -> JSONResponse:
     # Variables are the owner's settings, not part of the public repo: read like secrets' names.
-    space = spaces.get_writable(session, user, owner, name)
+    space = access.get_writable(session, user, owner, name)
     return JSONResponse(_variables_json(session, space))
 
 
 @router.post("/api/spaces/{owner}/{name}/variables")
 def add_variable(owner: str, name: str, body: Variable, platform: Platform = Depends(get_platform),
                  session: Session = SESSION, user: User = Depends(require_user)) -> JSONResponse:
-    space = spaces.get_writable(session, user, owner, name)
-    management.put_variable(platform, session, space, body.key, body.value, body.description or "", secret=False)
+    space = access.get_writable(session, user, owner, name)
+    variables.put(platform, session, space, body.key, body.value, body.description or "", secret=False)
     session.commit()
     return JSONResponse(_variables_json(session, space))
 
@@ -166,7 +166,7 @@ def add_variable(owner: str, name: str, body: Variable, platform: Platform = Dep
 @router.delete("/api/spaces/{owner}/{name}/variables")
 def delete_variable(owner: str, name: str, body: VariableKey, platform: Platform = Depends(get_platform),
                     session: Session = SESSION, user: User = Depends(require_user)) -> JSONResponse:
-    space = spaces.get_writable(session, user, owner, name)
-    management.delete_variable(platform, session, space, body.key, secret=False)
+    space = access.get_writable(session, user, owner, name)
+    variables.delete(platform, session, space, body.key, secret=False)
     session.commit()
     return JSONResponse(_variables_json(session, space))

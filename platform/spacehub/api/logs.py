@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
-from spacehub import spaces
+from spacehub import access
 from spacehub.api.deps import SESSION, get_platform, optional_user
 from spacehub.context import Platform
 from spacehub.errors import NotFound
@@ -53,7 +53,7 @@ def space_logs(owner: str, name: str, kind: str, follow: bool = True, tail: int 
                user: User | None = Depends(optional_user)) -> StreamingResponse:
     if kind not in ("build", "run"):
         raise NotFound(f"no log named {kind!r}: use 'build' or 'run'")
-    space = spaces.get_visible(session, user, owner, name)
+    space = access.get_visible(session, user, owner, name)
     log_kind: LogKind = "build" if kind == "build" else "run"
     return StreamingResponse(_events(platform, space.id, log_kind, follow, tail, after), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from spacehub import accounts, ratelimit, spaces
+from spacehub import access, accounts, ratelimit
 from spacehub.api.deps import SESSION, get_platform
 from spacehub.context import Platform
 from spacehub.errors import Forbidden, InvalidInput, NotFound, SpacehubError
@@ -244,9 +244,9 @@ def owner_page(request: Request, owner: str, session: Session = SESSION,
     if found_user is None and org is None:
         raise NotFound(f"no user or organization named {owner!r}")
     name = found_user.name if found_user else org.name  # type: ignore[union-attr]
-    shown = spaces.list_visible(session, user, author=name)
-    models = spaces.list_visible(session, user, author=name, repo_type="model")
-    datasets = spaces.list_visible(session, user, author=name, repo_type="dataset")
+    shown = access.list_visible(session, user, author=name)
+    models = access.list_visible(session, user, author=name, repo_type="model")
+    datasets = access.list_visible(session, user, author=name, repo_type="dataset")
     members: list[Membership] = []
     orgs: list[Organization] = []
     is_org_admin = False

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from spacehub import accounts, management, spaces
+from spacehub import access, accounts, spaces, variables
 from spacehub.api.deps import SESSION, get_platform
 from spacehub.context import Platform
 from spacehub.errors import SpacehubError
@@ -21,7 +21,7 @@ router = APIRouter(route_class=HTMLRoute, include_in_schema=False)
 def _form(request: Request, session: Session, user: User, source: Space, *, owner: str, name: str,
           private: bool, error: str | None = None, status: int = 200) -> Response:
     owners = [user.name] + [org.name for org in accounts.user_orgs(session, user)]
-    secret_keys = [row.key for row in management.variable_rows(session, source, secret=True)]
+    secret_keys = [row.key for row in variables.rows(session, source, secret=True)]
     return page(request, "duplicate.html", status=status, user=user, source=source, owners=owners, owner=owner,
                 name=name, private=private, secret_keys=secret_keys, error=error)
 
@@ -29,7 +29,7 @@ def _form(request: Request, session: Session, user: User, source: Space, *, owne
 @router.get("/spaces/{owner}/{name}/duplicate")
 def duplicate_page(request: Request, owner: str, name: str, session: Session = SESSION,
                    user: User = Depends(signed_in_user)) -> Response:
-    source = spaces.get_visible(session, user, owner, name)
+    source = access.get_visible(session, user, owner, name)
     return _form(request, session, user, source, owner=user.name, name=source.name, private=source.private)
 
 
@@ -37,11 +37,11 @@ def duplicate_page(request: Request, owner: str, name: str, session: Session = S
 def duplicate_space(request: Request, owner: str, name: str, new_owner: str = Form(""), new_name: str = Form(""),
                     visibility: str = Form("public"), platform: Platform = Depends(get_platform),
                     session: Session = SESSION, user: User = Depends(signed_in_user)) -> Response:
-    source = spaces.get_visible(session, user, owner, name)
+    source = access.get_visible(session, user, owner, name)
     private = visibility == "private"
     try:
-        copy = management.duplicate(platform, session, user, source, new_owner.strip(), new_name.strip(),
-                                    private=private, hardware=None, sleep_time=None, secrets=[], variables=[])
+        copy = spaces.duplicate(platform, session, user, source, new_owner.strip(), new_name.strip(),
+                                private=private, hardware=None, sleep_time=None, secrets=[], variables=[])
         session.commit()
     except SpacehubError as exc:
         session.rollback()

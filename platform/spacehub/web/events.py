@@ -25,7 +25,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from starlette.datastructures import State
 
-from spacehub import spaces
+from spacehub import access
 from spacehub.api.deps import optional_user
 from spacehub.context import Platform
 from spacehub.logstream import stream_key
@@ -50,7 +50,7 @@ class Viewer:
 def _authorize(platform: Platform, request: Request, owner: str, name: str) -> Viewer:
     with platform.db.session() as session:
         user = optional_user(request, session)
-        space = spaces.get_visible(session, user, owner, name)
+        space = access.get_visible(session, user, owner, name)
         return Viewer(space.id, user.id if user else None)
 
 
@@ -59,7 +59,7 @@ def _stage_payload(platform: Platform, web: WebContext, viewer: Viewer) -> dict[
     with platform.db.session() as session:
         space = session.get(Space, viewer.space_id)
         user = session.get(User, viewer.user_id) if viewer.user_id is not None else None
-        if space is None or not spaces.can_read(session, user, space):
+        if space is None or not access.can_read(session, user, space):
             return None
         look = stage_look(space.stage)
         return {"stage": str(space.stage), "label": look.label, "tone": look.tone, "group": look.group,

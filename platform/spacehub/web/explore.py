@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from spacehub import spaces
+from spacehub import access
 from spacehub.api.deps import SESSION
 from spacehub.store.models import User
 from spacehub.web.deps import HTMLRoute, current_user
@@ -26,6 +26,6 @@ def home() -> Response:
 def explore(request: Request, q: str = Query("", max_length=200), p: int = Query(0, ge=0, le=10_000),
             session: Session = SESSION, user: User | None = Depends(current_user)) -> Response:
     search = q.strip()
-    found = spaces.list_visible(session, user, search=search or None, limit=PAGE_SIZE + 1, offset=p * PAGE_SIZE)
+    found = access.list_visible(session, user, search=search or None, limit=PAGE_SIZE + 1, offset=p * PAGE_SIZE)
     return page(request, "explore.html", user=user, spaces=found[:PAGE_SIZE], q=search, page_number=p,
                 has_next=len(found) > PAGE_SIZE)

@@ -11,7 +11,7 @@ from markdown_it import MarkdownIt
 from sqlalchemy.orm import Session
 from starlette.convertors import Convertor, register_url_convertor
 
-from spacehub import lfs, repoview, spaces
+from spacehub import access, lfs, repoview
 from spacehub.api.deps import SESSION, get_platform
 from spacehub.context import Platform
 from spacehub.repos import DEFAULT_BRANCH
@@ -54,10 +54,10 @@ def _body_of(readme: str) -> str:
 
 def _repo_page(request: Request, platform: Platform, session: Session, user: User | None, repo_type: str,
                owner: str, name: str) -> Response:
-    repo = spaces.get_visible(session, user, owner, name, repo_type)
+    repo = access.get_visible(session, user, owner, name, repo_type)
     sha = repoview.resolve(platform, repo, DEFAULT_BRANCH)
     entries = repoview.files(platform, repo, sha)
-    key = spaces.repo_key(repo)
+    key = access.repo_key(repo)
     pointers = lfs.pointers(platform, key, [e.blob_id for e in entries if e.size <= lfs.MAX_POINTER_BYTES])
     prefix = "datasets/" if repo_type == "dataset" else ""
     files = [{"path": entry.path, "size": pointers[entry.blob_id].size if entry.blob_id in pointers else entry.size,

@@ -13,7 +13,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from spacehub import hardware, management, ratelimit, spaces
+from spacehub import access, builds, hardware, ratelimit, spaces, variables
 from spacehub.api.deps import SESSION, get_platform
 from spacehub.context import Platform
 from spacehub.errors import InvalidInput, SpacehubError
@@ -70,20 +70,20 @@ def _sleep_choices(current: int | None) -> list[tuple[str, str]]:
 def settings_page(request: Request, owner: str, name: str, saved: str | None = Query(None),
                   platform: Platform = Depends(get_platform), session: Session = SESSION,
                   web: WebContext = Depends(web_context), user: User = Depends(signed_in_user)) -> Response:
-    space = spaces.get_writable(session, user, owner, name)
+    space = access.get_writable(session, user, owner, name)
     return _settings_page(request, platform, session, web, user, space, notice=NOTICES.get(saved or ""))
 
 
 def _change(request: Request, platform: Platform, session: Session, web: WebContext, user: User, owner: str,
             name: str, notice: str, apply: Callable[[Space], object]) -> Response:
     """Run one change; on a refusal roll back and show why on the page."""
-    space = spaces.get_writable(session, user, owner, name)
+    space = access.get_writable(session, user, owner, name)
     try:
         apply(space)
         session.commit()
     except SpacehubError as exc:
         session.rollback()
-        space = spaces.get_writable(session, user, owner, name)
+        space = access.get_writable(session, user, owner, name)
         return _settings_page(request, platform, session, web, user, space, error=exc.message,
                               status=exc.status if exc.status < 500 else 400)
     return RedirectResponse(f"/spaces/{space.owner}/{space.name}/settings?saved={notice}", status_code=303)
@@ -128,8 +128,8 @@ def move_space(request: Request, owner: str, name: str, new_owner: str = Form(""
                web: WebContext = Depends(web_context), user: User = Depends(signed_in_user)) -> Response:
     """Rename or transfer (the Hub's move_repo): the redirect goes to the space's new settings page."""
     return _change(request, platform, session, web, user, owner, name, "moved",
-                   lambda space: management.move(platform, session, user, space, new_owner.strip(),
-                                                 new_name.strip()))
+                   lambda space: spaces.move(platform, session, user, space, new_owner.strip(),
+                                             new_name.strip()))
 
 
 def _variable_route(kind: str) -> None:
@@ -141,14 +141,14 @@ def _variable_route(kind: str) -> None:
              session: Session = SESSION, web: WebContext = Depends(web_context),
              user: User = Depends(signed_in_user)) -> Response:
         return _change(request, platform, session, web, user, owner, name, singular,
-                       lambda space: management.put_variable(platform, session, space, key.strip(), value,
-                                                             description.strip(), secret=secret))
+                       lambda space: variables.put(platform, session, space, key.strip(), value,
+                                                   description.strip(), secret=secret))
 
     def delete(request: Request, owner: str, name: str, key: str = Form(""),
                platform: Platform = Depends(get_platform), session: Session = SESSION,
                web: WebContext = Depends(web_context), user: User = Depends(signed_in_user)) -> Response:
         return _change(request, platform, session, web, user, owner, name, f"{singular}-deleted",
-                       lambda space: management.delete_variable(platform, session, space, key, secret=secret))
+                       lambda space: variables.delete(platform, session, space, key, secret=secret))
 
     router.add_api_route(f"/spaces/{{owner}}/{{name}}/settings/{kind}", save, methods=["POST"])
     router.add_api_route(f"/spaces/{{owner}}/{{name}}/settings/{kind}/delete", delete, methods=["POST"])
@@ -164,7 +164,7 @@ def restart(request: Request, owner: str, name: str, factory: bool = Form(False)
             web: WebContext = Depends(web_context), user: User = Depends(signed_in_user)) -> Response:
     ratelimit.limiter_of(platform).take("build", ratelimit.peer_of(request), user.name)
     return _change(request, platform, session, web, user, owner, name, "rebuild" if factory else "restart",
-                   lambda space: spaces.restart(platform, session, space, factory=factory))
+                   lambda space: builds.restart(platform, session, space, factory=factory))
 
 
 @router.post("/spaces/{owner}/{name}/settings/pause")
@@ -179,7 +179,7 @@ def pause(request: Request, owner: str, name: str, platform: Platform = Depends(
 def delete(request: Request, owner: str, name: str, confirm: str = Form(""),
            platform: Platform = Depends(get_platform), session: Session = SESSION,
            web: WebContext = Depends(web_context), user: User = Depends(signed_in_user)) -> Response:
-    space = spaces.get_writable(session, user, owner, name)
+    space = access.get_writable(session, user, owner, name)
     if confirm.strip() != space.repo_id:
         return _settings_page(request, platform, session, web, user, space, status=400,
                               error=f"to delete, type the space's full name: {space.repo_id}")

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session
 
-from spacehub import accounts, lfs, spaces
+from spacehub import access, accounts, lfs
 from spacehub.api.deps import SESSION, get_platform
 from spacehub.context import Platform
 from spacehub.errors import EntryNotFound, SpacehubError
@@ -56,7 +56,7 @@ def page_card(platform: Platform, space: Space) -> Card:
     if space.card_data or not space.desired_sha:
         return card_of(space)
     try:
-        readme = platform.repos.read_file(spaces.repo_key(space), space.desired_sha, "README.md")
+        readme = platform.repos.read_file(access.repo_key(space), space.desired_sha, "README.md")
         return card_of(space, parse_front_matter(readme.decode("utf-8", "replace")))
     except SpacehubError:  # no README, or front matter that is not YAML: the build will say so
         return card_of(space)
@@ -90,7 +90,7 @@ def problem_of(platform: Platform, space: Space) -> Problem | None:
 
 def _space_context(request: Request, platform: Platform, session: Session, web: WebContext, user: User | None,
                    owner: str, name: str) -> dict[str, object]:
-    space = spaces.get_visible(session, user, owner, name)
+    space = access.get_visible(session, user, owner, name)
     return {
         "space": space, "card": page_card(platform, space), "look": stage_look(space.stage), "user": user,
         "can_write": accounts.can_write(session, user, space.owner),
@@ -118,7 +118,7 @@ router.add_api_route("/spaces/{owner}/{name}/api", _space_tab("api"), methods=["
 def open_app(owner: str, name: str, session: Session = SESSION, web: WebContext = Depends(web_context),
              user: User | None = Depends(current_user)) -> Response:
     """The app on its own host, in a tab of its own: a fresh signed URL when the space is private."""
-    space = spaces.get_visible(session, user, owner, name)
+    space = access.get_visible(session, user, owner, name)
     return RedirectResponse(app_url(web, space, user), status_code=303, headers={"Cache-Control": "no-store"})
 
 
@@ -134,7 +134,7 @@ def status_fragment(request: Request, owner: str, name: str, platform: Platform 
 @router.get("/spaces/{owner}/{name}/api-snippets")
 def api_snippets(request: Request, owner: str, name: str, platform: Platform = Depends(get_platform),
                  session: Session = SESSION, user: User | None = Depends(current_user)) -> Response:
-    space = spaces.get_visible(session, user, owner, name)
+    space = access.get_visible(session, user, owner, name)
     info = fetch_info(platform.settings, space, RedisRouteTable(platform.redis)) if space.sdk == "gradio" else None
     snippets = build_snippets(platform.settings, space, info)
     return fragment("_api.html", space=space, snippets=snippets, settings=platform.settings)
@@ -148,7 +148,7 @@ def _crumbs(path: str) -> list[tuple[str, str]]:
 
 
 def _files_context(platform: Platform, space: Space, revision: str) -> dict[str, object]:
-    key = spaces.repo_key(space)
+    key = access.repo_key(space)
     sha = platform.repos.resolve(key, revision)
     commits = platform.repos.log(key, sha, limit=1)
     return {"revision": revision, "sha": sha, "head_commit": commits[0] if commits else None,
@@ -167,10 +167,10 @@ def tree(request: Request, owner: str, name: str, revision: str, path: str = "",
         return page(request, "space_files.html", tab="files", entries=[], path="", crumbs=[], empty=True,
                     revision=revision, sha=None, head_commit=None, rev_path=revision, **context)  # type: ignore[arg-type]
     files = _files_context(platform, space, revision)
-    entries: list[TreeEntry] = platform.repos.list_tree(spaces.repo_key(space), str(files["sha"]), path,
+    entries: list[TreeEntry] = platform.repos.list_tree(access.repo_key(space), str(files["sha"]), path,
                                                         recursive=False)
     entries.sort(key=lambda e: (e.kind != "directory", e.path.lower()))
-    found = lfs.pointers(platform, spaces.repo_key(space),
+    found = lfs.pointers(platform, access.repo_key(space),
                          [e.blob_id for e in entries if e.kind == "file" and e.size <= lfs.MAX_POINTER_BYTES])
     lfs_sizes = {e.path: found[e.blob_id].size for e in entries if e.blob_id in found}
     return page(request, "space_files.html", tab="files", entries=entries, path=path, crumbs=_crumbs(path),
@@ -186,7 +186,7 @@ def blob(request: Request, owner: str, name: str, revision: str, path: str,
     if not space.desired_sha:
         raise EntryNotFound(f"{space.repo_id} has no files yet")
     files = _files_context(platform, space, revision)
-    key = spaces.repo_key(space)
+    key = access.repo_key(space)
     size = platform.repos.file_size(key, str(files["sha"]), path)
     text = None
     pointer = lfs.parse_pointer(platform.repos.read_file(key, str(files["sha"]), path)) \
@@ -208,8 +208,8 @@ def blob(request: Request, owner: str, name: str, revision: str, path: str,
 def raw(owner: str, name: str, revision: str, path: str, platform: Platform = Depends(get_platform),
         session: Session = SESSION, user: User | None = Depends(current_user)) -> Response:
     """A file as a download: never rendered on the platform's origin, whatever it contains."""
-    space = spaces.get_visible(session, user, owner, name)
-    data = platform.repos.read_file(spaces.repo_key(space), revision, path)
+    space = access.get_visible(session, user, owner, name)
+    data = platform.repos.read_file(access.repo_key(space), revision, path)
     filename = quote(path.rsplit("/", 1)[-1])
     headers = {"Content-Disposition": f"attachment; filename*=UTF-8''{filename}", "X-Content-Type-Options": "nosniff",
                "Content-Security-Policy": "sandbox", "Cache-Control": "no-store"}
@@ -226,6 +226,6 @@ def commits(request: Request, owner: str, name: str, revision: str,
             web: WebContext = Depends(web_context), user: User | None = Depends(current_user)) -> Response:
     context = _space_context(request, platform, session, web, user, owner, name)
     space: Space = context["space"]  # type: ignore[assignment]
-    history = platform.repos.log(spaces.repo_key(space), revision, limit=200) if space.desired_sha else []
+    history = platform.repos.log(access.repo_key(space), revision, limit=200) if space.desired_sha else []
     return page(request, "space_commits.html", tab="files", commits=history, revision=revision,
                 rev_path=quote(revision, safe=""), **context)  # type: ignore[arg-type]
