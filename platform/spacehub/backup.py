@@ -52,7 +52,7 @@ TABLES_DIR = "database"
 REPOS_DIR = "repos"
 LFS_DIR = "lfs"
 VOLUMES_DIR = "volumes"  # one folder per space id: the files of its /data
-SIGNING_KEY = "secret.key"  # the session signing secret (spacehub.web.secret)
+SIGNING_KEY = "secret.key"  # the session signing secret (spacehub.secret)
 SEALING_KEY = "secrets.key"  # the key that seals space secrets (spacehub.crypto), wherever it is configured
 REPO_LOCK = "spacehub.lock"  # spacehub.repos' writer lock, held while a repository is copied
 # Tables of one machine's running apps: meaningless on another, emptied by a restore.
@@ -144,7 +144,7 @@ def _copy_volumes(volumes: VolumeStore, spaces: set[int], dest: Path) -> dict[st
 
 def _keys(settings: Settings) -> dict[str, Path]:
     from spacehub import crypto
-    from spacehub.web.secret import secret_path
+    from spacehub.secret import secret_path
 
     return {SIGNING_KEY: secret_path(settings), SEALING_KEY: crypto.key_file(settings)}
 

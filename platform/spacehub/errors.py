@@ -1,6 +1,6 @@
 """One error hierarchy for the whole platform.
 
-Every error maps, in one place (`spacehub.api.errors`), to `{"error": message}` with its HTTP status and an
+Every error maps, in one place (`spacehub.httperrors`), to `{"error": message}` with its HTTP status and an
 `X-Error-Code` header; the Hub's codes are used where the Hub has one so its clients raise their own types.
 """
 

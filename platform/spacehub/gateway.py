@@ -36,13 +36,13 @@ from spacehub.routes import (
     ack_key,
     parse_message,
 )
+from spacehub.secret import load_secret
 from spacehub.settings import Settings
 from spacehub.spacegate import SpaceGate
 from spacehub.stages import Stage
 from spacehub.store.db import Database
 from spacehub.store.models import RetiredApp, Space
 from spacehub.wake import Waker
-from spacehub.web.secret import load_secret
 from spacehub.web.spaceauth import SIGN_PARAM, SpaceAccess
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ import uvicorn
 from spacehub import dockerhost
 from spacehub.accounts import TOKEN_PREFIX
 from spacehub.activity import ActivityTracker
-from spacehub.api import create_app
+from spacehub.app import create_app
 from spacehub.context import Platform
 from spacehub.gateway import SpaceResolver
 from spacehub.metrics import ProxyCollector, new_registry

@@ -50,7 +50,7 @@ def measure(count: int, requests: int, passes: int) -> dict[str, float]:
     from starlette.testclient import TestClient
 
     from spacehub.accounts import create_token, get_user
-    from spacehub.api import create_app
+    from spacehub.app import create_app
     from spacehub.context import Platform
     from spacehub.gateway import SpaceResolver
     from spacehub.redisconn import EmbeddedRedis

@@ -10,8 +10,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
-from spacehub.api import create_app
-from spacehub.api import errors as api_errors
+from spacehub import httperrors
+from spacehub.app import create_app
 from spacehub.context import Platform
 from spacehub.settings import Settings
 
@@ -21,7 +21,7 @@ TOKEN = "sh_disk_full_test_token_0123456789"
 def test_enospc_from_a_real_write_is_507_json_naming_the_data_dir(tmp_path):
     app = FastAPI()
     app.state.platform = SimpleNamespace(settings=Settings(data_dir=tmp_path))
-    api_errors.install(app)
+    httperrors.install(app)
 
     @app.post("/write")
     def write() -> None:

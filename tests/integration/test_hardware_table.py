@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from spacehub import accounts, hardware
-from spacehub.api import create_app
+from spacehub.app import create_app
 from spacehub.context import Platform
 from spacehub.settings import Settings
 from spacehub.store.models import Space

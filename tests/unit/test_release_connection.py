@@ -52,7 +52,7 @@ def test_an_empty_pool_is_a_503_to_try_again(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
     from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-    from spacehub.api import errors
+    from spacehub import httperrors as errors
     from spacehub.settings import Settings
 
     app = FastAPI()

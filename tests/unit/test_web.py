@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 
 from spacehub.errors import InvalidInput
+from spacehub.secret import load_secret
 from spacehub.settings import load_settings
 from spacehub.web import check_signup_policy
 from spacehub.web.accounts import _safe_next
 from spacehub.web.events import _positions
 from spacehub.web.gradio_info import build_snippets, endpoints_of
 from spacehub.web.render import CARD_COLORS, card_of, stage_look, timeago
-from spacehub.web.secret import load_secret
 from spacehub.web.sessions import Sessions, csrf_token_for
 from spacehub.web.spaceauth import SpaceAccess
 

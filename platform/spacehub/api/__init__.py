@@ -1,5 +1,3 @@
-"""The HTTP API (FastAPI): Hub-shaped paths wherever the Hub has one, spacehub's own paths only where it has none."""
+"""The HTTP API (FastAPI): Hub-shaped paths wherever the Hub has one, spacehub's own paths only where it has none.
 
-from spacehub.api.app import create_app
-
-__all__ = ["create_app"]
+Its routes are installed on the application by `spacehub.app`, beside the web UI."""

@@ -1,4 +1,6 @@
-"""The FastAPI application factory. Served on an internal unix socket; the public port is the proxy's."""
+"""The HTTP API's part of the application: its routers, /health and /metrics, and the API's metrics.
+
+The application itself is put together by `spacehub.app` (the API beside the web UI)."""
 
 from __future__ import annotations
 
@@ -6,10 +8,9 @@ from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry, generate_latest
 
-from spacehub import __version__, web
+from spacehub import __version__
 from spacehub.api import (
     docs,
-    errors,
     git,
     hub_commits,
     hub_files,
@@ -21,24 +22,21 @@ from spacehub.api import (
     spaces,
     tokens,
 )
-from spacehub.api.deps import require_user
 from spacehub.context import Platform
 from spacehub.errors import Forbidden
 from spacehub.health import run_checks
 from spacehub.metrics import CONTENT_TYPE, ApiMetrics, PlatformCollector, new_registry
+from spacehub.requestdeps import require_user
 from spacehub.store.models import User
 
 
-def create_app(platform: Platform, metrics: CollectorRegistry | None = None) -> FastAPI:
+def install(app: FastAPI, platform: Platform, metrics: CollectorRegistry | None = None) -> None:
     """`metrics`: the process's registry, where the caller may have registered collectors of its own (the
     proxy's, under `spacehub serve`); the API adds its own and the platform's, and serves it at /metrics."""
-    app = FastAPI(title="spacehub", version=__version__, docs_url=None, redoc_url=None)
     docs.install(app)
-    app.state.platform = platform
     registry = metrics if metrics is not None else new_registry()
     registry.register(PlatformCollector(platform.settings, platform.db, platform.redis))
     app.add_middleware(_Measured, metrics=ApiMetrics(registry))
-    errors.install(app)
     app.include_router(identity.router)
     app.include_router(tokens.router)
     app.include_router(spaces.router)
@@ -74,10 +72,6 @@ def create_app(platform: Platform, metrics: CollectorRegistry | None = None) -> 
         if not user.is_admin:
             raise Forbidden("/metrics is for admins")
         return Response(generate_latest(registry), media_type=CONTENT_TYPE)
-
-    # The web UI (issue 5) goes last: its owner pages (`/{owner}`) match any single-segment path.
-    web.install(app, platform)
-    return app
 
 
 class _Measured:

@@ -36,7 +36,6 @@ from sqlalchemy.orm import Session
 from starlette.types import Receive, Scope, Send
 
 from spacehub import access, accounts, commits, ratelimit, repometa
-from spacehub.api.deps import get_platform
 from spacehub.context import Platform
 from spacehub.errors import (
     Forbidden,
@@ -58,6 +57,7 @@ from spacehub.githttp import (
 )
 from spacehub.pushcheck import PushLimits
 from spacehub.repos import CommitResult
+from spacehub.requestdeps import get_platform
 from spacehub.store.models import Space, User
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from spacehub import access, commits, lfs, ratelimit, repoview
-from spacehub.api.deps import SESSION, get_platform, require_user
 from spacehub.api.hubpaths import base_url, repo_type_of, repo_url, revision_after
 from spacehub.api.uploads import limits_of
 from spacehub.archives import check_relpath
@@ -34,6 +33,7 @@ from spacehub.commits import CommitOutcome
 from spacehub.commitstream import CommitStreamParser, ParsedCommit
 from spacehub.context import Platform
 from spacehub.errors import InvalidInput, NotFound, PayloadTooLarge
+from spacehub.requestdeps import SESSION, get_platform, require_user
 from spacehub.store.models import User
 
 router = APIRouter()

@@ -22,13 +22,13 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
 from spacehub import access, lfs, repoview
-from spacehub.api.deps import SESSION, get_platform, optional_user, require_user
-from spacehub.api.errors import error_response
 from spacehub.api.hubjson import commit_json, tree_json
 from spacehub.api.hubpaths import next_page_link, repo_type_of, revision_after, revision_and_path
 from spacehub.context import Platform
 from spacehub.errors import EntryNotFound
+from spacehub.httperrors import error_response
 from spacehub.repos import DEFAULT_BRANCH, CommitInfo, TreeEntry
+from spacehub.requestdeps import SESSION, get_platform, optional_user, require_user
 from spacehub.store.models import User
 
 router = APIRouter()

@@ -35,14 +35,14 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from pydantic import BaseModel, ConfigDict, Field
 
 from spacehub import access, lfs, ratelimit
-from spacehub.api.deps import get_platform
 from spacehub.api.git import authorized_repo
 from spacehub.api.hubpaths import base_url
 from spacehub.context import Platform
 from spacehub.errors import Forbidden, InvalidInput, NotFound, SpacehubError
 from spacehub.objectstore import OID, Staged
+from spacehub.requestdeps import get_platform
+from spacehub.secret import load_secret
 from spacehub.store.models import Space, User
-from spacehub.web.secret import load_secret
 
 router = APIRouter()
 

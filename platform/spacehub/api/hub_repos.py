@@ -15,13 +15,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from spacehub import access, lfs, ratelimit, repoview, spaces
-from spacehub.api.deps import SESSION, get_platform, optional_user, require_user
 from spacehub.api.hub_runtime import refuse_volumes
 from spacehub.api.hubjson import repo_json, sibling_json
 from spacehub.api.hubpaths import base_url, next_page_link, repo_type_of, repo_url, revision_after
 from spacehub.context import Platform
 from spacehub.errors import Conflict, InvalidInput, SpacehubError
 from spacehub.repos import DEFAULT_BRANCH
+from spacehub.requestdeps import SESSION, get_platform, optional_user, require_user
 from spacehub.spaceconfig import parse_config, parse_front_matter
 from spacehub.store.models import Space, User
 

@@ -18,10 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from spacehub import access, hardware, spaces, variables
-from spacehub.api.deps import SESSION, get_platform, require_user
 from spacehub.api.serialize import hub_time, runtime_json
 from spacehub.context import Platform
 from spacehub.errors import InvalidInput
+from spacehub.requestdeps import SESSION, get_platform, require_user
 from spacehub.store.models import Space, User
 
 router = APIRouter()

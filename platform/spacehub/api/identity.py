@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session
 
 from spacehub import accounts
-from spacehub.api.deps import SESSION, bearer_token, require_user
+from spacehub.requestdeps import SESSION, bearer_token, require_user
 from spacehub.store.models import User
 
 router = APIRouter()

@@ -11,10 +11,10 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
 from spacehub import access
-from spacehub.api.deps import SESSION, get_platform, optional_user
 from spacehub.context import Platform
 from spacehub.errors import NotFound
 from spacehub.logstream import LogKind, LogLine, follow_logs, read_logs
+from spacehub.requestdeps import SESSION, get_platform, optional_user
 from spacehub.store.models import User
 
 router = APIRouter()

@@ -11,10 +11,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from spacehub import access, builds, commits, ratelimit, spaces
-from spacehub.api.deps import SESSION, get_platform, optional_user, require_user
 from spacehub.api.serialize import runtime_json
 from spacehub.api.uploads import receive_upload
 from spacehub.context import Platform
+from spacehub.requestdeps import SESSION, get_platform, optional_user, require_user
 from spacehub.stages import SERVING, Stage
 from spacehub.store.models import BuildStatus, DeployOutcome, User
 

@@ -15,9 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from spacehub import accounts
-from spacehub.api.deps import SESSION, bearer_token, require_user
 from spacehub.api.serialize import hub_time
 from spacehub.errors import Forbidden
+from spacehub.requestdeps import SESSION, bearer_token, require_user
 from spacehub.store.models import Token, User, utcnow
 
 router = APIRouter()

@@ -8,10 +8,10 @@ from fastapi.staticfiles import StaticFiles
 from spacehub.context import Platform
 from spacehub.errors import InvalidInput
 from spacehub.redisconn import redis_url
+from spacehub.secret import load_secret
 from spacehub.settings import Settings
 from spacehub.web.deps import WebContext
 from spacehub.web.render import STATIC
-from spacehub.web.secret import load_secret
 from spacehub.web.sessions import SessionMiddleware, Sessions
 from spacehub.web.spaceauth import SpaceAccess
 

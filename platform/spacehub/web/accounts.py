@@ -10,9 +10,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from spacehub import access, accounts, ratelimit
-from spacehub.api.deps import SESSION, get_platform
 from spacehub.context import Platform
 from spacehub.errors import Forbidden, InvalidInput, NotFound, SpacehubError
+from spacehub.requestdeps import SESSION, get_platform
 from spacehub.store.models import Membership, Organization, Token, User, utcnow
 from spacehub.web.deps import HTMLRoute, WebContext, current_user, signed_in_user, web_context, web_session
 from spacehub.web.render import page

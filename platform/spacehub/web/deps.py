@@ -10,10 +10,10 @@ from fastapi import Depends, Request, Response
 from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
 
-from spacehub.api.deps import optional_user
-from spacehub.api.errors import error_response
 from spacehub.errors import SpacehubError, Unauthorized
+from spacehub.httperrors import error_response
 from spacehub.ratelimit import RateLimited
+from spacehub.requestdeps import optional_user
 from spacehub.settings import Settings
 from spacehub.store.models import User
 from spacehub.web.render import page

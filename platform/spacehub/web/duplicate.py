@@ -8,9 +8,9 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from spacehub import access, accounts, spaces, variables
-from spacehub.api.deps import SESSION, get_platform
 from spacehub.context import Platform
 from spacehub.errors import SpacehubError
+from spacehub.requestdeps import SESSION, get_platform
 from spacehub.store.models import Space, User
 from spacehub.web.deps import HTMLRoute, signed_in_user
 from spacehub.web.render import page

@@ -26,10 +26,10 @@ from fastapi.responses import StreamingResponse
 from starlette.datastructures import State
 
 from spacehub import access
-from spacehub.api.deps import optional_user
 from spacehub.context import Platform
 from spacehub.logstream import stream_key
 from spacehub.redisconn import redis_url
+from spacehub.requestdeps import optional_user
 from spacehub.store.models import Space, User
 from spacehub.web.deps import WebContext
 from spacehub.web.render import stage_look

@@ -7,7 +7,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from spacehub import access
-from spacehub.api.deps import SESSION
+from spacehub.requestdeps import SESSION
 from spacehub.store.models import User
 from spacehub.web.deps import HTMLRoute, current_user
 from spacehub.web.render import page

@@ -10,8 +10,8 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from spacehub import accounts, hardware
-from spacehub.api.deps import SESSION, get_platform
 from spacehub.context import Platform
+from spacehub.requestdeps import SESSION, get_platform
 from spacehub.store.models import User
 from spacehub.web.deps import HTMLRoute, signed_in_user
 from spacehub.web.render import page

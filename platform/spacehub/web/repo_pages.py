@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session
 from starlette.convertors import Convertor, register_url_convertor
 
 from spacehub import access, lfs, repoview
-from spacehub.api.deps import SESSION, get_platform
 from spacehub.context import Platform
 from spacehub.repos import DEFAULT_BRANCH
+from spacehub.requestdeps import SESSION, get_platform
 from spacehub.store.models import User
 from spacehub.web.deps import HTMLRoute, current_user
 from spacehub.web.render import page

@@ -166,7 +166,7 @@ class SessionMiddleware:
             session = self.sessions.anonymous()
         state = scope.setdefault("state", {})
         state["web_session"] = session
-        state["session_user_id"] = session.user_id  # api.deps.optional_user falls back to it
+        state["session_user_id"] = session.user_id  # requestdeps.optional_user falls back to it
 
         if scope["method"] in UNSAFE_METHODS and not _has_bearer(headers):
             content_type = (_header(headers, b"content-type") or b"").decode("latin-1").lower()

@@ -14,9 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from spacehub import access, builds, hardware, ratelimit, spaces, variables
-from spacehub.api.deps import SESSION, get_platform
 from spacehub.context import Platform
 from spacehub.errors import InvalidInput, SpacehubError
+from spacehub.requestdeps import SESSION, get_platform
 from spacehub.stages import Stage
 from spacehub.store.models import Space, SpaceVariable, User
 from spacehub.web.deps import HTMLRoute, WebContext, signed_in_user, web_context

@@ -11,11 +11,11 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session
 
 from spacehub import access, accounts, lfs
-from spacehub.api.deps import SESSION, get_platform
 from spacehub.context import Platform
 from spacehub.errors import EntryNotFound, SpacehubError
 from spacehub.logstream import read_logs
 from spacehub.repos import TreeEntry
+from spacehub.requestdeps import SESSION, get_platform
 from spacehub.routes import RedisRouteTable
 from spacehub.spaceconfig import parse_front_matter
 from spacehub.store.models import Space, User
