@@ -270,6 +270,27 @@ class Settings(BaseSettings):
     kube_watch_retry_s: float = Field(default=1.0, gt=0, description="Kubernetes: wait before watching again "
                                       "after a failed watch")
 
+    # Kubernetes builder (SPACEHUB_BUILDER=kubernetes; spacehub_runner.builders.kubernetes)
+    builder: Literal["auto", "process", "docker", "kubernetes"] = Field(
+        default="auto", description="Builder of space images: `auto` = the runtime's own (process for process, "
+        "docker for docker and kubernetes), `kubernetes` = rootless BuildKit Jobs on the cluster")
+    kube_build_namespace: str = Field(default="spacehub-builds", description="Kubernetes builder: namespace of "
+                                      "build Jobs (apart from the spaces': rootless BuildKit is not `restricted`)")
+    kube_build_image: str = Field(default="moby/buildkit:v0.27.0-rootless", description="Kubernetes builder: "
+                                  "the rootless BuildKit image (has `buildctl-daemonless.sh`, `wget`, `tar`)")
+    kube_build_context_host: str | None = Field(default=None, description="Kubernetes builder: the worker's "
+                                                "address build pods fetch the build context from (its pod IP)")
+    kube_build_context_ports: str = Field(default="28400-28409", description="Kubernetes builder: ports the "
+                                          "worker serves build contexts on, one per running build")
+    kube_build_cpus: float = Field(default=2.0, gt=0, description="Kubernetes builder: CPUs of a build pod")
+    kube_build_memory_gb: float = Field(default=4.0, gt=0, description="Kubernetes builder: memory of a build pod")
+    kube_build_disk_gb: float = Field(default=20.0, gt=0, description="Kubernetes builder: ephemeral storage of "
+                                      "a build pod (the kubelet evicts a build over it)")
+    kube_build_ttl_s: int = Field(default=600, ge=0, description="Kubernetes builder: a finished Job the worker "
+                                  "did not delete (it crashed) is removed after this long")
+    kube_build_poll_s: float = Field(default=1.0, gt=0, description="Kubernetes builder: how often a build pod's "
+                                     "state is read while it starts and ends")
+
     # Hardware, GPUs and storage
     hardware_table: Path | None = Field(default=None, description="YAML file: flavor -> cpus, memory_gb, gpus")
     # NoDecode must wrap the whole Optional: outside it, "0" is JSON-decoded to the int 0 and refused.

@@ -213,8 +213,7 @@ def _run(argv: list[str], log: LogFn, what: str) -> None:
 def ensure_sdk_image(settings: Settings, python_version: str, gradio_version: str, log: LogFn) -> str:
     """Make sure the SDK image for (python, gradio) exists and stands on the current base; return its ref."""
     check_python_version(settings, python_version)
-    if not _GRADIO_VERSION.match(gradio_version):
-        raise SpaceConfigError(f"sdk_version {gradio_version!r} is not a version like 6.31.0")
+    check_gradio_version(gradio_version)
     opts = DockerOptions.from_settings(settings)
     base = opts.base_image_for(python_version)
     base_id = image_id(opts.cli, base)
@@ -234,21 +233,7 @@ def ensure_sdk_image(settings: Settings, python_version: str, gradio_version: st
         ctx = Path(tmp)
         if not prepared:
             _copy_prepare_files(ctx)
-        dockerfile = "\n".join(
-            [
-                f"FROM {base}",
-                "" if prepared else _PREPARE_STEPS,
-                f"ENV VIRTUAL_ENV={VENV} PATH={VENV}/bin:$PATH PYTHONUNBUFFERED=1",
-                uv_run(
-                    f"uv venv --python python{python_version} {VENV} && "
-                    f"uv pip install --python {VENV}/bin/python --compile-bytecode gradio=={gradio_version}"
-                ),
-                # /data is created owned by uid 1000 so a fresh named volume mounted there inherits it.
-                "RUN mkdir -p /home/user/app /data && chown 1000:1000 /home/user/app /data",
-                "",
-            ]
-        )
-        (ctx / "Dockerfile").write_text(dockerfile)
+        (ctx / "Dockerfile").write_text(sdk_dockerfile(base, python_version, gradio_version, prepared))
         with build_sources(settings, opts) as secret_files:
             run_build(
                 opts.cli,
@@ -269,6 +254,34 @@ def ensure_sdk_image(settings: Settings, python_version: str, gradio_version: st
             )
     log(f"SDK image {ref} ready")
     return ref
+
+
+def sdk_dockerfile(base: str, python_version: str, gradio_version: str, prepared: bool) -> str:
+    """The SDK image's Dockerfile; an unprepared base needs `prepare_context` files in the context."""
+    return "\n".join(
+        [
+            f"FROM {base}",
+            "" if prepared else _PREPARE_STEPS,
+            f"ENV VIRTUAL_ENV={VENV} PATH={VENV}/bin:$PATH PYTHONUNBUFFERED=1",
+            uv_run(
+                f"uv venv --python python{python_version} {VENV} && "
+                f"uv pip install --python {VENV}/bin/python --compile-bytecode gradio=={gradio_version}"
+            ),
+            # /data is created owned by uid 1000 so a fresh named volume mounted there inherits it.
+            "RUN mkdir -p /home/user/app /data && chown 1000:1000 /home/user/app /data",
+            "",
+        ]
+    )
+
+
+def prepare_context(ctx: Path) -> None:
+    """The files the preparing steps copy in: the host's CA bundle and uv."""
+    _copy_prepare_files(ctx)
+
+
+def check_gradio_version(gradio_version: str) -> None:
+    if not _GRADIO_VERSION.match(gradio_version):
+        raise SpaceConfigError(f"sdk_version {gradio_version!r} is not a version like 6.31.0")
 
 
 @contextmanager

@@ -57,11 +57,21 @@ def _docker_image_exists(settings: Settings, artifact: Artifact) -> bool:
     from spacehub_runner.dockerbuild import image_id
     from spacehub_runner.dockeropts import DockerOptions
 
+    if settings.builder == "kubernetes":  # no Docker engine here: the registry says
+        from spacehub_runner.builders.kubernetes import registry_has
+
+        return registry_has(settings, artifact.ref)
     if imageregistry.is_digest_ref(artifact.ref):  # pushed: startable wherever the registry is reachable
         import docker
 
         return imageregistry.exists(docker.from_env(version="auto"), settings, artifact.ref)
     return image_id(DockerOptions.from_settings(settings).cli, artifact.ref) is not None
+
+
+def _kubernetes_builder(settings: Settings) -> Builder:
+    from spacehub_runner.builders.kubernetes import KubernetesBuilder
+
+    return KubernetesBuilder(settings)
 
 
 def _kubernetes_runtime(settings: Settings) -> Runtime:
@@ -70,13 +80,16 @@ def _kubernetes_runtime(settings: Settings) -> Runtime:
     return KubernetesRuntime(settings)
 
 
-# Keyed by runtime name: each runtime has the builder that makes its artifacts. (Kubernetes runs what the docker
-# builder pushed to SPACEHUB_REGISTRY, by digest.)
+# Keyed by builder name (SPACEHUB_BUILDER).
 BUILDERS: dict[str, Callable[[Settings], Builder]] = {
     "process": _process_builder,
     "docker": _docker_builder,
-    "kubernetes": _docker_builder,
+    "kubernetes": _kubernetes_builder,
 }
+
+# SPACEHUB_BUILDER=auto: each runtime's own builder. Kubernetes runs what the docker builder pushed to
+# SPACEHUB_REGISTRY, by digest, unless SPACEHUB_BUILDER=kubernetes builds on the cluster itself.
+DEFAULT_BUILDERS: dict[str, str] = {"process": "process", "docker": "docker", "kubernetes": "docker"}
 
 RUNTIMES: dict[str, Callable[[Settings], Runtime]] = {
     "process": _process_runtime,
@@ -98,8 +111,9 @@ READY_PATHS: dict[str, str] = {"gradio": "/theme.css"}
 
 
 def builder_for(settings: Settings, runtime_name: str) -> Builder:
-    """The builder whose artifacts the runtime `runtime_name` runs."""
-    return _pick(BUILDERS, runtime_name, "builder")(settings)
+    """SPACEHUB_BUILDER, or (auto) the builder whose artifacts the runtime `runtime_name` runs."""
+    name = settings.builder if settings.builder != "auto" else _pick(DEFAULT_BUILDERS, runtime_name, "runtime")
+    return _pick(BUILDERS, name, "builder")(settings)
 
 
 # The last runtime made per name, with the settings it was made for: a runtime keeps no state about apps

@@ -145,12 +145,57 @@ def kubernetes_subject(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sub
         runtime.stop(handle)
 
 
+@pytest.fixture(scope="session")
+def kubernetes_buildkit_subject(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Subject]:
+    """KubernetesRuntime running an image the Kubernetes builder made (a rootless BuildKit Job on the same
+    cluster, pushed to the registry): only where SPACEHUB_TEST_KUBECONFIG names a cluster, as above. It also
+    needs SPACEHUB_TEST_KUBE_BUILD_CONTEXT_HOST, this machine's address as the cluster's build pods reach it
+    (they fetch the build context from this process), and a base image the cluster can pull
+    (SPACEHUB_TEST_KUBE_BASE_IMAGE, default python:3.11-slim)."""
+    kubeconfig = os.environ.get("SPACEHUB_TEST_KUBECONFIG")
+    if not kubeconfig:
+        pytest.skip("SPACEHUB_TEST_KUBECONFIG is not set: no Kubernetes cluster to build on and run against")
+    registry, context_host = os.environ.get("SPACEHUB_TEST_REGISTRY"), os.environ.get(
+        "SPACEHUB_TEST_KUBE_BUILD_CONTEXT_HOST")
+    if not registry or not context_host:
+        pytest.fail("SPACEHUB_TEST_KUBECONFIG is set but SPACEHUB_TEST_REGISTRY or "
+                    "SPACEHUB_TEST_KUBE_BUILD_CONTEXT_HOST is not: builds push to a registry and fetch their "
+                    "context from this machine")
+    from pydantic import SecretStr
+
+    from spacehub_runner.builders.kubernetes import KubernetesBuilder
+    from spacehub_runner.kube.runtime import KubernetesRuntime
+
+    password = os.environ.get("SPACEHUB_TEST_REGISTRY_PASSWORD")
+    base = os.environ.get("SPACEHUB_TEST_KUBE_BASE_IMAGE", "python:3.11-slim")
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("contract-kubernetes-buildkit"), stop_grace_s=2, ready_timeout_s=180,
+        kube_config=Path(kubeconfig), registry=registry, builder="kubernetes", runtime="kubernetes",
+        registry_username=os.environ.get("SPACEHUB_TEST_REGISTRY_USERNAME"),
+        registry_password=SecretStr(password) if password else None,
+        kube_namespace=os.environ.get("SPACEHUB_TEST_KUBE_NAMESPACE", "spacehub-spaces"),
+        kube_build_namespace=os.environ.get("SPACEHUB_TEST_KUBE_BUILD_NAMESPACE", "spacehub-builds"),
+        kube_pull_secret=os.environ.get("SPACEHUB_TEST_KUBE_PULL_SECRET"), kube_build_context_host=context_host,
+    )
+    dockerfile = f'FROM {base}\nCOPY app.py /opt/app.py\nUSER 1000\nCMD ["python3", "/opt/app.py"]\n'
+    src = write_tree(tmp_path_factory.mktemp("kubernetes-buildkit-src"),
+                     {"Dockerfile": dockerfile, "app.py": CONTRACT_APP})
+    plan = BuildPlan(recipe="docker")
+    artifact = built(KubernetesBuilder(settings), plan, src)
+    yield Subject("kubernetes", lambda: KubernetesRuntime(settings), artifact, plan, freezable=False, managed=True,
+                  ready_timeout_s=180)
+    runtime = KubernetesRuntime(settings)
+    for handle in runtime.list_managed():  # this run's instance label: only what this suite started
+        runtime.stop(handle)
+
+
 SUBJECTS = [
     pytest.param("fake_subject", id="fake"),
     pytest.param("process_subject", id="process"),
     pytest.param("forkserver_subject", id="process-forkserver"),
     pytest.param("docker_subject", id="docker", marks=pytest.mark.docker),
     pytest.param("kubernetes_subject", id="kubernetes"),
+    pytest.param("kubernetes_buildkit_subject", id="kubernetes-buildkit"),
 ]
 
 

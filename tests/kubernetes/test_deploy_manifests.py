@@ -39,6 +39,17 @@ def test_the_spaces_namespace_file_is_what_the_code_generates(tmp_path: Path) ->
         "regenerate: python -m spacehub_runner.kube.manifests > deploy/kubernetes/spaces-namespace.yaml")
 
 
+def test_the_builds_namespace_file_is_what_the_code_generates(tmp_path: Path) -> None:
+    expected = manifests.render_builds_namespace(Settings(data_dir=tmp_path))
+    assert (DEPLOY / "builds-namespace.yaml").read_text() == expected, (
+        "regenerate: python -m spacehub_runner.kube.manifests builds > deploy/kubernetes/builds-namespace.yaml")
+    # Build pods fetch their context from the workers at their pod IP, on the ports the builds policy opens.
+    worker = next(doc for doc in _docs("platform.yaml") if doc["metadata"]["name"] == "spacehub-worker")
+    (container,) = worker["spec"]["template"]["spec"]["containers"]
+    assert {"name": "SPACEHUB_KUBE_BUILD_CONTEXT_HOST",
+            "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}} in container["env"]
+
+
 def test_the_platform_pods_are_those_the_policy_admits() -> None:
     platform = _docs("platform.yaml")
     deployments = {doc["metadata"]["name"]: doc for doc in platform if doc["kind"] == "Deployment"}

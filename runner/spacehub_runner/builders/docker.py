@@ -35,6 +35,8 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -113,7 +115,9 @@ class DockerBuilder:
             kind="docker-image",
             key=key,
             ref=tag,
-            extra={"runtime": "docker", "app_port": plan.app_port, "tree_hash": tree},
+            # The jobs start an artifact with the runtime it names: a pushed image may be the cluster's to run.
+            extra={"runtime": "kubernetes" if self.settings.runtime == "kubernetes" else "docker",
+                   "app_port": plan.app_port, "tree_hash": tree},
         )
         if not no_cache and image_id(self.opts.cli, tag):
             log(f"image {tag} already built for this tree and plan; nothing to build")
@@ -170,30 +174,12 @@ class DockerBuilder:
         self, request: BuildRequest, plan: BuildPlan, sdk_ref: str, gradio: str, log: LogFn
     ) -> None:
         """A generated Dockerfile in a context of our own: the app under app/, generated files under spacehub/."""
-        # In the data dir, named by the build (its checkout's folder): a context left by a killed build is found and
-        # removed by the reconciler (`orphans`), never confused with another platform's on the same machine.
-        scratch = self.settings.data_dir / "tmp"
-        scratch.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=f"build-{request.context.name}-", dir=scratch) as tmp:
-            ctx = Path(tmp)
-            shutil.copytree(
-                request.context,
-                ctx / "app",
-                symlinks=True,
-                ignore=shutil.ignore_patterns(".git"),
-                copy_function=_link_or_copy,
-            )
-            generated = ctx / "spacehub"
-            generated.mkdir()
-            # Requirements travel as files in the context, so their text never enters the Dockerfile.
-            (generated / "pre-requirements.txt").write_text("".join(f"{r}\n" for r in plan.pre_requirements))
-            (generated / "requirements.txt").write_text("".join(f"{r}\n" for r in plan.requirements))
-            # The SDK's gradio wins over any gradio pin in requirements.txt (as on the Hub).
-            (generated / "overrides.txt").write_text(f"gradio=={gradio}\n")
-            (ctx / "Dockerfile").write_text(gradio_dockerfile(plan, sdk_ref))
-            with images.build_sources(self.settings, self.opts) as secret_files:
-                local = replace(request, context=ctx, dockerfile=ctx / "Dockerfile", secret_files=secret_files)
-                run_build(self.opts.cli, local, log)
+        with (
+            gradio_context(self.settings, request.context, plan, sdk_ref, gradio) as ctx,
+            images.build_sources(self.settings, self.opts) as secret_files,
+        ):
+            local = replace(request, context=ctx, dockerfile=ctx / "Dockerfile", secret_files=secret_files)
+            run_build(self.opts.cli, local, log)
 
     def artifact_exists(self, artifact: Artifact) -> bool:
         """Whether the artifact can still be started (its image was not pruned)."""
@@ -202,6 +188,29 @@ class DockerBuilder:
         if imageregistry.is_digest_ref(artifact.ref):
             return imageregistry.exists(self.client, self.settings, artifact.ref)
         return image_id(self.opts.cli, artifact.ref) is not None
+
+
+@contextmanager
+def gradio_context(settings: Settings, src: Path, plan: BuildPlan, sdk_ref: str, gradio: str) -> Iterator[Path]:
+    """A gradio space's build context (every builder's): the app under app/, generated files under spacehub/,
+    the generated Dockerfile. Removed on exit."""
+    # In the data dir, named by the build (its checkout's folder): a context left by a killed build is found and
+    # removed by the reconciler (`orphans`), never confused with another platform's on the same machine.
+    scratch = settings.data_dir / "tmp"
+    scratch.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f"build-{src.name}-", dir=scratch) as tmp:
+        ctx = Path(tmp)
+        shutil.copytree(src, ctx / "app", symlinks=True, ignore=shutil.ignore_patterns(".git"),
+                        copy_function=_link_or_copy)
+        generated = ctx / "spacehub"
+        generated.mkdir()
+        # Requirements travel as files in the context, so their text never enters the Dockerfile.
+        (generated / "pre-requirements.txt").write_text("".join(f"{r}\n" for r in plan.pre_requirements))
+        (generated / "requirements.txt").write_text("".join(f"{r}\n" for r in plan.requirements))
+        # The SDK's gradio wins over any gradio pin in requirements.txt (as on the Hub).
+        (generated / "overrides.txt").write_text(f"gradio=={gradio}\n")
+        (ctx / "Dockerfile").write_text(gradio_dockerfile(plan, sdk_ref))
+        yield ctx
 
 
 def gradio_dockerfile(plan: BuildPlan, sdk_ref: str) -> str:

@@ -11,8 +11,9 @@ from spacehub.errors import StartFailed
 from spacehub.kubeplacement import placement
 from spacehub.settings import Settings
 
+from ..pkgsources import port_range
 from ..plugs import RunSpec
-from . import objects
+from . import buildobjects, objects
 
 RUNTIME_SERVICE_ACCOUNT = "spacehub-runtime"
 
@@ -79,6 +80,29 @@ def namespace_manifests(settings: Settings) -> list[dict[str, Any]]:
     ]
 
 
+def builds_namespace_manifests(settings: Settings) -> list[dict[str, Any]]:
+    """What the builds namespace (SPACEHUB_BUILDER=kubernetes) holds once: its NetworkPolicy and the builder's Role
+    and RoleBinding (the worker's service account)."""
+    ports = port_range(settings.kube_build_context_ports)
+    registry_host = (settings.registry or "").split("/", 1)[0]
+    _, _, port = registry_host.rpartition(":")
+    return [
+        buildobjects.network_policy(settings.kube_build_namespace, settings.kube_platform_namespace,
+                                    (ports.start, ports.stop - 1), int(port) if port.isdigit() else 443),
+        buildobjects.builder_role(settings.kube_build_namespace),
+        buildobjects.builder_role_binding(settings.kube_build_namespace, RUNTIME_SERVICE_ACCOUNT,
+                                          settings.kube_platform_namespace),
+    ]
+
+
+def render_builds_namespace(settings: Settings) -> str:
+    header = ("# The builds namespace's NetworkPolicy and the builder's Role (SPACEHUB_BUILDER=kubernetes):\n"
+              "#   python -m spacehub_runner.kube.manifests builds > deploy/kubernetes/builds-namespace.yaml\n"
+              "# (a test holds this file to the defaults' output).\n")
+    return header + yaml.safe_dump_all(builds_namespace_manifests(settings), sort_keys=True,
+                                       default_flow_style=False)
+
+
 def render_namespace(settings: Settings) -> str:
     """deploy/kubernetes/spaces-namespace.yaml for these settings (`python -m spacehub_runner.kube.manifests`)."""
     header = ("# The spaces namespace's NetworkPolicy and the runtime's Role, generated from the settings in force:\n"
@@ -88,6 +112,9 @@ def render_namespace(settings: Settings) -> str:
 
 
 if __name__ == "__main__":
+    import sys
+
     from spacehub.settings import load_settings
 
-    print(render_namespace(load_settings()), end="")
+    render = render_builds_namespace if sys.argv[1:] == ["builds"] else render_namespace
+    print(render(load_settings()), end="")
