@@ -7,7 +7,7 @@ from functools import cached_property
 
 import redis
 
-from spacehub import crypto, redisconn, routes, transitions
+from spacehub import crypto, redisconn, routetable, transitions
 from spacehub.accounts import ensure_admin
 from spacehub.objectstore import LocalObjectStore, ObjectStore
 from spacehub.repos import RepoStore
@@ -46,6 +46,6 @@ class Platform:
         platform = cls(settings=settings, db=db, repos=RepoStore(settings.repos_dir))
         transitions.configure(settings)
         # Every committed change of a space writes its route (and tells the proxy, waiting until every proxy
-        # process applied it): spacehub.routes.
-        routes.watch(db, lambda: platform.redis, settings.proxy_ack_timeout_s)
+        # process applied it): spacehub.routetable.
+        routetable.watch(db, lambda: platform.redis, settings.proxy_ack_timeout_s)
         return platform

@@ -1,6 +1,6 @@
 """Host rules of the one public port (design.md §5): which Host goes to the API, to a space, or nowhere.
 
-Routes come from Redis (written by `spacehub.routes` whenever a space's row changes) and are cached here with
+Routes come from Redis (written by `spacehub.routetable` whenever a space's row changes) and are cached here with
 what a label means when it has no route (no such space, building, paused...), from SQL, so the proxy's hot path
 never waits on a database. A route message names one label: only that label's route and row are reloaded. The
 whole tables are loaded at start, on each (re)subscription and every SPACEHUB_ROUTE_REFRESH_S as a safety net.
@@ -9,7 +9,7 @@ host-only cookie naming the revision that answered (gradio_client keeps the cook
 browser all of them), and while the old revision drains (a `RetiredApp` row), a request with its cookie goes
 there, so the two requests of Gradio's two-step calls (queue join + data, call + result) meet the same app.
 A message with a nonce is acknowledged once applied, so the writer knows this process now answers by it
-(`spacehub.routes.publish_acked`); GATE_MESSAGE makes the gate forget the tokens and users it had checked.
+(`spacehub.routetable.publish_acked`); GATE_MESSAGE makes the gate forget the tokens and users it had checked.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from sqlalchemy import select
 from spacehub.errors import SpacehubError
 from spacehub.proxy.errors import ProxyError
 from spacehub.proxy.routing import Route, Upstream
-from spacehub.routes import (
+from spacehub.routetable import (
     ACK_KEY_TTL_S,
     GATE_MESSAGE,
     ROUTES_CHANNEL,

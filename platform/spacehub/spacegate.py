@@ -8,7 +8,7 @@ huggingface_hub) or `X-HF-Authorization: Bearer ...` (gradio_client moves its to
 
 Verifying a token costs a database lookup, done in a thread; the answer (who it is, or that it is no one) is
 cached by the token's SHA-256 for `token_cache_s`. A revoked token, a removed user or membership clears the cache
-(`forget`, on the route channel's gate message, before the revoking call returns: `spacehub.routes`); the expiry
+(`forget`, on the route channel's gate message, before the revoking call returns: `spacehub.routetable`); the expiry
 is only the safety net for a message lost while Redis was away.
 """
 

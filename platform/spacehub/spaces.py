@@ -88,7 +88,7 @@ def move(platform: Platform, session: Session, user: User, space: Space, new_own
     except Exception:
         platform.repos.move(repo_key(space), old_repo)
         raise
-    # (The old label's route goes with the commit: spacehub.routes.watch.)
+    # (The old label's route goes with the commit: spacehub.routetable.watch.)
     builds.restart_if_running(platform, session, space)
 
 
@@ -145,14 +145,14 @@ def stop(platform: Platform, session: Session, space: Space, *, stage: Stage = S
                                                      Build.status.in_(BuildStatus.ACTIVE))):
         build.status = BuildStatus.SUPERSEDED
     transition(space, stage, "paused by its owner" if stage == Stage.PAUSED else "stopped", by="api")
-    session.commit()  # (its route goes with it: spacehub.routes.watch)
+    session.commit()  # (its route goes with it: spacehub.routetable.watch)
     enqueue(platform.redis, OPS, "spacehub_runner.jobs.stop", space.id)
 
 
 def delete(platform: Platform, session: Session, space: Space) -> None:
     """Gone at once for every client (404 on its host and API); the app is stopped by the worker.
 
-    The route goes, and the proxy forgets the label, when the delete commits (spacehub.routes.watch)."""
+    The route goes, and the proxy forgets the label, when the delete commits (spacehub.routetable.watch)."""
     handle, space_id, key, repo_type = space.handle, space.id, repo_key(space), space.repo_type
     session.delete(space)
     session.commit()

@@ -1,5 +1,5 @@
 """The one function that changes a space's stage: it consults the transition table, records who moved the space
-and why, and leaves the publishing to the route writer (`spacehub.routes`), which runs when the change commits.
+and why, and leaves the publishing to the route writer (`spacehub.routetable`), which runs when the change commits.
 
 An illegal move is a bug. With SPACEHUB_STRICT_TRANSITIONS (tests) it raises; in production it is logged and
 the move is made anyway, because the caller acts on what the world already is (an app that died is dead
@@ -13,7 +13,7 @@ import logging
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from spacehub import routes
+from spacehub import routetable
 from spacehub.settings import Settings
 from spacehub.stages import TRANSITIONS, Stage
 from spacehub.store.models import Space, utcnow
@@ -65,7 +65,7 @@ def transition_if(session: Session, space_id: int, expect: Stage, to: Stage, mes
     if getattr(moved, "rowcount", 0) != 1:
         return False
     log.info("space %s: %s -> %s by %s (%s)", space_id, expect, to, by, message)
-    routes.mark_changed(session, space_id)
+    routetable.mark_changed(session, space_id)
     return True
 
 

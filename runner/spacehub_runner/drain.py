@@ -24,10 +24,10 @@ from datetime import datetime
 import redis
 from sqlalchemy.orm import Session
 
-from spacehub import routes
+from spacehub import routetable
 from spacehub.activity import Activity
 from spacehub.context import Platform
-from spacehub.routes import UNPINNED_KEY
+from spacehub.routetable import UNPINNED_KEY
 from spacehub.store.models import RetiredApp
 from spacehub_runner.plugs import Handle
 
@@ -52,7 +52,7 @@ def unpin(platform: Platform, row_id: int, space_id: int, now: float) -> None:
     """Send the clients pinned to a retired app to the space's serving revision, on every proxy (the call returns
     once each has applied it); the app is stopped once drained again from `now`."""
     platform.redis.hset(UNPINNED_KEY, str(row_id), repr(now))
-    routes.sync(platform.redis, platform.db, space_id, ack_timeout_s=platform.settings.proxy_ack_timeout_s)
+    routetable.sync(platform.redis, platform.db, space_id, ack_timeout_s=platform.settings.proxy_ack_timeout_s)
 
 
 def forget_unpin(conn: redis.Redis, row_id: int) -> None:

@@ -38,7 +38,7 @@ from spacehub import lfs
 from spacehub.context import Platform
 from spacehub.settings import Settings
 from spacehub.store.models import Build, BuildStatus, RetiredApp, Space
-from spacehub_runner import registry
+from spacehub_runner import backends
 
 log = logging.getLogger("spacehub.gc")
 
@@ -161,7 +161,7 @@ def collect(platform: Platform, now: float | None = None) -> list[str]:
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(str(entry))
 
-    if registry.runtime_name(settings) == "docker":
+    if backends.runtime_name(settings) == "docker":
         removed += _collect_docker(settings, use, ledger, now)
     # LFS objects no branch or tag of any repo points to any more
     removed += [f"lfs:{oid}" for oid in lfs.collect_garbage(platform, settings.lfs_gc_grace_s)]

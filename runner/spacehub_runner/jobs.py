@@ -35,7 +35,7 @@ from spacehub.store.models import (
     utcnow,
 )
 from spacehub.transitions import transition
-from spacehub_runner import backoff, deployments, diskguard, drain, gpus, liveness, registry
+from spacehub_runner import backends, backoff, deployments, diskguard, drain, gpus, liveness
 from spacehub_runner.appenv import app_env
 from spacehub_runner.plugs import Artifact, BuildInputs, BuildPlan, Handle, RunSpec
 from spacehub_runner.recipes import plan_for
@@ -168,8 +168,8 @@ def build(build_id: int, factory: bool = False) -> JobOutcome:
             build_row = session.get(Build, build_id)
             if build_row is not None:
                 build_row.plan = recipe.plan.to_json()
-        runtime_name = registry.runtime_name(platform.settings)
-        builder = registry.builder_for(platform.settings, runtime_name)
+        runtime_name = backends.runtime_name(platform.settings)
+        builder = backends.builder_for(platform.settings, runtime_name)
         log(f"==> Recipe {recipe.plan.recipe}, runtime {runtime_name}" + (" (factory rebuild)" if factory else ""))
         variables, secrets = _build_inputs(platform, space_id)
         try:
@@ -244,8 +244,8 @@ def _deploy(platform: Platform, space_id: int, build_id: int, log: LogWriter) ->
                            log_dir=str(settings.logs_dir / str(space.id)), storage=space.storage)
             label = space.label
             old = Handle.from_json(space.handle) if space.handle else None
-            runtime_name = artifact.extra.get("runtime") or registry.runtime_name(settings)
-        runtime = registry.runtime_for(settings, runtime_name)
+            runtime_name = artifact.extra.get("runtime") or backends.runtime_name(settings)
+        runtime = backends.runtime_for(settings, runtime_name)
         allocator = gpus.GpuAllocator(settings, platform.db)
         claim = _claim_gpus(platform, allocator, deployment_id, spec, artifact, old, log)
         if isinstance(claim, JobOutcome):
@@ -262,7 +262,7 @@ def _deploy(platform: Platform, space_id: int, build_id: int, log: LogWriter) ->
             handle = runtime.start(spec, artifact)
             with platform.db.session() as session:
                 deployments.started(session, deployment_id, handle.to_json())
-            registry.wait_ready(runtime, handle, settings.ready_timeout_s, plan)
+            backends.wait_ready(runtime, handle, settings.ready_timeout_s, plan)
         except StartFailed as exc:
             if handle is not None:
                 runtime.stop(handle)
@@ -284,14 +284,14 @@ def _deploy(platform: Platform, space_id: int, build_id: int, log: LogWriter) ->
                 deployments.close(session, deployment_id, DeployOutcome.SUPERSEDED)
                 return JobOutcome.SUPERSEDED
             space.handle, space.running_sha, space.frozen = handle.to_json(), build_row.sha, False
-            transition(space, Stage.RUNNING, "", by="deploy")  # the route follows on commit (routes.watch)
+            transition(space, Stage.RUNNING, "", by="deploy")  # the route follows on commit (routetable.watch)
             deployments.serving(session, deployment_id, handle.to_json())
             if retire_old and old is not None:
                 drain.retire_in(session, space_id, old)  # it finishes its open requests; the supervisor stops it
             activity.touch(platform.redis, space_id)  # a fresh app is idle from now, not since its last sleep
         log(f"==> Running at {settings.space_url(label)}")
         if old is not None and old != handle and not retire_old:
-            registry.runtime_for(settings, old.runtime).stop(old)
+            backends.runtime_for(settings, old.runtime).stop(old)
         allocator.release(space_id, keep=lease)  # the old revision's devices, if it had any
         gpus.start_waiting_spaces(settings, platform.db, platform.redis)
         return JobOutcome.RUNNING
@@ -331,12 +331,12 @@ def _claim_gpus(platform: Platform, allocator: gpus.GpuAllocator, deployment_id:
         log(f"==> {error}")
         _fail_start(platform, deployment_id, error)
         return JobOutcome.RUNTIME_ERROR
-    if old is None or registry.runtime_for(settings, old.runtime).poll(old) is not None:
+    if old is None or backends.runtime_for(settings, old.runtime).poll(old) is not None:
         allocator.release(spec.space_id)  # nothing of this space runs on what it holds
     ids = allocator.acquire(spec.space_id, lease, need)
     if ids is None and old is not None:
         log("==> No spare GPU to start beside the running revision: stopping it first")
-        registry.runtime_for(settings, old.runtime).stop(old)
+        backends.runtime_for(settings, old.runtime).stop(old)
         with platform.db.session() as session:
             space = session.get(Space, spec.space_id)
             if space is not None:
@@ -370,7 +370,7 @@ def start(space_id: int, force: bool = False, crash_restart: bool = False) -> Jo
         if space is None or not space.desired_sha:
             return JobOutcome.GONE
         build_row = session.scalar(select(Build).where(Build.space_id == space_id, Build.sha == space.desired_sha))
-        if build_row is None or build_row.artifact is None or not registry.artifact_exists(
+        if build_row is None or build_row.artifact is None or not backends.artifact_exists(
                 platform.settings, Artifact.from_json(build_row.artifact)):
             builds.request_build(platform, session, space, space.desired_sha, build_row, by="start")
             return JobOutcome.REBUILDING
@@ -378,7 +378,7 @@ def start(space_id: int, force: bool = False, crash_restart: bool = False) -> Jo
             return JobOutcome.NOT_WANTED  # e.g. a GPU waiter stopped by its owner before a device freed up
         if not force and space.handle:
             handle = Handle.from_json(space.handle)
-            if registry.runtime_for(platform.settings, handle.runtime).poll(handle) is None:
+            if backends.runtime_for(platform.settings, handle.runtime).poll(handle) is None:
                 return JobOutcome.ALREADY_RUNNING
         build_id = build_row.id  # (a start reads its build; it never changes it)
     run_log = LogWriter(platform.redis, space_id, "run", platform.settings.log_stream_max)
@@ -402,9 +402,9 @@ def stop(space_id: int) -> JobOutcome:
                 return JobOutcome.GONE
             if space.handle:
                 handle = Handle.from_json(space.handle)
-                registry.runtime_for(platform.settings, handle.runtime).stop(handle)
+                backends.runtime_for(platform.settings, handle.runtime).stop(handle)
                 deployments.ended(session, space_id, space.handle)
-            space.handle, space.frozen = None, False  # (its route goes on commit: routes.watch)
+            space.handle, space.frozen = None, False  # (its route goes on commit: routetable.watch)
         gpus.GpuAllocator(platform.settings, platform.db).release(space_id)
     gpus.start_waiting_spaces(platform.settings, platform.db, platform.redis)
     return JobOutcome.STOPPED
@@ -417,11 +417,11 @@ def teardown(space_id: int, handle: dict[str, Any] | None) -> JobOutcome:
     settings = platform.settings
     stopped = Handle.from_json(handle) if handle else None
     if stopped is not None:
-        registry.runtime_for(settings, stopped.runtime).stop(stopped)
+        backends.runtime_for(settings, stopped.runtime).stop(stopped)
     gpus.GpuAllocator(settings, platform.db).release(space_id)  # (the rows also cascade with the space's)
     # The storage of the runtime it ran on, and of the one it would run on next (a space may be stopped).
-    for name in {registry.runtime_name(settings)} | ({stopped.runtime} if stopped is not None else set()):
-        storage = registry.wired(settings, name).storage
+    for name in {backends.runtime_name(settings)} | ({stopped.runtime} if stopped is not None else set()):
+        storage = backends.wired(settings, name).storage
         if storage is None:
             continue
         try:

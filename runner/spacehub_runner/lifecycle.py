@@ -35,7 +35,7 @@ from spacehub.stages import SERVING, Stage
 from spacehub.store.models import RetiredApp, Space, utcnow
 from spacehub.transitions import transition, transition_if
 from spacehub.wake import WAKE_CHANNEL
-from spacehub_runner import backoff, deployments, drain, gc, registry
+from spacehub_runner import backends, backoff, deployments, drain, gc
 from spacehub_runner.plugs import Handle
 
 log = logging.getLogger("spacehub.lifecycle")
@@ -112,7 +112,7 @@ class Lifecycle:
 
     def _freeze_step(self, space: Space, handle: Handle, record: activity.Activity, idle: float,
                      now: float) -> None:
-        freezer = registry.wired(self.settings, handle.runtime).freezer
+        freezer = backends.wired(self.settings, handle.runtime).freezer
         after = self.settings.freeze_after_s
         pending = self.pending_freeze.get(space.id)
         if pending is not None and pending[1] != handle.target:
@@ -153,7 +153,7 @@ class Lifecycle:
             if space.handle is None or space.stage not in SERVING or not space.frozen:
                 continue
             handle = Handle.from_json(space.handle)
-            freezer = registry.wired(self.settings, handle.runtime).freezer
+            freezer = backends.wired(self.settings, handle.runtime).freezer
             try:
                 if freezer is not None:
                     freezer.freeze(handle)
@@ -170,13 +170,13 @@ class Lifecycle:
                 return "gone"
             if space.stage in SERVING and space.handle:
                 handle = Handle.from_json(space.handle)
-                freezer = registry.wired(self.settings, handle.runtime).freezer
+                freezer = backends.wired(self.settings, handle.runtime).freezer
                 if freezer is not None:
                     freezer.thaw(handle)  # idempotent; cheaper than asking first
                 self.pending_freeze.pop(space.id, None)
                 activity.touch(self.platform.redis, space.id)
                 space.frozen = False
-                session.commit()  # the route comes back now (routes.watch), while the lock is held
+                session.commit()  # the route comes back now (routetable.watch), while the lock is held
                 return "thawed"
             if space.stage == Stage.SLEEPING:
                 moved = transition_if(session, space_id, Stage.SLEEPING, Stage.APP_STARTING,
@@ -245,7 +245,7 @@ class Lifecycle:
                 space = session.get(Space, row.space_id)
                 current = space.handle if space is not None else None
             if current != row.handle:  # (never stop what serves now)
-                registry.runtime_for(self.settings, handle.runtime).stop(handle)
+                backends.runtime_for(self.settings, handle.runtime).stop(handle)
                 log.info("stopped the old app of space %s (%s)", row.space_id,
                          "drain timeout" if timed_out else "drained")
             with self.platform.db.session() as session:

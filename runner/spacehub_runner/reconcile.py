@@ -35,7 +35,7 @@ from spacehub.queue import BUILDS, OPS, enqueue, queue
 from spacehub.stages import BUILDING_STAGES, STARTING, Stage, starting_stage
 from spacehub.store.models import Build, BuildStatus, Deployment, DeployOutcome, Space, utcnow
 from spacehub.transitions import transition
-from spacehub_runner import deployments, gpus, liveness, orphans, registry
+from spacehub_runner import backends, deployments, gpus, liveness, orphans
 from spacehub_runner.plugs import Handle
 
 log = logging.getLogger("spacehub.reconcile")
@@ -146,7 +146,7 @@ class Healer:
         deployments.close(session, deployment.id, DeployOutcome.FAILED, CUT_OFF + error)
         if deployment.handle is not None and (space is None or space.handle != deployment.handle):
             handle = Handle.from_json(deployment.handle)  # started, never routed: nobody else knows it
-            registry.runtime_for(self.settings, handle.runtime).stop(handle)
+            backends.runtime_for(self.settings, handle.runtime).stop(handle)
             deployment.drained_at = utcnow()
         if space is None:
             return
@@ -286,7 +286,7 @@ class Healer:
         if not space.handle:
             return False
         handle = Handle.from_json(space.handle)
-        return registry.runtime_for(self.settings, handle.runtime).poll(handle) is None
+        return backends.runtime_for(self.settings, handle.runtime).poll(handle) is None
 
     def _settle(self, space: Space, sha: str, error: str, error_stage: Stage) -> None:
         """After a failed build or start: RUNNING if the old revision still answers, else the error."""

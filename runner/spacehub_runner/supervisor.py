@@ -23,14 +23,14 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from spacehub import routes
+from spacehub import routetable
 from spacehub.context import Platform
 from spacehub.logstream import LogWriter
 from spacehub.sandbox.keeper import EgressKeeper
 from spacehub.stages import SERVING, SHOULD_RUN, Stage
 from spacehub.store.models import Build, BuildStatus, Space, utcnow
 from spacehub.transitions import transition
-from spacehub_runner import backoff, deployments, forkserver_upkeep, gpus, registry
+from spacehub_runner import backends, backoff, deployments, forkserver_upkeep, gpus
 from spacehub_runner.jobs import space_lock_key
 from spacehub_runner.lifecycle import Lifecycle
 from spacehub_runner.plugs import BuildPlan, Handle, Runtime, Storage, WiredRuntime
@@ -90,7 +90,7 @@ class Supervisor:
                         self._restart(space, "the app is not running")
                     continue
                 handle = Handle.from_json(space.handle)
-                runtime = registry.runtime_for(self.settings, handle.runtime)
+                runtime = backends.runtime_for(self.settings, handle.runtime)
                 seen.add(self._handle_key(handle))
                 code = runtime.poll(handle)
                 self._pump_logs(space.id, handle, exited=code is not None)
@@ -101,7 +101,7 @@ class Supervisor:
                 tail = list(self._pumped.pop(self._handle_key(handle), _Pumped()).recent)
                 runtime.stop(handle)  # an exited container stays until removed; a process is only reaped
                 deployments.ended(session, space.id, space.handle)
-                space.handle, space.frozen = None, False  # (its route goes on commit: routes.watch)
+                space.handle, space.frozen = None, False  # (its route goes on commit: routetable.watch)
                 if space.stage in SHOULD_RUN:
                     self._restart(space, f"the app exited with code {code}", tail)
                 if space.stage not in SHOULD_RUN:
@@ -131,7 +131,7 @@ class Supervisor:
     def reconcile_containers(self) -> None:
         """Adopt what SQL lost track of, remove every other container of this platform (never the current one
         of a space, never one of a space some job is working on)."""
-        plugged = registry.wired(self.settings, registry.runtime_name(self.settings))
+        plugged = backends.wired(self.settings, backends.runtime_name(self.settings))
         if plugged.managed is None:
             return
         runtime = plugged.runtime
@@ -173,7 +173,7 @@ class Supervisor:
             build_row = session.scalar(select(Build).where(Build.space_id == space_id,
                                                            Build.sha == space.desired_sha))
             plan = BuildPlan.from_json(build_row.plan) if build_row is not None and build_row.plan else None
-            path = registry.READY_PATHS.get(plan.recipe, "/") if plan else "/"
+            path = backends.READY_PATHS.get(plan.recipe, "/") if plan else "/"
             for handle in handles:
                 if handle.data["revision"] != space.desired_sha or not handle.target:
                     continue
@@ -187,7 +187,7 @@ class Supervisor:
                 log.info("adopting container %s for %s (revision %s)", handle.data["name"], space.repo_id,
                          space.desired_sha[:12])
                 space.handle, space.running_sha, space.frozen = handle.to_json(), space.desired_sha, False
-                transition(space, Stage.RUNNING, "", by="supervisor")  # (routed on commit: routes.watch)
+                transition(space, Stage.RUNNING, "", by="supervisor")  # (routed on commit: routetable.watch)
                 space.restarts = 0
                 if build_row is not None and build_row.status in BuildStatus.ACTIVE:
                     build_row.status, build_row.finished_at = BuildStatus.SUCCEEDED, utcnow()
@@ -210,7 +210,7 @@ class Supervisor:
                     log.info("volume %s not removed yet: %s", name, exc)
 
     def reconcile_routes(self) -> None:
-        routes.sync_all(self.platform.redis, self.platform.db)
+        routetable.sync_all(self.platform.redis, self.platform.db)
 
     @staticmethod
     def _handle_key(handle: Handle) -> str:
@@ -218,7 +218,7 @@ class Supervisor:
 
     def _pump_logs(self, space_id: int, handle: Handle, *, exited: bool = False) -> None:
         """Copy the app's output written since the last copy to its run-log stream."""
-        plugged = registry.wired(self.settings, handle.runtime)
+        plugged = backends.wired(self.settings, handle.runtime)
         state = self._pumped.setdefault(self._handle_key(handle), _Pumped())
         writer = LogWriter(self.platform.redis, space_id, "run", self.settings.log_stream_max)
         for line in _new_lines(plugged, handle, state, self.settings.run_log_max_bytes, exited):

@@ -52,7 +52,7 @@ from sqlalchemy import select  # noqa: E402
 from spacehub.settings import Settings  # noqa: E402
 from spacehub.store.db import Database  # noqa: E402
 from spacehub.store.models import Build, Space  # noqa: E402
-from spacehub_runner import registry  # noqa: E402
+from spacehub_runner import backends  # noqa: E402
 from spacehub_runner.builders.process import ProcessBuilder  # noqa: E402
 from spacehub_runner.plugs import Artifact, BuildPlan, Handle, RunSpec  # noqa: E402
 from spacehub_runner.runtimes import forkserver  # noqa: E402
@@ -199,7 +199,7 @@ class Platform:
         if space.handle is None or space.stage != "RUNNING":
             return False
         handle = Handle.from_json(space.handle)
-        freezer = registry.wired(self.settings(), handle.runtime).freezer
+        freezer = backends.wired(self.settings(), handle.runtime).freezer
         return freezer is not None and freezer.is_frozen(handle)
 
     def asleep(self, repo_id: str) -> bool:

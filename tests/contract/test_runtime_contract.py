@@ -14,7 +14,7 @@ import pytest
 from subjects import Subject
 
 from spacehub.errors import StartFailed
-from spacehub_runner import registry
+from spacehub_runner import backends
 from spacehub_runner.plugs import Handle, Runtime, WiredRuntime
 from spacehub_runner.runtimes import readiness
 
@@ -26,7 +26,7 @@ WAIT_S = 30.0  # for things the app does on its own time (a log line written, an
 def started(subject: Subject, runtime: Runtime) -> Handle:
     handle = runtime.start(subject.spec(), subject.artifact)
     subject.handles.append(handle)
-    registry.wait_ready(runtime, handle, subject.ready_timeout_s, subject.plan)
+    backends.wait_ready(runtime, handle, subject.ready_timeout_s, subject.plan)
     return handle
 
 
@@ -67,7 +67,7 @@ def test_start_returns_a_json_handle_and_the_ready_app_serves_its_revision(subje
     assert {key: handle.data.get(key) for key in subject.expect_data} == subject.expect_data
     host, _, port = handle.target.rpartition(":")
     assert host == "127.0.0.1" and int(port) > 0  # loopback only: the proxy is the way in
-    registry.wait_ready(runtime, handle, subject.ready_timeout_s, subject.plan)
+    backends.wait_ready(runtime, handle, subject.ready_timeout_s, subject.plan)
     assert runtime.poll(handle) is None
     assert get(handle) == (200, spec.revision + "\n")
 
@@ -88,7 +88,7 @@ def test_poll_reports_the_apps_own_exit_code(subject: Subject) -> None:
     eventually(lambda: runtime.poll(handle) is not None, "the exit seen by poll")
     assert runtime.poll(handle) == 3
     with pytest.raises(StartFailed, match="exited with code 3"):
-        registry.wait_ready(runtime, handle, 5, subject.plan)  # an exited app is never ready
+        backends.wait_ready(runtime, handle, 5, subject.plan)  # an exited app is never ready
 
 
 def test_stop_ends_the_app_and_is_idempotent(subject: Subject) -> None:

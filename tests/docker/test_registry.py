@@ -15,8 +15,7 @@ from pydantic import SecretStr
 
 from spacehub.errors import StartFailed
 from spacehub.settings import Settings
-from spacehub_runner import gc, imageregistry
-from spacehub_runner import registry as backends
+from spacehub_runner import backends, gc, imageregistry
 from spacehub_runner.builders.docker import DockerBuilder
 from spacehub_runner.plugs import Artifact, BuildPlan
 from spacehub_runner.runtimes.docker import DockerRuntime

@@ -6,14 +6,14 @@ import pytest
 
 from spacehub import dockerhost
 from spacehub.settings import Settings
-from spacehub_runner import registry
+from spacehub_runner import backends
 
 pytestmark = pytest.mark.docker
 
 
 def test_auto_picks_docker_when_the_engine_answers(docker_ready: None) -> None:
-    assert registry.runtime_name(Settings(runtime="auto")) == "docker"
-    assert registry.runtime_name(Settings(runtime="process")) == "process"
+    assert backends.runtime_name(Settings(runtime="auto")) == "docker"
+    assert backends.runtime_name(Settings(runtime="process")) == "process"
 
 
 @pytest.mark.parametrize("docker_host", ["unix:///nonexistent/docker.sock", "tcp://192.0.2.1:2375"])
@@ -22,4 +22,4 @@ def test_auto_falls_back_to_processes_when_nothing_answers(monkeypatch: pytest.M
     monkeypatch.setenv("DOCKER_HOST", docker_host)
     settings = Settings(runtime="auto", docker_ping_timeout_s=1)
     assert not dockerhost.engine_answers(settings.docker_ping_timeout_s)
-    assert registry.runtime_name(settings) == "process"
+    assert backends.runtime_name(settings) == "process"

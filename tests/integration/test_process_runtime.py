@@ -24,7 +24,7 @@ import pytest
 
 from spacehub.errors import BuildFailed, StartFailed
 from spacehub.settings import Settings
-from spacehub_runner import registry
+from spacehub_runner import backends
 from spacehub_runner.builders.process import ENV_MARKER, ProcessBuilder
 from spacehub_runner.plugs import Artifact, BuildPlan, Handle, RunSpec
 from spacehub_runner.runtimes.process import ProcessRuntime, app_env, poll_handle, wait_ready
@@ -427,7 +427,7 @@ def test_a_recycled_pid_is_never_taken_for_the_app(settings: Settings, tmp_path:
 
 
 def test_registry_picks_process_by_name(settings: Settings) -> None:
-    assert isinstance(registry.builder_for(settings, "process"), ProcessBuilder)
-    assert isinstance(registry.runtime_for(settings, "process"), ProcessRuntime)
+    assert isinstance(backends.builder_for(settings, "process"), ProcessBuilder)
+    assert isinstance(backends.runtime_for(settings, "process"), ProcessRuntime)
     with pytest.raises(ValueError, match="unknown runtime"):
-        registry.runtime_for(settings, "no-such-runtime")
+        backends.runtime_for(settings, "no-such-runtime")

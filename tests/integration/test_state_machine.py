@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from spacehub import routes, transitions
+from spacehub import routetable, transitions
 from spacehub.context import Platform
 from spacehub.gateway import SpaceResolver
 from spacehub.redisconn import EmbeddedRedis, redis_url
@@ -64,7 +64,7 @@ def _published(pubsub: object, wait_s: float = 2.0) -> set[bytes]:
 
 
 def _route(platform: Platform, label: str) -> str | None:
-    return routes.RedisRouteTable(platform.redis).get(label)
+    return routetable.RedisRouteTable(platform.redis).get(label)
 
 
 def test_a_legal_transition_records_who_and_why(platform: Platform) -> None:
@@ -100,7 +100,7 @@ def test_an_illegal_transition_raises_when_strict_and_is_logged_otherwise(
 def test_the_route_follows_the_committed_row(platform: Platform) -> None:
     space_id = _space(platform)
     pubsub = platform.redis.pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe(routes.ROUTES_CHANNEL)
+    pubsub.subscribe(routetable.ROUTES_CHANNEL)
     with platform.db.session() as session:
         space = session.get(Space, space_id)
         assert space is not None
@@ -177,10 +177,10 @@ def test_the_sweep_repairs_routes_that_disagree_with_sql(platform: Platform) -> 
         transition(space, Stage.BUILDING, "", by="test")
         transition(space, Stage.RUNNING, "", by="test")
         space.handle = HANDLE
-    platform.redis.hdel(routes.ROUTES_KEY, "alice-demo")  # a write lost (e.g. Redis restarted empty)
-    platform.redis.hset(routes.ROUTES_KEY, "nobody-here", "127.0.0.1:1")  # a space deleted while it was away
-    routes.sync_all(platform.redis, platform.db)
-    assert routes.RedisRouteTable(platform.redis).all() == {"alice-demo": "127.0.0.1:7999"}
+    platform.redis.hdel(routetable.ROUTES_KEY, "alice-demo")  # a write lost (e.g. Redis restarted empty)
+    platform.redis.hset(routetable.ROUTES_KEY, "nobody-here", "127.0.0.1:1")  # a space deleted while it was away
+    routetable.sync_all(platform.redis, platform.db)
+    assert routetable.RedisRouteTable(platform.redis).all() == {"alice-demo": "127.0.0.1:7999"}
 
 
 def test_the_proxy_reloads_only_the_label_a_message_names(platform: Platform) -> None:

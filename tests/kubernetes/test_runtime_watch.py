@@ -22,8 +22,8 @@ from kubernetes.client.exceptions import ApiException
 
 from spacehub.errors import StartFailed
 from spacehub.settings import Settings
+from spacehub_runner import backends as backends
 from spacehub_runner import gpus
-from spacehub_runner import registry as backends
 from spacehub_runner.kube import objects, podstatus
 from spacehub_runner.kube.reflector import Gone, PodReflector
 from spacehub_runner.kube.runtime import KubernetesRuntime, _handle

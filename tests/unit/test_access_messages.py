@@ -1,4 +1,4 @@
-"""Which committed changes tell the proxies' gates to forget what they cached (`spacehub.routes.watch`), and what
+"""Which committed changes tell the proxies' gates to forget what they cached (`spacehub.routetable.watch`), and what
 the gate does on that message: a real database (SQLite, or PostgreSQL on `--db postgres`); the Redis connection is
 a recorder, since only what would be published is under test here (tests/integration/test_access_changes.py runs
 the whole path across processes)."""
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from spacehub import accounts, routes
+from spacehub import accounts, routetable
 from spacehub.spacegate import SpaceGate
 from spacehub.store.db import Database, migrate
 from spacehub.store.models import Membership, Token
@@ -23,7 +23,7 @@ class Recorder:
         self.published: list[str] = []
 
     def publish(self, channel: str, message: str) -> int:
-        assert channel == routes.ROUTES_CHANNEL
+        assert channel == routetable.ROUTES_CHANNEL
         self.published.append(message)
         return 0
 
@@ -38,7 +38,7 @@ def db(tmp_path: Path) -> Database:
 @pytest.fixture
 def recorder(db: Database) -> Recorder:
     conn = Recorder()
-    routes.watch(db, lambda: conn)  # type: ignore[arg-type,return-value]
+    routetable.watch(db, lambda: conn)  # type: ignore[arg-type,return-value]
     return conn
 
 
@@ -46,31 +46,31 @@ def test_revoking_a_token_tells_the_gates_and_using_one_does_not(db, recorder):
     with db.session() as session:
         alice = accounts.create_user(session, "alice")
         secret = accounts.create_token(session, alice, "t").secret
-    assert routes.GATE_MESSAGE not in recorder.published  # a new user or token: nobody can have presented it
+    assert routetable.GATE_MESSAGE not in recorder.published  # a new user or token: nobody can have presented it
 
     with db.session() as session:
         accounts.authenticate_token(session, secret)  # stamps last_used_at
-    assert routes.GATE_MESSAGE not in recorder.published
+    assert routetable.GATE_MESSAGE not in recorder.published
 
     with db.session() as session:
         user, token = accounts.authenticate_token(session, secret)
         accounts.revoke_token(session, user, token.id)
-    assert recorder.published == [routes.GATE_MESSAGE]
+    assert recorder.published == [routetable.GATE_MESSAGE]
 
 
 def test_membership_changes_and_user_removal_tell_the_gates(db, recorder):
     with db.session() as session:
         accounts.create_user(session, "carol")
         accounts.create_org(session, "Lab", ["carol"])
-    assert recorder.published == [routes.GATE_MESSAGE]  # carol gained a namespace
+    assert recorder.published == [routetable.GATE_MESSAGE]  # carol gained a namespace
 
     with db.session() as session:
         session.delete(session.scalars(select(Membership)).one())
-    assert recorder.published == [routes.GATE_MESSAGE] * 2
+    assert recorder.published == [routetable.GATE_MESSAGE] * 2
 
     with db.session() as session:
         session.delete(accounts.find_user(session, "carol"))
-    assert recorder.published == [routes.GATE_MESSAGE] * 3
+    assert recorder.published == [routetable.GATE_MESSAGE] * 3
 
 
 def test_forget_drops_cached_answers_and_keeps_none_looked_up_across_it(db):
@@ -123,11 +123,11 @@ def test_the_proxies_are_told_after_the_committing_session_gave_its_connection_b
             return super().publish(channel, message)
 
     conn = Counting()
-    routes.watch(db, lambda: conn)  # type: ignore[arg-type,return-value]
+    routetable.watch(db, lambda: conn)  # type: ignore[arg-type,return-value]
     with db.session() as session:
         alice = accounts.create_user(session, "alice")
         token = accounts.create_token(session, alice, "t").token
     with db.session() as session:
         accounts.revoke_token(session, session.merge(alice), token.id)
-    assert conn.published == [routes.GATE_MESSAGE]
+    assert conn.published == [routetable.GATE_MESSAGE]
     assert held == [0]

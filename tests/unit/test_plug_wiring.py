@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from spacehub.settings import Settings
-from spacehub_runner import registry
+from spacehub_runner import backends
 from spacehub_runner.builders.docker import DockerBuilder
 from spacehub_runner.builders.process import ProcessBuilder
 from spacehub_runner.fakes import FakeBuilder, FakeHost, FakeRuntime
@@ -33,12 +33,12 @@ def test_each_runtime_is_wired_with_the_abilities_it_has(tmp_path: Path) -> None
 
 def test_a_runtime_is_wired_once_per_settings(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
-    plugged = registry.wired(settings, "process")
-    assert registry.wired(settings, "process") is plugged
-    assert registry.runtime_for(settings, "process") is plugged.runtime
-    assert registry.wired(Settings(data_dir=tmp_path), "process") is not plugged  # other settings: wired anew
+    plugged = backends.wired(settings, "process")
+    assert backends.wired(settings, "process") is plugged
+    assert backends.runtime_for(settings, "process") is plugged.runtime
+    assert backends.wired(Settings(data_dir=tmp_path), "process") is not plugged  # other settings: wired anew
     with pytest.raises(ValueError, match="unknown runtime 'nope'; known: docker, kubernetes, process"):
-        registry.wired(settings, "nope")
+        backends.wired(settings, "nope")
 
 
 def test_every_builder_takes_the_same_inputs() -> None:

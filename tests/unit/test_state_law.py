@@ -1,7 +1,7 @@
 """The state machine and the route table each have one writer: checked over the source, statically.
 
 A space's stage is assigned only in `spacehub.transitions` (which consults the transition table), and routes are
-written only in `spacehub.routes` (derived from the space's row). Any other assignment of `.stage`, SQL update of
+written only in `spacehub.routetable` (derived from the space's row). Any other assignment of `.stage`, SQL update of
 the stage column, `Space(stage=...)`, or route write fails this test, naming the file and line.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 SOURCES = [REPO / "platform" / "spacehub", REPO / "runner" / "spacehub_runner"]
 STAGE_WRITER = REPO / "platform" / "spacehub" / "transitions.py"
-ROUTE_WRITER = REPO / "platform" / "spacehub" / "routes.py"
+ROUTE_WRITER = REPO / "platform" / "spacehub" / "routetable.py"
 ROUTE_RECEIVERS = {"routes", "route_table", "RedisRouteTable"}
 
 

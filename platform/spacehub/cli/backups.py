@@ -20,7 +20,7 @@ def _volumes(settings: Settings) -> VolumeStore | None:
 
     if not dockerhost.uses_docker(settings):
         return None
-    from spacehub_runner.registry import runtime_for  # the CLI is where both halves meet
+    from spacehub_runner.backends import runtime_for  # the CLI is where both halves meet
 
     runtime = runtime_for(settings, "docker")
     return runtime if isinstance(runtime, VolumeStore) else None

@@ -60,8 +60,8 @@ def stop_serve(settings: Settings, echo: Echo) -> None:
 
 
 def stop_apps(settings: Settings, echo: Echo) -> int:
+    from spacehub_runner.backends import runtime_for
     from spacehub_runner.plugs import Handle  # the CLI is where both halves meet
-    from spacehub_runner.registry import runtime_for
 
     platform = Platform.open(settings, migrate_schema=False)
     with platform.db.session() as session:

@@ -103,7 +103,7 @@ class Space(Base):
     stage_by: Mapped[str] = mapped_column(String(40), default="")
     stage_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     # An idle app held without a route (frozen, or about to be): a request wakes it. Part of what the route is
-    # derived from (spacehub.routes.wanted_target), so it lives here and not in one process's memory.
+    # derived from (spacehub.routetable.wanted_target), so it lives here and not in one process's memory.
     frozen: Mapped[bool] = mapped_column(Boolean, default=False)
     desired_sha: Mapped[str | None] = mapped_column(String(40), nullable=True)  # latest pushed revision
     running_sha: Mapped[str | None] = mapped_column(String(40), nullable=True)  # revision that gets the route

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from spacehub.routes import RedisRouteTable
+from spacehub.routetable import RedisRouteTable
 from spacehub.settings import Settings
 from spacehub.store.models import Space
 

@@ -16,7 +16,7 @@ from spacehub.errors import EntryNotFound, SpacehubError
 from spacehub.logstream import read_logs
 from spacehub.repos import TreeEntry
 from spacehub.requestdeps import SESSION, get_platform
-from spacehub.routes import RedisRouteTable
+from spacehub.routetable import RedisRouteTable
 from spacehub.spaceconfig import parse_front_matter
 from spacehub.store.models import Space, User
 from spacehub.web.deps import HTMLRoute, WebContext, current_user, web_context

@@ -43,13 +43,13 @@ UNPINNED_KEY = "spacehub:drain:unpinned"
 ACK_KEY_TTL_S = 60  # an acknowledgement nobody waits for any more expires
 _ACK_POLL_S = 0.5
 
-log = logging.getLogger("spacehub.routes")
+log = logging.getLogger("spacehub.routetable")
 
 # Columns of a space whose change the proxy must see at once (the route itself, or what it answers without one).
 _WATCHED = ("stage", "handle", "frozen", "label", "private", "message")
-_PENDING = "spacehub.routes.pending"  # session.info key: space id -> labels it had before the change
-_GATE_PENDING = "spacehub.routes.gate_pending"  # session.info key: set when an access change is in the flush
-_COMMITTED = "spacehub.routes.committed"  # session.info key: what a commit changed, told once its transaction ends
+_PENDING = "spacehub.routetable.pending"  # session.info key: space id -> labels it had before the change
+_GATE_PENDING = "spacehub.routetable.gate_pending"  # session.info key: set when an access change is in the flush
+_COMMITTED = "spacehub.routetable.committed"  # session.info key: what a commit changed, told once its transaction ends
 
 
 def parse_message(text: str) -> tuple[str, str | None]:
