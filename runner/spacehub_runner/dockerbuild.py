@@ -24,6 +24,7 @@ from pathlib import Path
 from spacehub import dockerhost
 from spacehub.errors import BuildFailed
 
+from .parentdeath import signal_on_parent_death
 from .plugs import LogFn
 
 SECRET_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -106,6 +107,9 @@ def run_build(cli: str, req: BuildRequest, log: LogFn) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # so a timeout can kill the CLI and anything it started
+        # A build job killed under it (kill -9 of the work-horse, its worker or serve) takes its client along:
+        # SIGTERM, on which the client cancels its build session and dockerd stops the solve (no step runs on).
+        preexec_fn=_cancel_with_parent,
     )
     timed_out = threading.Event()
 
@@ -138,6 +142,9 @@ def run_build(cli: str, req: BuildRequest, log: LogFn) -> None:
         raise BuildFailed(f"build timed out after {req.timeout_s:.0f}s")
     if rc != 0:
         raise BuildFailed(f"docker build failed (exit {rc})")
+
+
+_cancel_with_parent = signal_on_parent_death(signal.SIGTERM)
 
 
 def _free_bytes(path: str) -> int:

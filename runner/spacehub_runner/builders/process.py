@@ -17,7 +17,6 @@ pre-requirements, requirements, package sources), so the same environment is bui
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import hashlib
 import json
@@ -39,6 +38,7 @@ import uv
 
 from spacehub.errors import BuildFailed
 from spacehub.settings import Settings
+from spacehub_runner.parentdeath import signal_on_parent_death
 from spacehub_runner.plugs import NO_INPUTS, Artifact, BuildInputs, BuildPlan, LogFn
 
 # Bump when the way environments are built changes, so that envs built the old way are not reused.
@@ -363,15 +363,9 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: be sent SIGKILL when the process that started it dies (Linux's
-    PR_SET_PDEATHSIG). Without it a uv whose build job was killed would run on, writing into an environment the
-    retried build is making again. Elsewhere, nothing."""
-    with suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-_PR_SET_PDEATHSIG = 1
+# Without it a uv whose build job was killed would run on, writing into an environment the retried build is making
+# again.
+_die_with_parent = signal_on_parent_death(signal.SIGKILL)
 
 
 def _kill_group(proc: subprocess.Popen[str]) -> None:
