@@ -47,8 +47,8 @@ LLHTTP_FILES = {  # in the sdist, under httptools-<version>/vendor/llhttp/ -> in
 }
 
 # The modules a request passes through. Not errors.py: its classes are subclassed with class-level `status`/`code`
-# overrides (by resolvers too), which mypyc's native classes would not see. Not gateway.py: it pulls in the
-# database layer.
+# overrides (by resolvers too), which mypyc's native classes would not see. (The platform's resolver, spacehub.edge,
+# is plain Python: it pulls in the database layer.)
 COMPILED_PROXY_MODULES = [
     "activity",
     "channel",

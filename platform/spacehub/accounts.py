@@ -23,6 +23,9 @@ from spacehub.names import check_owner
 from spacehub.store.models import Membership, Organization, Token, User, utcnow
 
 TOKEN_PREFIX = "sh_"
+# The web UI's session cookie (and the cookie a private space's host gets, spacehub.edge.spaceauth): like a token,
+# the proxy strips it before a request reaches an app.
+SESSION_COOKIE = "spacehub_session"
 _passwords = PasswordHasher()
 # RFC 6750's b64token: what a Bearer credential may be made of (every spacehub token is one).
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")

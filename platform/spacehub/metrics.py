@@ -31,7 +31,7 @@ from spacehub.store.models import Build, BuildStatus, GpuAllocation, Space
 if TYPE_CHECKING:
     import redis
 
-    from spacehub.gateway import SpaceResolver
+    from spacehub.edge.gateway import SpaceResolver
     from spacehub.proxy.activity import RequestCounter
     from spacehub.settings import Settings
     from spacehub.store.db import Database

@@ -18,10 +18,10 @@ import uvicorn
 
 from spacehub import health
 from spacehub.accounts import TOKEN_PREFIX
-from spacehub.activity import ActivityTracker
 from spacehub.app import create_app
 from spacehub.context import Platform
-from spacehub.gateway import SpaceResolver
+from spacehub.edge.activity import ActivityTracker
+from spacehub.edge.gateway import SpaceResolver
 from spacehub.metrics import ProxyCollector, new_registry
 from spacehub.proxy import ProxyServer, compiled, wireimpl
 from spacehub.proxy.traffic import TrafficCounter
@@ -91,7 +91,7 @@ class ProxyRole:
     def __init__(self, settings: Settings, db: Database, url: str) -> None:
         self.settings = settings
         self.resolver = SpaceResolver(settings, db, url)
-        # Requests per space, for sleep, freeze and drains (spacehub.activity): one tracker for every listener.
+        # Requests per space, for sleep, freeze and drains (spacehub.edge.activity): one tracker for every listener.
         self.activity = ActivityTracker(url, settings.activity_flush_s)
         self.traffic = TrafficCounter()  # requests, bytes and durations per space, for this process's /metrics
         self.proxies: list[ProxyServer] = []

@@ -3,7 +3,7 @@ writer: a space's route is derived from its SQL row by `wanted_target` and writt
 
 `watch` makes every committed change of a space's stage, handle, frozen flag, label, visibility or message call
 `sync` for that space, so no code path can change a space and forget its route. Each write publishes the label on
-ROUTES_CHANNEL; the proxy then reloads that one label's route and row (`spacehub.gateway`). The supervisor calls
+ROUTES_CHANNEL; the proxy then reloads that one label's route and row (`spacehub.edge.gateway`). The supervisor calls
 `sync_all` on every tick, which repairs whatever a lost publish or a crash between commit and write left behind.
 
 A change that takes access away (a space made private or deleted, a token revoked, a user or membership removed)
@@ -11,7 +11,7 @@ must hold at every proxy process by the time the call that made it returns. So `
 acknowledgement: the message carries a nonce, each proxy process pushes that nonce's key once it has applied the
 change, and the committing thread waits (up to SPACEHUB_PROXY_ACK_TIMEOUT_S) for as many pushes as PUBLISH said
 there were listeners. Access changes publish GATE_MESSAGE, on which proxies forget the token and user answers
-they had cached (`spacehub.spacegate`).
+they had cached (`spacehub.edge.spacegate`).
 """
 
 from __future__ import annotations

@@ -27,10 +27,10 @@ import uvicorn
 
 from spacehub import dockerhost
 from spacehub.accounts import TOKEN_PREFIX
-from spacehub.activity import ActivityTracker
 from spacehub.app import create_app
 from spacehub.context import Platform
-from spacehub.gateway import SpaceResolver
+from spacehub.edge.activity import ActivityTracker
+from spacehub.edge.gateway import SpaceResolver
 from spacehub.metrics import ProxyCollector, new_registry
 from spacehub.proxy import ProxyServer, compiled, wireimpl
 from spacehub.proxy.traffic import TrafficCounter
@@ -196,7 +196,7 @@ async def _serve(settings: Settings) -> None:
     settings.api_socket.unlink(missing_ok=True)
     os.chmod(settings.run_dir, 0o700)  # the API socket and redis socket: only this user
     resolver = SpaceResolver(settings, platform.db, url)
-    # Requests per space, for sleep, freeze and drains (spacehub.activity): one tracker for every listener.
+    # Requests per space, for sleep, freeze and drains (spacehub.edge.activity): one tracker for every listener.
     activity = ActivityTracker(url, settings.activity_flush_s)
     traffic = TrafficCounter()  # requests, bytes and durations per space, for /metrics: one for every listener
     # One /metrics for the process: the proxy's counts (read at scrape time) beside the API's and the platform's.

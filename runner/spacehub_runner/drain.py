@@ -5,13 +5,13 @@
 has ended, or once `SPACEHUB_DRAIN_TIMEOUT_S` has passed.
 
 How "drained" is known without per-upstream counts: the proxy publishes, per space, the requests in flight and
-the last moment that count fell to zero (`spacehub.activity`). A route change reaches the proxy within
+the last moment that count fell to zero (`spacehub.edge.activity`). A route change reaches the proxy within
 milliseconds (pub/sub), and what the proxy counts reaches Redis within a flush interval (`flush_s`); so every
 request the old app got started before `retired + flush_s`, and is published by `retired + 2 * flush_s`. From
 then on, a published count of zero, or a fall to zero after `retired + flush_s`, means none of them is left.
 It is conservative: under steady overlapping traffic the count may never reach zero, and the timeout ends it.
 
-A Gradio client that began on the old revision stays pinned to it while it drains (spacehub.gateway), so requests
+A Gradio client that began on the old revision stays pinned to it while it drains (spacehub.edge.gateway), so requests
 keep reaching the old app after the switch. Draining therefore has two steps: once drained (or timed out), the
 app is `unpin`ned (every proxy sends its clients to the new revision, acknowledged), and it is stopped once drained
 again, counted from that moment (or at the drain timeout after it).
@@ -25,8 +25,8 @@ import redis
 from sqlalchemy.orm import Session
 
 from spacehub import routetable
-from spacehub.activity import Activity
 from spacehub.context import Platform
+from spacehub.edge.activity import Activity
 from spacehub.routetable import UNPINNED_KEY
 from spacehub.store.models import RetiredApp
 from spacehub_runner.plugs import Handle

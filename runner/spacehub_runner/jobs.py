@@ -17,8 +17,9 @@ from typing import Any
 from redis.exceptions import LockError, ResponseError
 from sqlalchemy import select
 
-from spacehub import access, activity, builds, crypto, lfs
+from spacehub import access, builds, crypto, lfs
 from spacehub.context import Platform
+from spacehub.edge import activity
 from spacehub.errors import BuildFailed, NoAppFile, SpaceConfigError, StartFailed, Superseded
 from spacehub.logstream import LogWriter
 from spacehub.queue import BUILDS, enqueue
@@ -272,7 +273,7 @@ def _deploy(platform: Platform, space_id: int, build_id: int, log: LogWriter) ->
             return JobOutcome.RUNTIME_ERROR
         # The old revision drains (drain.py) unless it holds GPUs of its own: then it is stopped at once, so they
         # are free for whoever waits. Retired in the same commit as the switch, so the proxy never sees the new
-        # route without knowing the old app still serves the clients pinned to it (spacehub.gateway).
+        # route without knowing the old app still serves the clients pinned to it (spacehub.edge.gateway).
         retire_old = old is not None and old != handle and len(allocator.held(space_id)) <= len(ids)
         with platform.db.session() as session:
             space = session.get(Space, space_id)

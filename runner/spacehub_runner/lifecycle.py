@@ -1,16 +1,16 @@
 """The supervisor's part in a space's life after it is running: sleep, wake, drains, crash restarts and GC.
 
-Two tiers of sleep, from the activity the proxy publishes (`spacehub.activity`):
+Two tiers of sleep, from the activity the proxy publishes (`spacehub.edge.activity`):
 
   - after SPACEHUB_FREEZE_AFTER_S without requests a space is frozen (`Freezable.freeze`: SIGSTOP of its process
     group, or docker pause): no CPU, memory kept, stage still RUNNING. Its route is taken away first, so no
-    request can reach a frozen app: a request finds no route and asks to wake it (`spacehub.wake`). Freezing
+    request can reach a frozen app: a request finds no route and asks to wake it (`spacehub.edge.wake`). Freezing
     takes two ticks: the route goes, then, once a flush interval has shown no request slipped through on the old
     route, the app is stopped; a request meanwhile cancels it.
   - after its sleep time (the space's `sleep_time`, else SPACEHUB_DEFAULT_SLEEP_TIME_S; -1: never) it is stopped
     (the `stop` job) and its memory, port and GPUs are freed: stage SLEEPING.
 
-Waking: the gateway publishes the space's id on `spacehub.wake.WAKE_CHANNEL`; `wake` (on a thread of its own,
+Waking: the gateway publishes the space's id on `spacehub.edge.wake.WAKE_CHANNEL`; `wake` (on a thread of its own,
 so a tick in progress does not delay it) thaws a frozen app and puts its route back, or moves a SLEEPING space to
 APP_STARTING and enqueues one start. The SQL transition `SLEEPING -> APP_STARTING` is the guard that makes any
 number of concurrent asks cause a single start. PAUSED and STOPPED spaces are never woken.
@@ -27,14 +27,14 @@ import time
 
 from sqlalchemy import select
 
-from spacehub import activity
 from spacehub.context import Platform
+from spacehub.edge import activity
+from spacehub.edge.wake import WAKE_CHANNEL
 from spacehub.logstream import LogWriter
 from spacehub.queue import OPS, enqueue
 from spacehub.stages import SERVING, Stage
 from spacehub.store.models import RetiredApp, Space, utcnow
 from spacehub.transitions import transition, transition_if
-from spacehub.wake import WAKE_CHANNEL
 from spacehub_runner import backends, backoff, deployments, drain, gc
 from spacehub_runner.plugs import Handle
 
@@ -231,7 +231,7 @@ class Lifecycle:
             retired = drain.epoch(row.retired_at)
             since = unpinned.get(row.id)
             if since is None:
-                # First the clients pinned to this revision (spacehub.gateway) are sent to the new one: requests
+                # First the clients pinned to this revision (spacehub.edge.gateway) are sent to the new one: requests
                 # reach the old app until then, so its drain is counted again from that moment.
                 timed_out = now - retired >= self.settings.drain_timeout_s
                 if timed_out or drain.is_drained(seen.get(row.space_id), retired, now, flush):

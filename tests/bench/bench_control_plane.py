@@ -52,7 +52,7 @@ def measure(count: int, requests: int, passes: int) -> dict[str, float]:
     from spacehub.accounts import create_token, get_user
     from spacehub.app import create_app
     from spacehub.context import Platform
-    from spacehub.gateway import SpaceResolver
+    from spacehub.edge.gateway import SpaceResolver
     from spacehub.redisconn import EmbeddedRedis
     from spacehub_runner.supervisor import Supervisor
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import uvloop
 
-from spacehub.gateway import SpaceEntry, SpaceResolver
+from spacehub.edge.gateway import SpaceEntry, SpaceResolver
 from spacehub.proxy import ProxyServer
 from spacehub.proxy.activity import RequestCounter
 from spacehub.proxy.traffic import TrafficCounter
@@ -41,7 +41,7 @@ def make_resolver(upstream_port: int, data_dir: Path) -> SpaceResolver:
 
 
 async def serve(port: int, upstream_port: int, data_dir: Path) -> None:
-    activity = RequestCounter()  # the hooks `spacehub serve` gives its proxy (spacehub.activity.ActivityTracker)
+    activity = RequestCounter()  # the hooks `spacehub serve` gives its proxy (spacehub.edge.activity.ActivityTracker)
     traffic = TrafficCounter()  # what `spacehub serve` gives it for /metrics (spacehub.metrics.ProxyCollector)
     proxy = ProxyServer(make_resolver(upstream_port, data_dir), activity=activity, traffic=traffic)
     await proxy.start("127.0.0.1", port)

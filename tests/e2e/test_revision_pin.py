@@ -1,5 +1,5 @@
 """The revision pin reaches a browser using a Gradio space inside the platform's page: there the space's host is a
-third party, so the proxy's cookie for it is `SameSite=None; Secure; Partitioned` (spacehub.gateway), and the
+third party, so the proxy's cookie for it is `SameSite=None; Secure; Partitioned` (spacehub.edge.gateway), and the
 browser keeps it beside the plain one a direct client gets."""
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from spacehub.gateway import SpaceEntry, SpaceResolver
+from spacehub.edge.gateway import SpaceEntry, SpaceResolver
 from spacehub.proxy import Route, Upstream
 from spacehub.settings import Settings
 from spacehub.stages import Stage

@@ -18,7 +18,7 @@ import pytest
 
 from spacehub import routetable, transitions
 from spacehub.context import Platform
-from spacehub.gateway import SpaceResolver
+from spacehub.edge.gateway import SpaceResolver
 from spacehub.redisconn import EmbeddedRedis, redis_url
 from spacehub.settings import Settings
 from spacehub.stages import Stage

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from spacehub import accounts, routetable
-from spacehub.spacegate import SpaceGate
+from spacehub.edge.spacegate import SpaceGate
 from spacehub.store.db import Database, migrate
 from spacehub.store.models import Membership, Token
 from support import pg

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from spacehub.activity import Activity, ActivityTracker
+from spacehub.edge.activity import Activity, ActivityTracker
 from spacehub.settings import Settings
 from spacehub.stages import Stage
 from spacehub.store.models import Space

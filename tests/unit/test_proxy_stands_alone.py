@@ -65,8 +65,8 @@ def test_the_gateway_answers_a_platform_error_as_the_proxy_s_own() -> None:
 
     import pytest
 
+    from spacehub.edge.gateway import SpaceResolver
     from spacehub.errors import Unauthorized
-    from spacehub.gateway import SpaceResolver
     from spacehub.proxy.errors import ProxyError
 
     resolver = SpaceResolver.__new__(SpaceResolver)  # no database or Redis: only the mapping is under test

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from spacehub import accounts
-from spacehub.spacegate import MAX_CACHED, SpaceGate, presented_tokens
+from spacehub.edge.spacegate import MAX_CACHED, SpaceGate, presented_tokens
 from spacehub.store.db import Database, migrate
 from spacehub.store.models import Token
 from support import pg

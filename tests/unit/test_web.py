@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from spacehub.edge.spaceauth import SpaceAccess
 from spacehub.errors import InvalidInput
 from spacehub.secret import load_secret
 from spacehub.settings import load_settings
@@ -18,7 +19,6 @@ from spacehub.web.events import _positions
 from spacehub.web.gradio_info import build_snippets, endpoints_of
 from spacehub.web.render import CARD_COLORS, card_of, stage_look, timeago
 from spacehub.web.sessions import Sessions, csrf_token_for
-from spacehub.web.spaceauth import SpaceAccess
 
 SECRET = b"0123456789abcdef0123456789abcdef0123456789abcdef"
 

@@ -65,7 +65,7 @@ class RequestCounter:
     zero: a `SpaceCount` per space, in `spaces`.
 
     Its `request_start` / `request_end` are the proxy's activity hooks as `spacehub serve` wires them
-    (`spacehub.activity.ActivityTracker` publishes what they count): one dict lookup and a few field updates on the
+    (`spacehub.edge.activity.ActivityTracker` publishes what they count): one dict lookup and a few field updates on the
     request path, here so that they run compiled with the rest of the proxy. Both skip the same requests
     (`is_activity`), so the count stays balanced. `take_dirty()`: the spaces changed since it was last called.
     """
@@ -82,7 +82,7 @@ class RequestCounter:
 
     def request_start(self, space_id: int, target: bytes) -> None:
         # Only the count: a space with requests open is published at every flush, as active at that flush, from
-        # `in_flight` itself (spacehub.activity), so a start needs neither a time nor a mark of its own.
+        # `in_flight` itself (spacehub.edge.activity), so a start needs neither a time nor a mark of its own.
         if not is_activity(target):
             return
         self._count(space_id).in_flight += 1

@@ -2,7 +2,7 @@
 
 The proxy's own hierarchy, apart from the platform's: the proxy imports nothing of the rest of spacehub. A
 resolver that refuses a request raises a `ProxyError` (its status, code and message are answered); whoever wires
-a resolver to the platform maps the platform's errors to it (`spacehub.gateway`).
+a resolver to the platform maps the platform's errors to it (`spacehub.edge.gateway`).
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ class Route:
     space_id: int | None = None  # set for space upstreams (activity hooks)
     is_space: bool = False  # True: apply the app-facing header rules
     # Header lines (`Name: value\r\n` each) the proxy adds to the upstream's final response, e.g. the cookie
-    # that pins a client to the revision it started on (spacehub.gateway). Empty for almost every route.
+    # that pins a client to the revision it started on (spacehub.edge.gateway). Empty for almost every route.
     added_headers: bytes = b""
 
 

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from spacehub.context import Platform
+from spacehub.edge.spaceauth import SpaceAccess
 from spacehub.errors import InvalidInput
 from spacehub.redisconn import redis_url
 from spacehub.secret import load_secret
@@ -13,7 +14,6 @@ from spacehub.settings import Settings
 from spacehub.web.deps import WebContext
 from spacehub.web.render import STATIC
 from spacehub.web.sessions import SessionMiddleware, Sessions
-from spacehub.web.spaceauth import SpaceAccess
 
 
 def check_signup_policy(settings: Settings) -> None:

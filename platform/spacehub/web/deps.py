@@ -10,6 +10,7 @@ from fastapi import Depends, Request, Response
 from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
 
+from spacehub.edge.spaceauth import SpaceAccess
 from spacehub.errors import SpacehubError, Unauthorized
 from spacehub.httperrors import error_response
 from spacehub.ratelimit import RateLimited
@@ -18,7 +19,6 @@ from spacehub.settings import Settings
 from spacehub.store.models import User
 from spacehub.web.render import page
 from spacehub.web.sessions import Sessions, WebSession
-from spacehub.web.spaceauth import SpaceAccess
 
 
 @dataclass(frozen=True)

@@ -29,10 +29,9 @@ import redis
 import redis.asyncio as aioredis
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from spacehub.accounts import bearer_credential
+from spacehub.accounts import SESSION_COOKIE, bearer_credential
 from spacehub.settings import Settings
 
-SESSION_COOKIE = "spacehub_session"  # the name the proxy strips before a request reaches an app
 CSRF_HEADER = b"x-csrf-token"
 CSRF_FIELD = "csrf_token"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})

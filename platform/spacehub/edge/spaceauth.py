@@ -16,8 +16,8 @@ from urllib.parse import parse_qsl, urlencode
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
+from spacehub.accounts import SESSION_COOKIE
 from spacehub.settings import Settings
-from spacehub.web.sessions import SESSION_COOKIE
 
 SIGN_PARAM = "__sign"
 

@@ -24,6 +24,9 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from sqlalchemy import select
 
+from spacehub.edge.spaceauth import SIGN_PARAM, SpaceAccess
+from spacehub.edge.spacegate import SpaceGate
+from spacehub.edge.wake import Waker
 from spacehub.errors import SpacehubError
 from spacehub.proxy.errors import ProxyError
 from spacehub.proxy.routing import Route, Upstream
@@ -38,12 +41,9 @@ from spacehub.routetable import (
 )
 from spacehub.secret import load_secret
 from spacehub.settings import Settings
-from spacehub.spacegate import SpaceGate
 from spacehub.stages import Stage
 from spacehub.store.db import Database
 from spacehub.store.models import RetiredApp, Space
-from spacehub.wake import Waker
-from spacehub.web.spaceauth import SIGN_PARAM, SpaceAccess
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class SpaceEntry:
 
 PIN_COOKIE = b"spacehub-rev"
 # The same pin for the platform's iframe, where the space's host is a third party: there a cookie needs
-# `SameSite=None; Secure; Partitioned` (as web.spaceauth's), which cookie jars over plain http never send back.
+# `SameSite=None; Secure; Partitioned` (as spaceauth's), which cookie jars over plain http never send back.
 FRAMED_PIN_COOKIE = b"spacehub-rev-framed"
 
 

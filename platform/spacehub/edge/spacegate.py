@@ -106,7 +106,7 @@ class SpaceGate:
     def __init__(self, db: Database, cache_s: float, token_prefix: str = accounts.TOKEN_PREFIX,
                  cookie_user: Callable[[int, list[tuple[bytes, bytes]]], int | None] | None = None) -> None:
         self.db = db
-        # The web UI's signed cookie scoped to one space's host (web.spaceauth): (space id, headers) -> user id.
+        # The web UI's signed cookie scoped to one space's host (spaceauth): (space id, headers) -> user id.
         self.cookie_user = cookie_user
         self.token_prefix = token_prefix.encode()
         self._tokens = _TimedCache(cache_s)
