@@ -24,8 +24,7 @@ from kubekit import K8S_VERSIONS
 
 from spacehub.errors import BuildFailed
 from spacehub.settings import Settings
-from spacehub_runner import registry as backends
-from spacehub_runner import registryhttp
+from spacehub_runner import backends, registryhttp
 from spacehub_runner.builders.kubernetes import KubernetesBuilder, lines_of
 from spacehub_runner.plugs import BuildInputs, BuildPlan
 
