@@ -7,8 +7,9 @@ for SPACEHUB_GC_KEEP_S (so a rollback or a re-push soon after reuses it):
 
   - process builder: `envs/<hash>` virtualenvs and `apps/<key>` app copies (and half-copied `.partial-*` ones),
     each only while nobody holds its build lock;
-  - docker: this platform's app images (`SPACEHUB_DOCKER_APP_REPO`; never the base or SDK images, which are
-    shared by every build, and never an image a container still uses) and BuildKit's build cache;
+  - docker: this platform's app images (`SPACEHUB_DOCKER_APP_REPO`, and with SPACEHUB_REGISTRY the images pulled
+    from there by digest; never the base or SDK images, which are shared by every build, and never an image a
+    container still uses) and BuildKit's build cache;
   - checkouts of builds that are no longer running (`builds/<id>`: left behind by a worker that died) and
     abandoned upload staging folders (`tmp/`);
   - run logs of apps that are gone (`logs/<space id>/space-*.log`) and the folders of deleted spaces.
@@ -177,18 +178,23 @@ def _collect_docker(settings: Settings, use: Needed, ledger: Ledger, now: float)
     import docker
     from docker.errors import APIError, DockerException
 
+    from spacehub_runner import imageregistry
     from spacehub_runner.dockeropts import DockerOptions
 
     opts = DockerOptions.from_settings(settings)
     removed: list[str] = []
+    # Images pulled from the registry by digest carry no tag, only their digest name, in the registry's repo.
+    repos = [opts.app_repo]
+    if imageregistry.enabled(settings):
+        repos.append(imageregistry.remote_repo(settings, opts.app_repo))
     try:
         client = docker.from_env(version="auto")
-        images = client.images.list(name=opts.app_repo)
+        images = list({image.id: image for repo in repos for image in client.images.list(name=repo)}.values())
     except DockerException as exc:
         log.warning("docker GC skipped: %s", exc)
         return removed
     for image in images:
-        tags = [tag for tag in image.tags if tag.startswith(f"{opts.app_repo}:")]
+        tags = image_names(image.tags, image.attrs.get("RepoDigests") or [], repos)
         if not tags:
             continue
         if any(tag in use.images for tag in tags) or image.id in use.images:
@@ -212,6 +218,14 @@ def _collect_docker(settings: Settings, use: Needed, ledger: Ledger, now: float)
     except (OSError, subprocess.SubprocessError) as exc:
         log.info("build cache not pruned: %s", exc)
     return removed
+
+
+def image_names(tags: list[str], repo_digests: list[str], repos: list[str]) -> list[str]:
+    """The names of an image that belong to the platform: its tags in `repos`, then its digest names there
+    (`<registry>/<repo>@sha256:...`, how runtimes name a pushed image and how an engine that pulled it knows it)."""
+    found = [tag for tag in tags if any(tag.startswith(f"{repo}:") for repo in repos)]
+    found += [ref for ref in repo_digests if any(ref.startswith(f"{repo}@") for repo in repos)]
+    return found
 
 
 def _docker_time(created: str) -> float:

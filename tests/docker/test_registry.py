@@ -9,6 +9,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import docker as docker_py
 import pytest
 from dockerkit import Log, docker, run_spec, write_tree
 from pydantic import SecretStr
@@ -94,6 +95,20 @@ def test_pulled_by_digest_and_run_on_docker(pushing: Settings, pushed: Artifact,
     finally:
         runtime.stop(handle)
     assert docker("image", "inspect", pushed.ref, check=False).returncode == 0  # pulled back
+
+
+def test_gc_knows_an_image_pulled_by_digest_as_the_platforms(pushing: Settings, pushed: Artifact) -> None:
+    # As on an engine that never built it: only the pulled image, which has no tag, just its digest name.
+    docker("rmi", str(pushed.extra["tag"]), check=False)
+    docker("rmi", pushed.ref, check=False)
+    client = docker_py.from_env(version="auto")
+    imageregistry.ensure_local(client, pushing, pushed.ref)
+    remote = imageregistry.remote_repo(pushing, "spacehub/app")
+    (image,) = [found for found in client.images.list(name=remote)
+                if pushed.ref in (found.attrs.get("RepoDigests") or [])]
+    assert not [tag for tag in image.tags if tag.startswith("spacehub/app:")]
+    # Before, gc looked at tags only, and such an image was never collected.
+    assert gc.image_names(image.tags, image.attrs["RepoDigests"], ["spacehub/app", remote]) == [pushed.ref]
 
 
 def test_a_second_worker_finds_the_pushed_build(pushing: Settings, pushed: Artifact, tmp_path: Path,

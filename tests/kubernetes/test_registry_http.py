@@ -92,3 +92,14 @@ def test_only_a_loopback_registry_is_spoken_to_in_plain_http() -> None:
     assert registryhttp.base_url("localhost:5000") == "http://localhost:5000"
     assert registryhttp.base_url("registry.example.com") == "https://registry.example.com"
     assert registryhttp.split_ref("r.example.com:5000/a/b:t") == ("r.example.com:5000", "a/b", "t")
+
+
+def test_gc_names_of_an_image_include_its_digest_names_in_the_platforms_repos() -> None:
+    from spacehub_runner.gc import image_names
+
+    repos = ["spacehub/app", "registry.example.com/team/spacehub/app"]
+    pulled = "registry.example.com/team/spacehub/app@sha256:" + "ab" * 32
+    assert image_names([], [pulled], repos) == [pulled]  # pulled by digest: no tag at all
+    assert image_names(["spacehub/app:k1", "other/app:x"], [pulled, "elsewhere/app@sha256:" + "cd" * 32],
+                       repos) == ["spacehub/app:k1", pulled]
+    assert image_names(["spacehub/sdk:py3.11"], [], repos) == []  # never the shared base or SDK images
