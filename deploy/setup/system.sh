@@ -11,6 +11,8 @@
 #   docker-compose      brings up the production stack of deploy/compose/ (tests/deploy)
 #   docker-registry     the CNCF distribution registry: the registry round trip (tests/docker/test_registry.py)
 #                       starts a private one on loopback; Debian's own service is not used
+#   busybox             the shell tools of the BuildKit image, to run the Kubernetes build pod's own scripts
+#                       (tests/kubernetes/test_build_scripts.py)
 set -euo pipefail
 need=()
 command -v git >/dev/null || need+=(git)
@@ -22,6 +24,7 @@ dpkg -s fonts-noto-color-emoji >/dev/null 2>&1 || need+=(fonts-noto-color-emoji)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 command -v docker-compose >/dev/null || need+=(docker-compose)
 command -v docker-registry >/dev/null || need+=(docker-registry)
+command -v busybox >/dev/null || need+=(busybox)
 for extra in "$@"; do dpkg -s "$extra" >/dev/null 2>&1 || need+=("$extra"); done
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
