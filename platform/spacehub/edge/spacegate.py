@@ -18,16 +18,13 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from spacehub import accounts
+from spacehub.access import Reader, reader_of
 from spacehub.errors import Unauthorized
 from spacehub.store.db import Database
-from spacehub.store.models import Membership, Organization, User
+from spacehub.store.models import User
 
 MAX_CACHED = 10_000  # bound on remembered tokens and users: random tokens cannot grow the cache without end
 
@@ -45,16 +42,6 @@ class PrivateSpace(Protocol):
 
     @property
     def private(self) -> bool: ...
-
-
-@dataclass(frozen=True)
-class Caller:
-    user_id: int
-    is_admin: bool
-    namespaces: frozenset[str]  # lower-cased: the user's own name and those of their organizations
-
-    def may_read(self, owner: str) -> bool:
-        return self.is_admin or owner.lower() in self.namespaces
 
 
 def presented_tokens(headers: list[tuple[bytes, bytes]], token_prefix: bytes = b"sh_") -> list[str]:
@@ -135,7 +122,7 @@ class SpaceGate:
                 return True
         return False
 
-    async def token_caller(self, secret: str) -> Caller | None:
+    async def token_caller(self, secret: str) -> Reader | None:
         """Who the token belongs to (None: no one), cached by its hash; looked up in a thread."""
         digest = hashlib.sha256(secret.encode()).digest()
         return await self._tokens.get(digest, lambda: self._lookup_token(secret))
@@ -144,20 +131,17 @@ class SpaceGate:
         caller = await self._users.get(user_id, lambda: self._lookup_user(user_id))
         return caller is not None and caller.may_read(owner)
 
-    def _lookup_token(self, secret: str) -> Caller | None:
+    def _lookup_token(self, secret: str) -> Reader | None:
         with self.db.session() as session:
             try:
                 user, _token = accounts.authenticate_token(session, secret)
             except Unauthorized:
                 return None
-            return _caller(session, user)
+            return reader_of(session, user)
 
-    def _lookup_user(self, user_id: int) -> Caller | None:
+    def _lookup_user(self, user_id: int) -> Reader | None:
         with self.db.session() as session:
             user = session.get(User, user_id)
-            return _caller(session, user) if user is not None else None
+            return reader_of(session, user) if user is not None else None
 
 
-def _caller(session: Session, user: User) -> Caller:
-    orgs = session.scalars(select(Organization.name_key).join(Membership).where(Membership.user_id == user.id))
-    return Caller(user_id=user.id, is_admin=user.is_admin, namespaces=frozenset({user.name_key, *orgs}))
