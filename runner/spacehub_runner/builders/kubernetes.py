@@ -294,6 +294,9 @@ class ClientCluster:
 
         from ..kube.runtime import api_client
 
+        # A log stream read with no limit would hang on a connection that died silently; a build may print
+        # nothing for a while, but never for longer than it may run.
+        self.log_timeout = (30.0, float(settings.build_timeout_s))
         api = api_client(settings)
         self.core: Any = k8s.CoreV1Api(api)
         self.batch: Any = k8s.BatchV1Api(api)
@@ -324,9 +327,13 @@ class ClientCluster:
 
     def follow_log(self, namespace: str, pod: str, container: str) -> Iterator[str]:
         answer = self.core.read_namespaced_pod_log(pod, namespace, container=container, follow=True,
-                                                   _preload_content=False)
+                                                   _preload_content=False, _request_timeout=self.log_timeout)
+        import urllib3
+
         try:
             yield from lines_of(answer.stream(4096))
+        except urllib3.exceptions.HTTPError:
+            return  # the stream broke (or stayed silent past the limit): the pod's state says how the build ended
         finally:
             answer.release_conn()
 
