@@ -1,4 +1,5 @@
-"""The proxy in front of a real uvicorn app: header rules on every request, routing answers, hooks, unix sockets."""
+"""The proxy in front of a real uvicorn app: header rules on every request, routing answers, activity counts, unix
+sockets."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from test_proxy_harness import (
     PLATFORM_HOST,
     SPACE_HOST,
     AppState,
-    Hooks,
     LoopThread,
     RawClient,
+    counts,
     make_app,
     platform_route,
     space_route,
@@ -29,6 +30,7 @@ from test_proxy_harness import (
 )
 
 from spacehub.proxy import ProxyServer, Route, Upstream
+from spacehub.proxy.activity import RequestCounter
 from spacehub.proxy.errors import ProxyError
 
 pytestmark = pytest.mark.timeout(60)
@@ -40,7 +42,7 @@ class Env:
     state: AppState
     upstream: Upstream
     proxy: ProxyServer
-    hooks: Hooks
+    activity: RequestCounter
 
     def client(self) -> RawClient:
         return RawClient(self.proxy.port)
@@ -65,9 +67,9 @@ def env(request: pytest.FixtureRequest) -> Iterator[Env]:
             "dead.space.localhost": space_route(Upstream("127.0.0.1", 1), space_id=9),
         }
     )
-    hooks = Hooks()
-    proxy = loop.run(start_proxy(resolver, on_request_start=hooks.start, on_request_end=hooks.end))
-    yield Env(loop, state, upstream, proxy, hooks)
+    activity = RequestCounter()
+    proxy = loop.run(start_proxy(resolver, activity=activity))
+    yield Env(loop, state, upstream, proxy, activity)
     loop.run(proxy.close())
     loop.run(stop_uvicorn(server, task))
     loop.close()
@@ -178,7 +180,7 @@ def test_local_route_is_answered_by_the_proxy(env: Env) -> None:
     assert unknown.status == 421
     assert unknown.json() == {"error": "Misdirected Request"}
     assert env.state.requests == []
-    assert env.hooks.started == []  # nothing reached an app
+    assert counts(env.activity) == {}  # nothing reached an app
     client.close()
 
 
@@ -207,19 +209,17 @@ def test_upstream_down_is_a_json_502_and_the_connection_lives_on(env: Env) -> No
     assert "cannot connect" in reply.json()["error"]
     assert reply.header("x-error-code") == "BadGateway"
     assert client.request("GET", "/echo", SPACE_HOST).status == 200  # same client connection
-    assert wait_for(lambda: env.hooks.ended == [9, 7])  # the end hook runs once the response is out
-    assert env.hooks.started == [9, 7]
+    # Each request counts as ended once its answer is out, the refused one too.
+    assert wait_for(lambda: counts(env.activity) == {9: (0, 1), 7: (0, 1)})
     client.close()
 
 
-def test_activity_hooks_wrap_each_space_request(env: Env) -> None:
+def test_activity_counts_each_space_request_both_ways_of_forwarding(env: Env) -> None:
     client = env.client()
-    client.request("GET", "/echo", SPACE_HOST)
-    client.request("POST", "/echo", SPACE_HOST, body=b"x" * 1000)
-    client.request("GET", "/echo", PLATFORM_HOST)  # not a space: no hooks
-    assert wait_for(lambda: len(env.hooks.ended) == 2)
-    assert env.hooks.started == [7, 7]
-    assert env.hooks.ended == [7, 7]
+    client.request("GET", "/echo", SPACE_HOST)  # the callback path
+    client.request("POST", "/echo", SPACE_HOST, body=b"x" * 1000)  # the task that streams a body
+    client.request("GET", "/echo", PLATFORM_HOST)  # not a space: not counted
+    assert wait_for(lambda: counts(env.activity) == {7: (0, 2)})
     client.close()
 
 

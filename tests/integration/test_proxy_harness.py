@@ -27,6 +27,7 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
 from spacehub.proxy import ProxyServer, Route, Upstream
+from spacehub.proxy.activity import RequestCounter
 
 T = TypeVar("T")
 
@@ -264,16 +265,10 @@ def platform_route(upstream: Upstream) -> Route:
     return Route(upstream)
 
 
-@dataclass
-class Hooks:
-    started: list[int] = field(default_factory=list)
-    ended: list[int] = field(default_factory=list)
-
-    def start(self, space_id: int) -> None:
-        self.started.append(space_id)
-
-    def end(self, space_id: int) -> None:
-        self.ended.append(space_id)
+def counts(activity: RequestCounter) -> dict[int, tuple[int, int]]:
+    """Per space: (requests in flight, requests ended), as the proxy's activity counter (`activity=`, what `spacehub
+    serve` gives it) holds them. Read from the test thread while the proxy's loop runs: a copy first."""
+    return {space_id: (count.in_flight, count.requests) for space_id, count in list(activity.spaces.items())}
 
 
 async def start_proxy(resolver: Any, **options: Any) -> ProxyServer:

@@ -1,5 +1,5 @@
 """The callback path (`relay.Relay`) for requests without a body: the resolver's synchronous `resolve_cached`,
-activity hooks that take the request target, pipelining, and the response shapes a relay must re-frame."""
+the activity counter, pipelining, and the response shapes a relay must re-frame."""
 
 from __future__ import annotations
 
@@ -20,10 +20,9 @@ from test_proxy_harness import (
     start_uvicorn,
     stop_uvicorn,
     uvicorn_port,
-    wait_for,
 )
 
-from spacehub.proxy import ProxyServer, Route, Upstream, is_activity
+from spacehub.proxy import ProxyServer, Route, Upstream
 from spacehub.proxy.activity import RequestCounter
 
 pytestmark = pytest.mark.timeout(60)
@@ -48,23 +47,10 @@ class CachedResolver:
 
 
 @dataclass
-class TargetHooks:
-    started: list[tuple[int, bytes]] = field(default_factory=list)
-    ended: list[tuple[int, bytes]] = field(default_factory=list)
-
-    def start(self, space_id: int, target: bytes) -> None:
-        self.started.append((space_id, target))
-
-    def end(self, space_id: int, target: bytes) -> None:
-        self.ended.append((space_id, target))
-
-
-@dataclass
 class Env:
     loop: LoopThread
     state: AppState
     resolver: CachedResolver
-    hooks: TargetHooks
     proxy: ProxyServer
 
     def client(self) -> RawClient:
@@ -77,9 +63,8 @@ def env(request: pytest.FixtureRequest) -> Iterator[Env]:
     state = AppState()
     server, task = loop.run(start_uvicorn(make_app(state)))
     resolver = CachedResolver(space_route(Upstream("127.0.0.1", uvicorn_port(server)), space_id=5))
-    hooks = TargetHooks()
-    proxy = loop.run(start_proxy(resolver, on_request_start=hooks.start, on_request_end=hooks.end))
-    yield Env(loop, state, resolver, hooks, proxy)
+    proxy = loop.run(start_proxy(resolver))
+    yield Env(loop, state, resolver, proxy)
     loop.run(proxy.close())
     loop.run(stop_uvicorn(server, task))
     loop.close()
@@ -123,17 +108,6 @@ def test_a_host_the_cache_does_not_know_is_resolved_by_the_async_call(env: Env) 
     assert client.request("GET", "/echo", "elsewhere.example").status == 421
     client.close()
     assert env.resolver.async_calls == ["other.space.localhost", "elsewhere.example"]
-
-
-def test_hooks_that_take_the_target_see_it_and_can_leave_heartbeats_out(env: Env) -> None:
-    client = env.client()
-    client.request("GET", "/echo?x=1", SPACE_HOST)
-    client.request("GET", "/gradio_api/heartbeat/abc123", SPACE_HOST)  # the app has no such route: a 404
-    client.close()
-    expected = [(5, b"/echo?x=1"), (5, b"/gradio_api/heartbeat/abc123")]
-    assert wait_for(lambda: env.hooks.ended == expected)
-    assert env.hooks.started == expected
-    assert [is_activity(target) for _, target in env.hooks.started] == [True, False]
 
 
 def test_pipelined_requests_are_answered_in_order(env: Env) -> None:

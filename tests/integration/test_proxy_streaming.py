@@ -16,10 +16,10 @@ import pytest
 from test_proxy_harness import (
     SPACE_HOST,
     AppState,
-    Hooks,
     LoopThread,
     RawClient,
     RawUpstream,
+    counts,
     make_app,
     space_route,
     start_proxy,
@@ -33,6 +33,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as websocket_connect
 
 from spacehub.proxy import ProxyServer, Upstream
+from spacehub.proxy.activity import RequestCounter
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -45,7 +46,7 @@ class Env:
     state: AppState
     upstream: Upstream
     proxy: ProxyServer
-    hooks: Hooks
+    activity: RequestCounter
 
     @property
     def base(self) -> str:
@@ -58,11 +59,11 @@ def env(request: pytest.FixtureRequest) -> Iterator[Env]:
     state = AppState()
     server, task = loop.run(start_uvicorn(make_app(state)))
     upstream = Upstream("127.0.0.1", uvicorn_port(server))
-    hooks = Hooks()
+    activity = RequestCounter()
     # Every host goes to the one space: clients here need not set a Host header.
     resolver = static_resolver({}, default=space_route(upstream, space_id=3))
-    proxy = loop.run(start_proxy(resolver, on_request_start=hooks.start, on_request_end=hooks.end))
-    yield Env(loop, state, upstream, proxy, hooks)
+    proxy = loop.run(start_proxy(resolver, activity=activity))
+    yield Env(loop, state, upstream, proxy, activity)
     loop.run(proxy.close())
     loop.run(stop_uvicorn(server, task))
     loop.close()
@@ -181,8 +182,7 @@ def test_websocket_echo_through_the_proxy(env: Env) -> None:
         big = bytes(range(256)) * 4096  # 1 MiB binary message
         ws.send(big)
         assert ws.recv(timeout=5) == big
-    assert wait_for(lambda: env.hooks.ended == [3])  # the tunnel counted as one request, ended on close
-    assert env.hooks.started == [3]
+    assert wait_for(lambda: counts(env.activity) == {3: (0, 1)})  # the tunnel: one request, ended on close
 
 
 def test_client_disconnect_mid_stream_stops_the_upstream(env: Env) -> None:
@@ -191,10 +191,10 @@ def test_client_disconnect_mid_stream_stops_the_upstream(env: Env) -> None:
     received = b""
     while b"data: 0" not in received:
         received += client.sock.recv(4096)
-    assert env.hooks.started == [3] and env.hooks.ended == []
+    assert counts(env.activity) == {3: (1, 0)}
     client.close()
     # The request counts as ended, and the app's stream stops long before its 100000 events.
-    assert wait_for(lambda: env.hooks.ended == [3])
+    assert wait_for(lambda: counts(env.activity) == {3: (0, 1)})
     assert env.state.stream_closed.wait(5)
     assert len(env.state.sse_sent_at) < 1000
 
@@ -294,7 +294,7 @@ def test_finished_and_abandoned_exchanges_leave_no_tasks(env: Env) -> None:
     sse.close()
     assert wait_for(lambda: env.proxy.open_connections == 0)
     assert wait_for(lambda: proxy_tasks(env.loop) == []), proxy_tasks(env.loop)
-    assert wait_for(lambda: sorted(env.hooks.ended) == sorted(env.hooks.started))
+    assert wait_for(lambda: env.activity.busy() == [])  # every request counted as started has ended
 
 
 def test_close_ends_in_flight_streams_and_tunnels(env: Env) -> None:
@@ -310,4 +310,4 @@ def test_close_ends_in_flight_streams_and_tunnels(env: Env) -> None:
     sse.close()
     assert env.proxy.open_connections == 0
     assert proxy_tasks(env.loop) == []
-    assert wait_for(lambda: sorted(env.hooks.ended) == sorted(env.hooks.started))
+    assert wait_for(lambda: env.activity.busy() == [])  # every request counted as started has ended

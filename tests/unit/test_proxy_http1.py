@@ -1,4 +1,4 @@
-"""The HTTP/1.1 readers on scripted byte streams: framing, pipelining, strictness, interim and upgrade responses."""
+"""The HTTP/1.1 request reader on scripted byte streams: framing, pipelining, strictness, upgrades, timeouts."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from spacehub.proxy.errors import BadRequest, ClientGone, HeadersTooLarge, UpstreamFailed
-from spacehub.proxy.http1 import RequestHead, RequestReader, ResponseReader
+from spacehub.proxy.errors import BadRequest, ClientGone, HeadersTooLarge
+from spacehub.proxy.http1 import RequestHead, RequestReader
 
 T = TypeVar("T")
 
@@ -186,104 +186,6 @@ def test_head_timeout_closes_an_idle_connection() -> None:
         assert source.closed
 
     run(scenario())
-
-
-# Responses
-
-
-def responses(*pieces: bytes, head_request: bool = False) -> ResponseReader:
-    return ResponseReader(Script(*pieces), max_header_bytes=65536, head_request=head_request)
-
-
-async def read_response(reader: ResponseReader) -> tuple[list[int], bytes]:
-    statuses = []
-    head = await reader.read_head()
-    statuses.append(head.status)
-    while head.informational and head.status != 101:
-        head = await reader.read_head()
-        statuses.append(head.status)
-    body = b""
-    while (piece := await reader.read_body()) is not None:
-        body += piece
-    return statuses, body
-
-
-def test_response_with_length_is_reusable() -> None:
-    reader = responses(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel", b"lo")
-    assert run(read_response(reader)) == ([200], b"hello")
-    assert reader.reusable and not reader.close_delimited
-
-
-def test_chunked_response() -> None:
-    reader = responses(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
-    assert run(read_response(reader)) == ([200], b"abcde")
-    assert reader.reusable
-
-
-def test_close_delimited_response_ends_at_eof_and_is_not_reusable() -> None:
-    reader = responses(b"HTTP/1.1 200 OK\r\n\r\nuntil ", b"the end")
-    assert run(read_response(reader)) == ([200], b"until the end")
-    assert reader.close_delimited and not reader.reusable
-
-
-def test_truncated_response_is_an_upstream_failure() -> None:
-    with pytest.raises(UpstreamFailed):
-        run(read_response(responses(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")))
-
-
-def test_eof_before_any_byte_allows_a_retry() -> None:
-    reader = responses()
-    with pytest.raises(UpstreamFailed):
-        run(reader.read_head())
-    assert not reader.received_any
-
-
-def test_interim_responses_come_before_the_final_one() -> None:
-    reader = responses(
-        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
-        b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"
-    )
-    assert run(read_response(reader)) == ([100, 103, 201], b"ok")
-    assert reader.reusable
-
-
-def test_head_response_has_no_body_whatever_its_length() -> None:
-    reader = responses(b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n", head_request=True)
-    assert run(read_response(reader)) == ([200], b"")
-    assert reader.reusable
-
-
-def test_no_content_and_not_modified_have_no_body() -> None:
-    for status in (204, 304):
-        reader = responses(f"HTTP/1.1 {status} X\r\n\r\n".encode())
-        assert run(read_response(reader)) == ([status], b"")
-        assert reader.reusable
-
-
-def test_connection_close_or_extra_bytes_make_a_connection_unusable() -> None:
-    closing = responses(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
-    assert run(read_response(closing)) == ([200], b"ok")
-    assert not closing.reusable
-    extra = responses(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n")
-    assert run(read_response(extra)) == ([200], b"ok")
-    assert not extra.reusable
-
-
-def test_switching_protocols_keeps_the_tunnel_bytes() -> None:
-    reader = responses(b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n\x81\x00")
-    assert run(read_response(reader)) == ([101], b"")
-    assert reader.upgrade_leftover == b"\x81\x00"
-    assert not reader.reusable
-
-
-def test_malformed_response_is_an_upstream_failure() -> None:
-    for raw in (
-        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n",
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
-        b"NOT HTTP\r\n\r\n",
-    ):
-        with pytest.raises(UpstreamFailed):
-            run(read_response(responses(raw)))
 
 
 def _fed(*pieces: bytes) -> list[RequestHead | Exception]:

@@ -549,12 +549,14 @@ def request_head(implementation: ModuleType, raw: bytes) -> Any:
 
 
 def framed(implementation: ModuleType, raw_request: bytes, exchanges: list[list[bytes]], space: bool,
-           added: bytes = b"") -> list[Any]:
-    """What a framer gives for each piece of each exchange (one framer: the connection's, reused), then at EOF."""
+           added: bytes = b"", pending: bool = False) -> list[Any]:
+    """What a framer gives for each piece of each exchange (one framer: the connection's, reused), then at EOF.
+    `pending`: the request's body is still coming when the answer starts (as `exchange.Exchange` tells it)."""
     framer = implementation.ResponseFramer(LIMIT)
     record: list[Any] = []
     for pieces in exchanges:
         framer.start(request_head(implementation, raw_request), host_only_cookies=space, added=added)
+        framer.request_pending = pending
         for piece in pieces:
             try:
                 record.append(("out", framer.feed(piece)))
@@ -570,6 +572,7 @@ def framed(implementation: ModuleType, raw_request: bytes, exchanges: list[list[
                     framer.done,
                     framer.complete,
                     framer.unexpected,
+                    framer.switched,
                     None if response is None else describe(response),
                 )
             )
@@ -579,8 +582,10 @@ def framed(implementation: ModuleType, raw_request: bytes, exchanges: list[list[
     return record
 
 
-def assert_same_framing(raw_request: bytes, exchanges: list[list[bytes]], space: bool = True) -> None:
-    assert framed(compiled, raw_request, exchanges, space) == framed(reference, raw_request, exchanges, space)
+def assert_same_framing(raw_request: bytes, exchanges: list[list[bytes]], space: bool = True,
+                        pending: bool = False) -> None:
+    ours = framed(compiled, raw_request, exchanges, space, pending=pending)
+    assert ours == framed(reference, raw_request, exchanges, space, pending=pending)
 
 
 @pytest.mark.parametrize("raw_request", FRAMED_REQUESTS)
@@ -589,6 +594,27 @@ def test_responses_are_framed_for_the_client_the_same(raw_request: bytes, raw: b
     for pieces in splits(raw):
         assert_same_framing(raw_request, [pieces])
     assert_same_framing(raw_request, [[raw], [raw]], space=False)  # a second exchange on the same connection
+
+
+@pytest.mark.parametrize("raw", RESPONSES)
+def test_answers_while_the_request_body_is_still_coming_are_framed_the_same(raw: bytes) -> None:
+    for pieces in splits(raw):
+        assert_same_framing(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n", [pieces], pending=True)
+
+
+UPGRADE_REQUEST = b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+SWITCH = (b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n"
+          b"Set-Cookie: a=b; Domain=x\r\n\r\n")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [SWITCH, SWITCH + b"\x81\x05hello", b"HTTP/1.1 100 Continue\r\n\r\n" + SWITCH + b"\x81\x00", *RESPONSES],
+)
+def test_answers_to_an_upgrade_request_are_framed_the_same(raw: bytes) -> None:
+    for pieces in splits(raw):
+        assert_same_framing(UPGRADE_REQUEST, [pieces])
+    assert_same_framing(FRAMED_REQUESTS[0], [[raw]])  # a switch nobody asked for is refused the same
 
 
 PIN = b"Set-Cookie: pin=abc; Path=/; HttpOnly\r\n"

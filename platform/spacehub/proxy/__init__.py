@@ -5,7 +5,7 @@ The resolver decides where each request goes; the proxy parses strictly, rewrite
 hop-by-hop, platform credentials for spaces), streams bodies both ways without buffering, pools upstream
 keep-alive connections and tunnels upgrades. Requests
 without a body are served inside the socket callbacks (`relay`), the rest by a task each (`exchange`); see
-`server`. Activity hooks and `is_activity` (Gradio's heartbeat is not activity): see `activity`.
+`server`. The activity counter and `is_activity` (Gradio's heartbeat is not activity): see `activity`.
 
 The wire layer (Cython) and the per-request modules (mypyc) are compiled when the package is built (`setup.py`);
 `compiled()` and `wireimpl.NATIVE` tell whether this process runs those builds or the plain-Python source (same

@@ -1435,6 +1435,8 @@ cdef class ResponseFramer:
     cdef readonly bint done
     cdef readonly bint complete
     cdef readonly bint unexpected
+    cdef readonly bint switched          # a 101 to an upgrade request: the rest is another protocol
+    cdef public bint request_pending     # set by the owner: the client is still sending the request's body
     cdef Py_ssize_t _unfinished_head_bytes
     cdef bytes _chunk
     cdef bint _passed_unchanged
@@ -1463,6 +1465,7 @@ cdef class ResponseFramer:
         self.done = False
         self.complete = False
         self.unexpected = False
+        self.switched = False
         self._unfinished_head_bytes = 0
         self._chunk = None
         self._passed_unchanged = False
@@ -1471,15 +1474,17 @@ cdef class ResponseFramer:
 
     def start(self, RequestHead request not None, *, bint host_only_cookies, bytes added=b""):
         """A new exchange on this connection: the answer to `request` comes next."""
-        if self._parser is None or not self.complete:  # new, or left mid-message: not in step any more
+        if self._parser is None or not self.complete or self.switched:  # new, or not in step any more
             self._parser = _FramerParser(self, self._max_header_bytes)
         self._reset()
+        self.request_pending = False
         self._request = request
         self._host_only_cookies = host_only_cookies
         self._added = added
 
     def feed(self, bytes data):
         """What the client gets now for these bytes of the upstream's answer (b"" for nothing yet)."""
+        cdef Py_ssize_t upgraded_at
         if self._request is None:
             raise RuntimeError("start() first")
         if self.response is None:
@@ -1487,13 +1492,17 @@ cdef class ResponseFramer:
             self._unfinished_head_bytes += PyBytes_GET_SIZE(data)
         self._out_length = 0
         try:
-            self._parser._feed(data)
+            upgraded_at = self._parser._feed(data)
         except ProxyError:
             if not self.done:
                 raise
             self.unexpected = True  # garbage after a complete response: it stands, the connection is not reused
+            upgraded_at = -1
         if self.response is None and self._unfinished_head_bytes > self._max_header_bytes:
             raise UpstreamFailed("upstream response headers too large")  # a head that never ends
+        if upgraded_at >= 0 and self.switched and upgraded_at < PyBytes_GET_SIZE(data):
+            # the first bytes of the new protocol, for the client as they came
+            self._emit(PyBytes_AS_STRING(data) + upgraded_at, PyBytes_GET_SIZE(data) - upgraded_at)
         if self._chunk is not None:
             self._chunk = None
             if (
@@ -1551,13 +1560,23 @@ cdef class ResponseFramer:
         if 100 <= response.status < 200:
             self._chunk = None  # the final head follows this one: not at the start of these bytes
             if response.status == 101:
-                raise UpstreamFailed("upstream switched protocols without being asked to")
+                if not request.upgrade:
+                    raise UpstreamFailed("upstream switched protocols without being asked to")
+                self.response = response
+                self.framing = BODY_NONE
+                self.switched = self.done = self.close_client = True
+                self._emit_bytes(_client_response_head(response, BODY_NONE, b"upgrade", self._host_only_cookies))
+                return 0
             if not http10:  # 100 Continue, 103 Early Hints: HTTP/1.0 clients know none
                 self._emit_bytes(_client_response_head(response, BODY_NONE, None, self._host_only_cookies))
             return 0
         self.response = response
         framing = self.framing = _response_framing(response, request)
-        self.close_client = close = not request.keep_alive or framing == BODY_UNTIL_CLOSE
+        # After an upgrade request nothing more on the client's connection is HTTP, and one whose body is still
+        # coming cannot carry the next request in time: both close.
+        self.close_client = close = (
+            not request.keep_alive or framing == BODY_UNTIL_CLOSE or request.upgrade or self.request_pending
+        )
         connection = b"close" if close else (b"keep-alive" if http10 else None)
         if self._chunk is not None and not self._added and _passes_unchanged(response, framing, connection):
             length = _leading_head_length(self._chunk)

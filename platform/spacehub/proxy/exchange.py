@@ -1,9 +1,12 @@
 """One request with a body (or an upgrade) forwarded to an upstream, its response streamed back; or, after a
 101, a raw two-way tunnel. Requests without a body take the callback path instead (`relay.Relay`).
 
+The response is turned into the client's by the upstream connection's `ResponseFramer` (the wire layer), as on
+the callback path: one framer, one set of rules for interim answers, heads, re-framing and the end of a body.
 Nothing is buffered beyond what one socket read holds: request body pieces go upstream as they are parsed
-(in a side task, so an upstream may answer before the body ends), response pieces go to the client as they
-arrive, and each write waits for the receiving side to drain, which carries backpressure end to end.
+(in a side task, so an upstream may answer before the body ends), what the framer gives for each piece of the
+response goes to the client as it arrives, and each write waits for the receiving side to drain, which carries
+backpressure end to end.
 """
 
 from __future__ import annotations
@@ -14,12 +17,13 @@ import logging
 from dataclasses import dataclass
 from typing import Final
 
-from .channel import Channel
+from .channel import Channel, UpstreamChannel
 from .errors import BadRequest, ClientGone, ProxyError, UpstreamFailed
-from .headers import BODY_CHUNKED, BODY_NONE, BODY_UNTIL_CLOSE, LAST_CHUNK, client_response_head, response_framing
-from .http1 import RequestHead, RequestReader, ResponseHead, ResponseReader
+from .headers import LAST_CHUNK
+from .http1 import RequestHead, RequestReader
 from .pool import UpstreamPool
 from .routing import Upstream
+from .wireimpl import ResponseFramer
 
 logger: Final = logging.getLogger(__name__)
 
@@ -40,58 +44,31 @@ class Exchange:
     async def run(self) -> bool:
         """Forward the exchange. True when the client connection can serve another request.
 
-        Raises `ProxyError` only while the client has been sent nothing, so the caller can still answer it.
+        Raises `ProxyError` only while the client has been sent nothing of the final response, so the caller can
+        still answer it.
         """
         channel, reused = await self.pool.acquire(self.upstream)
         body_task: asyncio.Task[None] | None = None
-        response_started = False
+        framer: ResponseFramer | None = None
         try:
             channel.write(self.request_head_bytes)
             if self.head.has_body:
                 body_task = asyncio.get_running_loop().create_task(self._send_body(channel))
                 # A failed body (bad chunk, client gone, upstream gone) makes the response meaningless.
                 body_task.add_done_callback(functools.partial(_abort_if_failed, channel))
-            responses = self._response_reader(channel)
-            try:
-                response = await responses.read_head()
-            except UpstreamFailed:
-                if not (reused and self.head.idempotent and body_task is None and not responses.received_any):
-                    raise
+            framer = self._framer(channel)
+            first = await channel.read()
+            if not first and reused and self.head.idempotent and body_task is None:
                 # The pooled connection was closed under us before it answered: one fresh try.
                 channel.abort()
                 channel = await self.pool.connect(self.upstream)
                 channel.write(self.request_head_bytes)
-                responses = self._response_reader(channel)
-                response = await responses.read_head()
-
-            response = await self._pass_interim_responses(responses, response)
-            if response.status == 101:
-                if not self.head.upgrade:
-                    raise UpstreamFailed("upstream switched protocols without being asked to")
-                response_started = True
-                self.status = 101
-                await self._tunnel(channel, responses, response)
+                framer = self._framer(channel)
+                first = await channel.read()
+            await self._relay_response(channel, framer, body_task, first)
+            if framer.switched:
+                await self._tunnel(channel)
                 return False
-
-            framing = response_framing(response, self.head)
-            request_done = body_task is None or body_task.done()
-            close_client = (
-                not self.head.keep_alive
-                or not request_done
-                or framing == BODY_UNTIL_CLOSE
-                or self.head.upgrade  # the request parser stopped at the upgrade; nothing more is HTTP
-            )
-            if close_client:
-                connection: bytes | None = b"close"
-            else:
-                connection = b"keep-alive" if self.head.http_version == "1.0" else None
-            response_head = client_response_head(
-                response, framing=framing, connection=connection, host_only_cookies=self.host_only_cookies,
-                added=self.added_headers,
-            )
-            response_started = True
-            self.status = response.status
-            await self._stream_response(response_head, responses, framing)
 
             request_done = body_task is None or body_task.done()
             if body_task is not None:
@@ -99,11 +76,18 @@ class Exchange:
                     body_task.result()  # surfaces a body that failed after all
                 else:
                     body_task.cancel()  # the upstream answered without reading it all; the rest is dropped
-            if responses.reusable and request_done:
+            response = framer.response
+            if (
+                request_done
+                and response is not None
+                and response.keep_alive
+                and not framer.unexpected
+                and not channel.at_eof
+            ):
                 self.pool.release(self.upstream, channel)
             else:
                 channel.abort()
-            return request_done and not close_client
+            return request_done and not framer.close_client
         except BaseException as exc:
             channel.abort()
             if body_task is not None:
@@ -111,7 +95,7 @@ class Exchange:
             if isinstance(exc, asyncio.CancelledError):
                 raise
             body_error = _body_error(body_task)
-            if not response_started:
+            if self.status == 0:
                 raise (body_error or exc) from None
             # The client has part of a response: cut the connection so it cannot mistake it for a whole one.
             self.client.abort()
@@ -120,8 +104,48 @@ class Exchange:
                 return False
             raise
 
-    def _response_reader(self, channel: Channel) -> ResponseReader:
-        return ResponseReader(channel, max_header_bytes=self.max_header_bytes, head_request=self.head.method == b"HEAD")
+    def _framer(self, channel: UpstreamChannel) -> ResponseFramer:
+        """The connection's framer (kept with it, like the callback path's), started for this request."""
+        framer = channel.framer
+        if framer is None:
+            framer = channel.framer = ResponseFramer(self.max_header_bytes)
+        framer.start(self.head, host_only_cookies=self.host_only_cookies, added=self.added_headers)
+        return framer
+
+    async def _relay_response(
+        self, channel: UpstreamChannel, framer: ResponseFramer, body_task: asyncio.Task[None] | None, data: bytes
+    ) -> None:
+        """Pass the upstream's answer (`data`: its first bytes) through the framer to the client until it is done.
+
+        Each arrival goes out in one write, flushed before the next wait for the upstream, so nothing is held back.
+        `self.status` is set once the client has (part of) the final answer.
+        """
+        client = self.client
+        while True:
+            if not data:
+                end = framer.at_eof()  # a body that runs until the upstream closes ends here
+                if end is None:
+                    if framer.response is None:
+                        raise UpstreamFailed("upstream closed the connection before responding")
+                    raise UpstreamFailed("upstream closed the connection in the middle of the response")
+                if end:
+                    client.write(end)
+                return
+            if framer.response is None:  # the final head may come now: it says whether the client's connection stays
+                framer.request_pending = body_task is not None and not body_task.done()
+            out = framer.feed(data)
+            if out:
+                client.write(out)
+                response = framer.response
+                if self.status == 0 and response is not None:
+                    self.status = response.status
+            if framer.done:
+                return
+            try:
+                await client.drain()
+            except ConnectionError as exc:
+                raise ClientGone() from exc
+            data = await channel.read()
 
     async def _send_body(self, channel: Channel) -> None:
         """Copy the client's request body upstream as it arrives, re-chunking a chunked one."""
@@ -137,57 +161,9 @@ class Exchange:
         if chunked:
             channel.write(LAST_CHUNK)
 
-    async def _pass_interim_responses(self, responses: ResponseReader, response: ResponseHead) -> ResponseHead:
-        """Forward 1xx responses (100 Continue, 103 Early Hints) to HTTP/1.1 clients; return the final one."""
-        while response.informational and response.status != 101:
-            if self.head.http_version != "1.0":
-                self.client.write(
-                    client_response_head(
-                        response, framing=BODY_NONE, connection=None, host_only_cookies=self.host_only_cookies
-                    )
-                )
-            response = await responses.read_head()
-        return response
-
-    async def _stream_response(self, response_head: bytes, responses: ResponseReader, framing: int) -> None:
-        """Send the head and body to the client, each piece as soon as it has arrived from the upstream.
-
-        What is already parsed goes out in one write (a small response: head, body and last chunk in one
-        syscall); the output is flushed before every wait for the upstream, so nothing is ever held back.
-        """
-        client = self.client
-        pending = [response_head]
-        while True:
-            if not responses.event_ready:
-                if pending:
-                    client.writelines(pending)
-                    pending.clear()
-                try:
-                    await client.drain()
-                except ConnectionError as exc:
-                    raise ClientGone() from exc
-            piece = await responses.read_body()
-            if piece is None:
-                break
-            if not piece:
-                continue
-            if framing == BODY_CHUNKED:
-                pending += (b"%x\r\n" % len(piece), piece, b"\r\n")
-            else:
-                pending.append(piece)
-        if framing == BODY_CHUNKED:
-            pending.append(LAST_CHUNK)
-        client.writelines(pending)
-
-    async def _tunnel(self, channel: Channel, responses: ResponseReader, response: ResponseHead) -> None:
-        """After `101 Switching Protocols`, copy raw bytes both ways until either side closes."""
-        self.client.write(
-            client_response_head(
-                response, framing=BODY_NONE, connection=b"upgrade", host_only_cookies=self.host_only_cookies
-            )
-        )
-        if responses.upgrade_leftover:
-            self.client.write(responses.upgrade_leftover)
+    async def _tunnel(self, channel: Channel) -> None:
+        """After `101 Switching Protocols` (its head, and what came after it, already sent by the framer), copy raw
+        bytes both ways until either side closes."""
         if self.requests.upgrade_leftover:
             channel.write(self.requests.upgrade_leftover)
         loop = asyncio.get_running_loop()

@@ -1,11 +1,12 @@
-"""HTTP/1.1 message readers: pull-style `read_head()` / `read_body()` on top of the wire layer's push parsers.
+"""The HTTP/1.1 request reader: pull-style `read_head()` / `read_body()` on top of the wire layer's push parser.
 
 A parser (`wireimpl`: strict llhttp, heads checked before they are handed out) tells its owner what it completes;
-the readers turn that into a queue of events (head, body piece, end, error) that the server takes one at a time,
+the reader turns that into a queue of events (head, body piece, end, error) that the server takes one at a time,
 so a pipelined second request waits in the queue while the first is served. A reader either pulls its bytes
-from a `ByteSource`, or (the request reader with `source=None`, as the server runs it) is fed by its owner's
-`data_received` through `feed()`, which parses at once: the server then takes a head the moment it is complete,
-with no task waiting.
+from a `ByteSource`, or (with `source=None`, as the server runs it) is fed by its owner's `data_received`
+through `feed()`, which parses at once: the server then takes a head the moment it is complete, with no task
+waiting. (Responses need no reader: both ways of forwarding hand the upstream's bytes to the wire layer's
+`ResponseFramer`, which gives the client's at once.)
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Final, Protocol
 
-from .errors import ClientGone, ProxyError, UpstreamFailed
-from .wireimpl import RequestHead, RequestParser, ResponseHead, ResponseParser
+from .errors import ClientGone, ProxyError
+from .wireimpl import RequestHead, RequestParser, ResponseHead
 
 __all__ = [
     "END_OF_MESSAGE",
@@ -23,7 +24,6 @@ __all__ = [
     "RequestHead",
     "RequestReader",
     "ResponseHead",
-    "ResponseReader",
 ]
 
 _FED: Final = b"(fed)"  # push mode: "new bytes were parsed by the owner's feed"
@@ -51,7 +51,7 @@ def _no_parser(data: bytes) -> int:
 
 
 class _MessageReader:
-    """The event queue shared by the request and response readers; the owner of their parser."""
+    """The event queue of a reader; the owner of its parser."""
 
     def __init__(self, source: ByteSource | None) -> None:
         self._source = source
@@ -228,100 +228,3 @@ class RequestReader(_MessageReader):
     def body_finished(self) -> bool:
         """True when the current request's end has been parsed (read or waiting in the queue)."""
         return self._body_consumed or any(item is END_OF_MESSAGE for item in self._events[self._taken :])
-
-
-class ResponseReader(_MessageReader):
-    """Reads the responses to one request from an upstream: any 1xx interim ones, then the final one."""
-
-    def __init__(self, source: ByteSource, *, max_header_bytes: int, head_request: bool) -> None:
-        super().__init__(source)
-        self._source_channel = source
-        self._parse = ResponseParser(self, max_header_bytes).feed
-        self._head_request = head_request
-        self._current: ResponseHead | None = None
-        self._final_complete = False
-        self._unexpected_data = False
-        self.received_any = False  # any byte at all: a pooled connection that failed before it may be retried
-
-    def on_message_begin(self) -> None:
-        if self._final_complete:
-            self._unexpected_data = True  # bytes after the final response: the connection is out of step
-
-    def on_head(self, head: object) -> None:
-        assert isinstance(head, ResponseHead)
-        self._current = head
-        super().on_head(head)
-
-    def on_message_complete(self) -> None:
-        super().on_message_complete()
-        if self._current is not None and not self._current.informational:
-            self._final_complete = True
-
-    @property
-    def close_delimited(self) -> bool:
-        """The final response's body runs until the upstream closes (no Content-Length, not chunked)."""
-        head = self._current
-        return (
-            head is not None
-            and not head.chunked
-            and head.content_length is None
-            and not head.bodyless
-            and not self._head_request
-        )
-
-    @property
-    def reusable(self) -> bool:
-        """The connection may carry another request: the final response ended cleanly and keep-alive holds."""
-        head = self._current
-        if head is None or not head.keep_alive or self._unexpected_data or self.upgrade_leftover is not None:
-            return False
-        # After a HEAD request llhttp still expects the advertised body; the response is over at its head.
-        return self._final_complete or (self._head_request and not self.close_delimited)
-
-    async def read_head(self) -> ResponseHead:
-        """The next response head (interim 1xx ones included). Raises `UpstreamFailed`."""
-        while True:
-            item = self._pop()
-            if item is None:
-                data = await self._read()
-                if not data:
-                    raise UpstreamFailed("upstream closed the connection before responding")
-                self._feed(data)
-                continue
-            if isinstance(item, ResponseHead):
-                return item
-            if isinstance(item, ProxyError):
-                raise item
-            # The end of an interim response: the final one follows.
-
-    async def read_body(self) -> bytes | None:
-        """The next piece of the final response's body (de-chunked); None at its end."""
-        head = self._current
-        if head is None or head.bodyless or self._head_request or self.upgrade_leftover is not None:
-            return None
-        while True:
-            item = self._pop()
-            if item is None:
-                data = await self._read()
-                if not data:
-                    if self.close_delimited:
-                        return None
-                    raise UpstreamFailed("upstream closed the connection in the middle of the response")
-                self._feed(data)
-                continue
-            if isinstance(item, bytes):
-                return item
-            if item is END_OF_MESSAGE:
-                return None
-            if isinstance(item, ProxyError):
-                raise item
-            raise UpstreamFailed("upstream sent a second response")
-
-    async def _read(self) -> bytes:
-        try:
-            data = await self._source_channel.read()
-        except OSError as exc:
-            raise UpstreamFailed(f"upstream connection failed: {exc}") from exc
-        if data:
-            self.received_any = True
-        return data

@@ -13,10 +13,9 @@ once, in `data_received`, and hands each head to `ProxyServer.begin` the moment 
     upstream as it arrives and tunnels an upgraded connection.
 Pipelined requests wait, parsed, until the response before them has been sent.
 
-Activity hooks: see `activity` (`on_request_start(space_id)` / `on_request_end(space_id)`, or with the request
-target as a second argument when the hook takes one), and `activity=RequestCounter()`, the counter `spacehub
-serve` publishes, called directly. `traffic=TrafficCounter()`: requests, bytes and durations per space, for
-/metrics (see `traffic`).
+What the platform learns of the requests: `activity=RequestCounter()` (see `activity`: requests in flight and
+ended per space, which `spacehub serve` publishes for sleep, freeze and drains) and `traffic=TrafficCounter()`
+(requests, bytes and durations per space, for /metrics, see `traffic`), both called directly on the request path.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from .activity import RequestCounter, takes_target
+from .activity import RequestCounter
 from .connection import ClientConnection
 from .errors import BadRequest, ClientGone, ProxyError
 from .exchange import Exchange
@@ -59,8 +58,6 @@ class ProxyServer:
         scheme: str = "http",
         platform_token_prefix: str = "sh_",
         session_cookie: str = "spacehub_session",
-        on_request_start: Callable[..., object] | None = None,
-        on_request_end: Callable[..., object] | None = None,
         activity: RequestCounter | None = None,
         traffic: TrafficCounter | None = None,
         upstream_idle_s: float = 3.0,
@@ -82,11 +79,6 @@ class ProxyServer:
         self._credential_rules = CredentialRules(
             token_prefix=platform_token_prefix.encode(), session_cookie=session_cookie.encode()
         )
-        self._on_request_start = on_request_start
-        self._on_request_end = on_request_end
-        self._start_takes_target = on_request_start is not None and takes_target(on_request_start)
-        self._end_takes_target = on_request_end is not None and takes_target(on_request_end)
-        # The production hooks as one object: called directly (compiled), not through the generic hook calls.
         self._activity = activity
         self._traffic = traffic
         self._upstream_idle_s = upstream_idle_s
@@ -363,13 +355,11 @@ class ProxyServer:
         )
         return not close
 
-    # Activity hooks
+    # Activity and traffic counts
 
     def _notify_start(self, space_id: int, target: bytes) -> None:
         if self._activity is not None:
             self._activity.request_start(space_id, target)
-        if self._on_request_start is not None:
-            _call_hook(self._on_request_start, self._start_takes_target, space_id, target)
 
     def _notify_end(self, conn: ClientConnection, space_id: int, target: bytes, status: int) -> None:
         traffic = self._traffic
@@ -383,9 +373,6 @@ class ProxyServer:
             conn.last_space_id = space_id
         if self._activity is not None:
             self._activity.request_end(space_id, target)
-        if self._on_request_end is not None:
-            _call_hook(self._on_request_end, self._end_takes_target, space_id, target)
-
 
     def count_rest(self, conn: ClientConnection) -> None:
         """A closed connection's bytes since its last counted request (a body its app never read, that arrived
@@ -396,19 +383,6 @@ class ProxyServer:
                               conn.bytes_written - conn.written_mark)
             conn.received_mark = conn.bytes_received
             conn.written_mark = conn.bytes_written
-
-
-def _call_hook(hook: Callable[..., object] | None, takes_target: bool, space_id: int, target: bytes) -> None:
-    """Call an activity hook with the request target when it accepts one; a failing hook never fails a request."""
-    if hook is None:
-        return
-    try:
-        if takes_target:
-            hook(space_id, target)
-        else:
-            hook(space_id)
-    except Exception:
-        logger.exception("proxy: activity hook failed for space %s", space_id)
 
 
 def _routing_host(host: bytes | None) -> str:

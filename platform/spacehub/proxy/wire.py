@@ -826,6 +826,13 @@ class ResponseFramer:
     bytes beyond the answer, or a body after a HEAD answer), `close_client` that the client connection must close
     after it. `feed` raises `UpstreamFailed` for an answer that cannot be relayed (malformed, oversized head, a 101
     nobody asked for); after `done`, what goes wrong only marks `unexpected`.
+
+    Both ways of forwarding use it: the callback path (`relay.Relay`, requests without a body) and the task that
+    streams a body or tunnels an upgrade (`exchange.Exchange`). For the latter, two things more: while its owner
+    says `request_pending` (the client is still sending the request's body), a final head tells the client the
+    connection closes after it; and a 101 to a request that asked for an upgrade is `switched`: its head goes
+    out with `Connection: upgrade`, followed by whatever bytes came after it (the first of the new protocol), and
+    nothing after that is HTTP, so the owner feeds the framer no more.
     """
 
     def __init__(self, max_header_bytes: int) -> None:
@@ -834,6 +841,7 @@ class ResponseFramer:
         self._request: RequestHead | None = None
         self._host_only_cookies = False
         self._added = b""
+        self.request_pending = False  # set by the owner: the client is still sending the request's body
         self._reset()
 
     def _reset(self) -> None:
@@ -843,6 +851,7 @@ class ResponseFramer:
         self.done = False  # the final response is complete (for the client)
         self.complete = False  # the parser saw the final response's end: it may read the next response
         self.unexpected = False  # bytes beyond the final response: the connection is out of step
+        self.switched = False  # a 101 to an upgrade request: the rest is another protocol, not HTTP
         self._out: list[bytes] = []
         self._unfinished_head_bytes = 0  # bytes received before the final head: bounds a never-ending one
         self._chunk: bytes | None = None  # the bytes being parsed, while the final head may start at their start
@@ -851,9 +860,10 @@ class ResponseFramer:
     def start(self, request: RequestHead, *, host_only_cookies: bool, added: bytes = b"") -> None:
         """A new exchange on this connection: the answer to `request` comes next. `added`: header lines of the
         proxy's own for the final response (see `client_response_head`)."""
-        if self._parser is None or not self.complete:  # new, or left mid-message: not in step any more
+        if self._parser is None or not self.complete or self.switched:  # new, or not in step any more
             self._parser = ResponseParser(self, self._max_header_bytes)
         self._reset()
+        self.request_pending = False
         self._request = request
         self._host_only_cookies = host_only_cookies
         self._added = added
@@ -867,14 +877,17 @@ class ResponseFramer:
         parser = self._parser
         assert parser is not None, "start() first"
         try:
-            parser.feed(data)
+            upgraded_at = parser.feed(data)
         except ProxyError:
             if not self.done:
                 raise
             self.unexpected = True  # garbage after a complete response: it stands, the connection is not reused
+            upgraded_at = -1
         if self.response is None and self._unfinished_head_bytes > self._max_header_bytes:
             raise UpstreamFailed("upstream response headers too large")  # a head that never ends
         out = self._out
+        if upgraded_at >= 0 and self.switched and upgraded_at < len(data):
+            out.append(data[upgraded_at:])  # the first bytes of the new protocol, for the client as they came
         if self._chunk is not None:
             self._chunk = None
             response = self.response
@@ -918,7 +931,17 @@ class ResponseFramer:
         if response.informational:
             self._chunk = None  # the final head follows this one: not at the start of these bytes
             if response.status == 101:
-                raise UpstreamFailed("upstream switched protocols without being asked to")
+                if not request.upgrade:
+                    raise UpstreamFailed("upstream switched protocols without being asked to")
+                self.response = response
+                self.framing = BODY_NONE
+                self.switched = self.done = self.close_client = True
+                self._out.append(
+                    client_response_head(
+                        response, framing=BODY_NONE, connection=b"upgrade", host_only_cookies=self._host_only_cookies
+                    )
+                )
+                return
             if not http10:  # 100 Continue, 103 Early Hints: HTTP/1.0 clients know none
                 self._out.append(
                     client_response_head(
@@ -928,7 +951,11 @@ class ResponseFramer:
             return
         self.response = response
         framing = self.framing = response_framing(response, request)
-        self.close_client = close = not request.keep_alive or framing == BODY_UNTIL_CLOSE
+        # After an upgrade request nothing more on the client's connection is HTTP, and one whose body is still
+        # coming cannot carry the next request in time: both close.
+        self.close_client = close = (
+            not request.keep_alive or framing == BODY_UNTIL_CLOSE or request.upgrade or self.request_pending
+        )
         connection = b"close" if close else (b"keep-alive" if http10 else None)
         chunk = self._chunk
         if (
