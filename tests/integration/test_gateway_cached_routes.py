@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from spacehub.edge.gateway import SpaceEntry, SpaceResolver
+from spacehub.edge.gateway import SpaceEntry, SpaceResolver, pin_value
 from spacehub.proxy import Route, Upstream
 from spacehub.settings import Settings
 from spacehub.stages import Stage
@@ -64,3 +64,20 @@ def test_a_redeployed_space_gets_its_new_upstream(resolver: SpaceResolver) -> No
 )
 def test_what_needs_more_than_the_tables_is_left_to_the_async_call(resolver: SpaceResolver, host: str) -> None:
     assert resolver.resolve_cached(host, []) is None
+
+
+def test_a_gradio_space_pins_only_clients_that_lack_the_pin(resolver: SpaceResolver) -> None:
+    # The pin cookie is added to answers for clients that do not send its value back; those that do get the
+    # app's answer with nothing added (so it can pass on unchanged).
+    resolver.spaces = {**resolver.spaces, "alice-chat": SpaceEntry(4, "alice/chat", RUNNING, False, "", "alice",
+                                                                    sdk="gradio")}
+    resolver.routes = {**resolver.routes, "alice-chat": "127.0.0.1:7870"}
+    route = resolver.resolve_cached("alice-chat.space.localhost", [])
+    assert route is not None
+    value = pin_value(4, "127.0.0.1:7870").encode()
+    assert b"spacehub-rev=" + value in route.added_for(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert route.added_for(b"GET / HTTP/1.1\r\nCookie: spacehub-rev=" + value + b"\r\n\r\n") == b""
+    assert route.added_for(b"GET / HTTP/1.1\r\nCookie: spacehub-rev-framed=" + value + b"\r\n\r\n") == b""
+    assert route.added_for(b"GET / HTTP/1.1\r\nCookie: spacehub-rev=0123456789abcdef0123\r\n\r\n") != b""
+    plain = resolver.resolve_cached("alice-demo.space.localhost", [])
+    assert plain is not None and plain.added_for(b"GET / HTTP/1.1\r\n\r\n") == b""  # not Gradio: no pin at all

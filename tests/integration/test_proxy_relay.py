@@ -366,3 +366,48 @@ def test_a_cookie_of_an_app_is_made_host_only_and_a_trailing_line_break_is_not_p
         finally:
             loop.run(proxy.close())
             loop.run(upstream.stop())
+
+
+PIN_LINES = b"Set-Cookie: spacehub-rev=abc123; Path=/; HttpOnly; SameSite=Lax\r\n"
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"], ids=["relay", "exchange"])
+def test_added_lines_go_only_to_a_client_without_what_makes_them_needless(loop: LoopThread, method: str) -> None:
+    # A route that pins clients to a revision adds its cookie line to answers for clients that lack the cookie;
+    # a client that sends it back gets none: on the callback path, the upstream's own bytes (the unchanged-head
+    # path); a request with a body (`Exchange`, which always renders its head) gets its answer without the line.
+    answer = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok"
+
+    async def handler(upstream: RawUpstream, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head = await upstream.read_head(reader)
+            if b"Content-Length: 4" in head:
+                await reader.readexactly(4)
+            writer.write(answer)
+            await writer.drain()
+
+    upstream = RawUpstream(handler)
+    port = loop.run(upstream.start())
+    route = Route(Upstream("127.0.0.1", port), space_id=7, is_space=True, added_headers=PIN_LINES,
+                  added_unless=b"=abc123")
+    proxy = loop.run(start_proxy(CachedResolver(route)))
+    body = b"data" if method == "POST" else b""
+    extra = f"Content-Length: {len(body)}\r\n" if body else ""
+    try:
+        client = RawClient(proxy.port)
+        first = client.request(method, "/", SPACE_HOST, body=body)
+        assert first.status == 200 and first.body == b"ok"
+        assert first.header("set-cookie") == "spacehub-rev=abc123; Path=/; HttpOnly; SameSite=Lax"
+        for cookie in ("spacehub-rev=abc123", "theme=dark; spacehub-rev-framed=abc123"):
+            client.send(f"{method} / HTTP/1.1\r\nHost: {SPACE_HOST}\r\nCookie: {cookie}\r\n{extra}\r\n".encode() + body)
+            if method == "GET":
+                assert client.file.read(len(answer)) == answer  # byte for byte: no cookie line, head not rewritten
+            else:
+                reply = client.response()
+                assert reply.body == b"ok" and reply.header("set-cookie") is None, reply.headers
+        stale = client.request(method, "/", SPACE_HOST, headers=[("Cookie", "spacehub-rev=old999")], body=body)
+        assert stale.header("set-cookie") == "spacehub-rev=abc123; Path=/; HttpOnly; SameSite=Lax"
+        client.close()
+    finally:
+        loop.run(proxy.close())
+        loop.run(upstream.stop())

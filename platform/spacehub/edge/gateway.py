@@ -4,10 +4,11 @@ Routes come from Redis (written by `spacehub.routetable` whenever a space's row 
 what a label means when it has no route (no such space, building, paused...), from SQL, so the proxy's hot path
 never waits on a database. A route message names one label: only that label's route and row are reloaded. The
 whole tables are loaded at start, on each (re)subscription and every SPACEHUB_ROUTE_REFRESH_S as a safety net.
-During a redeploy, a Gradio client stays on the revision it started on: responses of a Gradio space carry a
-host-only cookie naming the revision that answered (gradio_client keeps the cookies of its first request, a
-browser all of them), and while the old revision drains (a `RetiredApp` row), a request with its cookie goes
-there, so the two requests of Gradio's two-step calls (queue join + data, call + result) meet the same app.
+During a redeploy, a Gradio client stays on the revision it started on: responses of a Gradio space to a client
+that does not carry it yet set a host-only cookie naming the revision that answered (gradio_client keeps the
+cookies of its first request, a browser all of them), and while the old revision drains (a `RetiredApp` row), a
+request with its cookie goes there, so the two requests of Gradio's two-step calls (queue join + data, call +
+result) meet the same app.
 A message with a nonce is acknowledged once applied, so the writer knows this process now answers by it
 (`spacehub.routetable.publish_acked`); GATE_MESSAGE makes the gate forget the tokens and users it had checked.
 """
@@ -331,15 +332,18 @@ class SpaceResolver:
             if len(self._route_cache) >= 4096:  # upstreams of redeployed spaces: never let them pile up
                 self._route_cache.clear()
             # Gradio's clients make calls of two requests: their answers pin the client to this revision.
-            pin = b""
+            pin = carried = b""
             if space_id in self._gradio_ids:
                 value = pin_value(space_id, upstream).encode()
                 pin = b"Set-Cookie: %s=%s; Path=/; HttpOnly; SameSite=Lax\r\n" % (PIN_COOKIE, value)
                 if self.settings.spaces_scheme == "https" or self.settings.spaces_domain.endswith("localhost"):
                     pin += b"Set-Cookie: %s=%s; Path=/; HttpOnly; Secure; SameSite=None; Partitioned\r\n" % (
                         FRAMED_PIN_COOKIE, value)
+                # A client that sent the pin back (under either name) keeps it: most answers then need no cookie
+                # and pass on as the app wrote them.
+                carried = b"=" + value
             route = self._route_cache[key] = Route(upstream=_upstream(upstream), space_id=space_id, is_space=True,
-                                                   added_headers=pin)
+                                                   added_headers=pin, added_unless=carried)
         return route
 
     @property

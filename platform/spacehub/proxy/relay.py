@@ -104,7 +104,7 @@ class Relay:
         framer = channel.framer
         if framer is None:
             framer = channel.framer = ResponseFramer(self.conn.server.max_header_bytes)
-        framer.start(self.head, host_only_cookies=self.route.is_space, added=self.route.added_headers)
+        framer.start(self.head, host_only_cookies=self.route.is_space, added=self.route.added_for(self.request_bytes))
         self.framer = framer
         channel.write(self.request_bytes)
         if self.conn.writing_paused:

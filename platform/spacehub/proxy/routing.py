@@ -56,6 +56,16 @@ class Route:
     # Header lines (`Name: value\r\n` each) the proxy adds to the upstream's final response, e.g. the cookie
     # that pins a client to the revision it started on (spacehub.edge.gateway). Empty for almost every route.
     added_headers: bytes = b""
+    # Bytes whose presence in the request's head makes `added_headers` needless (the pin's value: the client
+    # already carries that cookie). Then the upstream's head can pass on unchanged, the proxy's cheapest path.
+    added_unless: bytes = b""
+
+    def added_for(self, request_head: bytes) -> bytes:
+        """The header lines to add to the answer of the request whose (upstream) head is `request_head`."""
+        added = self.added_headers
+        if added and self.added_unless and self.added_unless in request_head:
+            return b""
+        return added
 
 
 class Resolver(Protocol):

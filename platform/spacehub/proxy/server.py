@@ -295,7 +295,7 @@ class ProxyServer:
             pool=self.pool,
             max_header_bytes=self.max_header_bytes,
             host_only_cookies=route.is_space,
-            added_headers=route.added_headers,
+            added_headers=route.added_for(request_head_bytes),
         )
         space_id = route.space_id
         if space_id is not None:
