@@ -1,5 +1,6 @@
 """Images, audio, a queue's concurrency limit, progress updates and cached examples: each app run directly and
-through spacehub (started in parallel) and called the same way with gradio_client. Any difference fails."""
+through spacehub (started in parallel) and used the same way with gradio_client and in Chromium. Any difference
+fails."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pagekit
 import pytest
 from compatkit import Pair, run_both, run_log
 from gradio_client import Client, handle_file
 from PIL import Image
+from playwright.sync_api import Browser
 
 from support.server import Server
 
@@ -85,3 +88,53 @@ def test_cached_examples_are_served(server: Server, pairs: dict[str, Pair], tmp_
     assert "Caching examples" in direct_log
     hub_log = run_log(server, pairs["examples"].repo_id)
     assert "Caching examples" in hub_log or "Using cache from" in hub_log, hub_log
+
+
+# The same, in Chromium: what the page shows.
+
+
+@pytest.mark.browser
+def test_image_in_the_browser(pairs: dict[str, Pair], browser: Browser, tmp_path: Path) -> None:
+    pixels = np.arange(40 * 30 * 3, dtype=np.uint8).reshape(30, 40, 3)
+    Image.fromarray(pixels).save(tmp_path / "in.png")
+    pair = pairs["images"]
+    shown = pagekit.on_both(browser, (pair.direct, pair.hub), pagekit.images, tmp_path / "in.png")
+    assert np.array_equal(shown[0], shown[1]) and np.array_equal(shown[0], pixels[:, ::-1])
+
+
+@pytest.mark.browser
+def test_audio_in_the_browser(pairs: dict[str, Pair], browser: Browser, tmp_path: Path) -> None:
+    samples = (np.sin(np.linspace(0, 200, 8000)) * 20000).astype(np.int16)
+    with wave.open(str(tmp_path / "in.wav"), "wb") as out:
+        out.setnchannels(1), out.setsampwidth(2), out.setframerate(8000)
+        out.writeframes(samples.tobytes())
+    pair = pairs["audio"]
+    shown = pagekit.on_both(browser, (pair.direct, pair.hub), pagekit.audio, tmp_path / "in.wav")
+    assert shown[0][0] == shown[1][0] == 8000
+    assert np.array_equal(shown[0][1], shown[1][1]) and np.array_equal(shown[0][1], samples // 2)
+
+
+@pytest.mark.browser
+def test_concurrency_limit_in_the_browser(pairs: dict[str, Pair], browser: Browser) -> None:
+    # Three visitors (three pages, each its own session) submit at once.
+    pair = pairs["queue"]
+    shown = []
+    for url in (pair.direct, pair.hub):
+        with pagekit.app_page(browser, url) as one, pagekit.app_page(browser, url) as two, \
+                pagekit.app_page(browser, url) as three:
+            shown.append(pagekit.queue([one, two, three]))
+    assert shown[0] == shown[1]
+    assert shown[0]["all_one"], shown[0]
+
+
+@pytest.mark.browser
+def test_progress_in_the_browser(pairs: dict[str, Pair], browser: Browser) -> None:
+    pair = pairs["progress"]
+    shown = pagekit.on_both(browser, (pair.direct, pair.hub), pagekit.progress)
+    assert shown == [{"saw": "Counting", "output": "counted 40"}] * 2
+
+
+@pytest.mark.browser
+def test_cached_examples_in_the_browser(pairs: dict[str, Pair], browser: Browser) -> None:
+    pair = pairs["examples"]
+    assert pagekit.on_both(browser, (pair.direct, pair.hub), pagekit.examples) == [["9", "144"]] * 2

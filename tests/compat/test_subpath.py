@@ -1,14 +1,17 @@
 """An app that mounts Gradio under a sub-path (`gr.mount_gradio_app(app, demo, path="/myapp/gradio")`, served by
-uvicorn itself) reaches RUNNING, answers the same through spacehub as directly, and its log holds no probe flood."""
+uvicorn itself) reaches RUNNING, answers the same through spacehub as directly (gradio_client, Chromium), and its
+log holds no probe flood."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import httpx
+import pagekit
 import pytest
 from compatkit import Pair, run_both, run_log
 from gradio_client import Client
+from playwright.sync_api import Browser
 
 from support.server import Server
 
@@ -35,6 +38,13 @@ def test_gradio_client_gets_the_same_answer(subpath: Pair) -> None:
     assert answers == ["HI THERE!", "HI THERE!"]
 
 
+@pytest.mark.browser
+def test_the_page_under_the_sub_path_works_in_the_browser(subpath: Pair, browser: Browser) -> None:
+    urls = (f"{subpath.direct}/myapp/gradio/", f"{subpath.hub}/myapp/gradio/")
+    assert pagekit.on_both(browser, urls, pagekit.subpath, root_is_empty=True) == ["HI THERE!"] * 2
+
+
 def test_the_log_holds_no_probe_flood(server: Server, subpath: Pair) -> None:
     log = run_log(server, subpath.repo_id)
-    assert log.count("/theme.css") <= 1, log[-2000:]
+    # (Readiness probes ask for the root's theme.css; the page under the sub-path asks for its own, rightly.)
+    assert log.count('"GET /theme.css ') <= 1, log[-2000:]
