@@ -68,8 +68,9 @@ POSTGRES_TESTS := tests/integration/test_database.py tests/unit/test_spacegate.p
 test-postgres: $(STAMP)
 	$(PY) -m pytest -ra --db postgres $(POSTGRES_TESTS)
 
-# The production stack of deploy/compose/ (PostgreSQL, Redis, spacehub, Caddy with TLS) built offline from the
-# project's base image and driven with huggingface_hub and gradio_client over HTTPS (tests/deploy/).
+# The production stack of deploy/compose/ (PostgreSQL, Redis, spacehub's roles with two proxies, Caddy with TLS)
+# built offline from the project's base image and driven with huggingface_hub and gradio_client over HTTPS: a
+# proxy killed under traffic, a backup under writes restored into a wiped stack (tests/deploy/).
 test-deploy: $(STAMP) system images
 	$(PY) -m pytest -ra tests/deploy
 

@@ -110,8 +110,9 @@ class ProxyRole:
         proxy = self._new_proxy()
         await proxy.start(self.settings.host, self.settings.port, reuse_port=reuse_port)
         self.proxies.append(proxy)
-        # The same listeners on the docker networks' gateways as under `serve` (one proxy process binds them).
-        self.proxies += await _listen_on_docker_bridges(self.settings, self._new_proxy, proxy.port)
+        # The same listeners on the docker networks' gateways as under `serve` (shared like the public port).
+        self.proxies += await _listen_on_docker_bridges(self.settings, self._new_proxy, proxy.port,
+                                                       reuse_port=reuse_port)
         if not compiled():
             log.warning("the proxy runs as plain Python (no mypyc build: see setup.py); it serves less per CPU")
         if not wireimpl.NATIVE:

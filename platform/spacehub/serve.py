@@ -112,12 +112,14 @@ async def _watch_children(children: list[Child]) -> None:
 
 
 async def _listen_on_docker_bridges(settings: Settings, new_proxy: Callable[[], ProxyServer],
-                                    port: int) -> list[ProxyServer]:
+                                    port: int, *, reuse_port: bool = False) -> list[ProxyServer]:
     """Containers reach the platform only through its public port, as `host.docker.internal`: the gateway of
     spacehub's space network for apps, and of dockerd's default bridge for build steps (BuildKit runs them
     there). So the proxy listens on both gateways too, on the same port, when spaces run in containers; the
     egress rules (spacehub.sandbox.egress) let containers reach that port there and nothing else of the host.
-    Nothing else of the platform listens on any network address (the API and redis are unix sockets)."""
+    Nothing else of the platform listens on any network address (the API and redis are unix sockets).
+    `reuse_port`: several proxy processes on one machine share these listeners too (SO_REUSEPORT), so the apps
+    keep reaching the platform while one of them restarts."""
     if settings.host in ("0.0.0.0", "::", "") or not await asyncio.to_thread(dockerhost.uses_docker, settings):
         return []
     proxies = []
@@ -130,7 +132,7 @@ async def _listen_on_docker_bridges(settings: Settings, new_proxy: Callable[[], 
             continue
         bridge_proxy = new_proxy()
         try:
-            await bridge_proxy.start(gateway, port)
+            await bridge_proxy.start(gateway, port, reuse_port=reuse_port)
         except OSError as exc:
             log.warning("cannot listen on the docker network %s at %s:%s (%s): its containers will not reach the "
                         "platform", network, gateway, port, exc)
