@@ -105,6 +105,7 @@ def check_commit_config(session: Session, space: Space, readme: bytes | None, *,
 
 def after_commit(platform: Platform, session: Session, space: Space, result: CommitResult) -> CommitOutcome:
     """Every path that lands a commit ends here: record the revision and enqueue its build."""
+    _reload(session, space)
     space.updated_at = utcnow()
     if space.repo_type != "space" or space.stage == Stage.PAUSED:
         # A model never builds; a paused space stays paused until restarted, which builds this revision.
@@ -119,6 +120,14 @@ def after_commit(platform: Platform, session: Session, space: Space, result: Com
         return CommitOutcome(result.sha, result.changed, None)
     build_id = builds.request_build(platform, session, space, result.sha, existing)
     return CommitOutcome(result.sha, result.changed, build_id)
+
+
+def _reload(session: Session, space: Space) -> None:
+    """Read the space's row again: the commit's git work ran outside any transaction (`release_connection`), and a
+    build job may have moved the stage meanwhile, e.g. the previous revision's build ending NO_APP_FILE. Decided
+    from the row as loaded before, a move to BUILDING would look like no move and never be written, leaving the
+    finished build's stage in SQL while the new build waits. (Pending changes of the session are flushed first.)"""
+    session.scalars(select(Space).where(Space.id == space.id).execution_options(populate_existing=True)).one()
 
 
 def staging_dir(platform: Platform) -> Path:
