@@ -1,8 +1,9 @@
 """The platform's roles as processes that share only SQL and Redis: `spacehub api` and `spacehub proxy` here
 (`worker` and `supervisor` are the runner's). Each runs alone (several proxies share one port with
 SO_REUSEPORT), has its own health and readiness endpoint, and stops gracefully on SIGTERM: no new work, what is
-in flight finishes within `shutdown_grace_s`. `spacehub serve` runs them all on one machine; there the API
-shares the proxy's process and loop (its blocking work runs in threads), so one /metrics covers both.
+in flight finishes within `shutdown_grace_s`. `spacehub serve` runs them all on one machine: the proxy in its
+own process, the API (`run_api`) as a child process on the unix socket, never on the proxy's loop; there the
+proxy hands its figures to the API (spacehub.proxyfigures), so one /metrics covers both.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from spacehub.edge.gateway import SpaceResolver
 from spacehub.metrics import ProxyCollector, new_registry
 from spacehub.proxy import ProxyServer, compiled, wireimpl
 from spacehub.proxy.traffic import TrafficCounter
+from spacehub.proxyfigures import ProxyFigures
 from spacehub.redisconn import connect, redis_url
 from spacehub.rolehealth import HealthListener, RoleState, parse_address
 from spacehub.serve import _listen_on_docker_bridges
@@ -64,7 +66,10 @@ def api_config(settings: Settings, platform: Platform) -> uvicorn.Config:
         settings.run_dir.mkdir(parents=True, exist_ok=True)
         settings.api_socket.unlink(missing_ok=True)
         where = {"uds": str(settings.api_socket), "forwarded_allow_ips": "*"}  # only the proxy can connect
-    return uvicorn.Config(create_app(platform), log_level="warning", proxy_headers=True,
+    # Under `spacehub serve`, the proxy process's figures too: one /metrics on the platform host covers both.
+    metrics = new_registry()
+    metrics.register(ProxyFigures(settings.proxy_figures_socket, settings.proxy_figures_timeout_s))
+    return uvicorn.Config(create_app(platform, metrics), log_level="warning", proxy_headers=True,
                           timeout_keep_alive=30, timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_s)),
                           **where)  # type: ignore[arg-type]
 

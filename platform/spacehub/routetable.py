@@ -65,9 +65,9 @@ def ack_key(nonce: str) -> str:
 def publish_acked(conn: redis.Redis, subject: str, timeout_s: float) -> bool:
     """Publish `subject` and wait until every process listening then has applied it (at most `timeout_s`).
 
-    True when all acknowledged. On a thread running an event loop (an async endpoint of the API, which in
-    `spacehub serve` shares its loop with the proxy) waiting would block the very proxy that must answer, so
-    the message goes out without the wait; so it does when `timeout_s` is 0."""
+    True when all acknowledged. On a thread running an event loop (an async endpoint of the API) waiting would
+    block every request of that loop, so the message goes out without the wait; so it does when `timeout_s` is
+    0."""
     if timeout_s <= 0 or _on_event_loop():
         conn.publish(ROUTES_CHANNEL, subject)
         return False

@@ -1,12 +1,18 @@
 """`spacehub serve`: everything in one command (what `make run` runs).
 
-This process runs the public proxy and the API (on an internal unix socket) in one asyncio loop, and owns its
-helpers as child processes: an embedded redis-server (unless SPACEHUB_REDIS_URL is set), build and ops workers,
-and the supervisor. Apps are not its children: they live in their own sessions and outlive a restart.
+This process runs the public proxy, and owns the other roles as child processes: the API (`spacehub api` on
+the internal unix socket, never on the proxy's loop: a commit or a slow handler cannot hold up a space's
+requests), an embedded redis-server (unless SPACEHUB_REDIS_URL is set), build and ops workers, and the
+supervisor. A child that dies is started again. Apps are not its children: they live in their own sessions and
+outlive a restart. One /metrics on the platform host (answered by the API) covers the proxy's figures too: the
+proxy hands them over a unix socket (spacehub.proxyfigures).
 
 Stopping (SIGTERM or Ctrl-C): it stops taking new work, lets the requests, streams and jobs in flight finish for
-at most `shutdown_grace_s` (a second signal cuts them at once), stops its own children and says which apps it
-leaves running on purpose (the next start re-adopts them; `spacehub stop` stops them).
+at most `shutdown_grace_s` (a second signal cuts them at once): the proxy drains first, then serve signals the API
+(which the proxy's requests reach; it gets its own `shutdown_grace_s`), while workers and the supervisor stop;
+then it says which apps it leaves running on purpose (the next start re-adopts them; `spacehub stop` stops them).
+A terminal's Ctrl-C reaches the whole process group at once: the API then stops with the proxy, and uvicorn's
+own graceful stop lets its requests in flight finish.
 """
 
 from __future__ import annotations
@@ -20,22 +26,21 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-
-import uvicorn
 
 from spacehub import dockerhost
 from spacehub.accounts import TOKEN_PREFIX
-from spacehub.app import create_app
 from spacehub.context import Platform
 from spacehub.edge.activity import ActivityTracker
 from spacehub.edge.gateway import SpaceResolver
 from spacehub.metrics import ProxyCollector, new_registry
 from spacehub.proxy import ProxyServer, compiled, wireimpl
 from spacehub.proxy.traffic import TrafficCounter
+from spacehub.proxyfigures import serve_figures
 from spacehub.queue import BUILDS, OPS
 from spacehub.redisconn import EmbeddedRedis, redis_url
+from spacehub.rolehealth import parse_address
 from spacehub.servepid import claim, die_with_parent, remove_serve_pid
 from spacehub.settings import Settings, settings_env
 from spacehub.stages import SHOULD_RUN
@@ -85,20 +90,39 @@ def _stop_children(children: list[Child], grace_s: float) -> None:
         child.wait(deadline)
 
 
-class _ApiServer(uvicorn.Server):
-    """uvicorn, minus its own signal handlers (which would end the API at the first signal): serve decides."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
+def _child_env(settings: Settings, url: str) -> dict[str, str]:
+    return {**os.environ, **settings_env(settings), "SPACEHUB_REDIS_URL": url}
 
 
 def _children(settings: Settings, url: str) -> list[Child]:
-    env = {**os.environ, **settings_env(settings), "SPACEHUB_REDIS_URL": url}
+    env = _child_env(settings, url)
     children = [Child(["worker", "--queue", OPS], env)]
     children += [Child(["worker", "--queue", BUILDS], env) for _ in range(max(1, settings.workers))]
     children.append(Child(["supervisor"], env))
     return children
+
+
+async def _api_answers(settings: Settings) -> bool:
+    """Whether the API accepts connections where the proxy sends it (uvicorn listens once the app is up)."""
+    try:
+        if settings.api_listen:
+            _reader, writer = await asyncio.open_connection(*parse_address(settings.api_listen))
+        else:
+            _reader, writer = await asyncio.open_unix_connection(str(settings.api_socket))
+    except OSError:
+        return False
+    writer.close()
+    return True
+
+
+async def _wait_for_api(settings: Settings, api: Child, stop: asyncio.Event) -> None:
+    """Until the API child answers (or a signal asks to stop); one that exits while starting ends serve."""
+    while not stop.is_set() and not await _api_answers(settings):
+        if not api.alive():
+            assert api.process is not None
+            raise SystemExit(f"spacehub serve: the API exited while starting (status {api.process.returncode}); "
+                             "its log is above")
+        await asyncio.sleep(0.05)
 
 
 async def _watch_children(children: list[Child]) -> None:
@@ -193,27 +217,26 @@ def _apps_left_running(platform: Platform) -> list[str]:
 
 
 async def _serve(settings: Settings) -> None:
-    platform = Platform.open(settings)
+    platform = Platform.open(settings)  # migrates the schema before any child opens the database
     url = redis_url(settings)
     settings.api_socket.unlink(missing_ok=True)
-    os.chmod(settings.run_dir, 0o700)  # the API socket and redis socket: only this user
+    os.chmod(settings.run_dir, 0o700)  # the API, redis and figures sockets: only this user
+    # The API first: it takes longest to start (it imports the web app); the proxy meanwhile comes up.
+    api = Child(["api"], _child_env(settings, url))
     resolver = SpaceResolver(settings, platform.db, url)
     # Requests per space, for sleep, freeze and drains (spacehub.edge.activity): one tracker for every listener.
     activity = ActivityTracker(url, settings.activity_flush_s)
     traffic = TrafficCounter()  # requests, bytes and durations per space, for /metrics: one for every listener
-    # One /metrics for the process: the proxy's counts (read at scrape time) beside the API's and the platform's.
+    # The proxy's figures, read at scrape time, for the API's /metrics (spacehub.proxyfigures).
     metrics = new_registry()
     metrics.register(ProxyCollector(activity.counter, resolver, traffic))
-    api = _ApiServer(uvicorn.Config(create_app(platform, metrics), uds=str(settings.api_socket),
-                                    log_level="warning", proxy_headers=True, forwarded_allow_ips="*",
-                                    timeout_keep_alive=30,
-                                    timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_s))))
 
     def new_proxy() -> ProxyServer:  # one per listening address, all alike
         return ProxyServer(resolver, scheme=settings.spaces_scheme, platform_token_prefix=TOKEN_PREFIX,
                            activity=activity.counter, traffic=traffic)
 
     proxy = new_proxy()
+    bridge_proxies: list[ProxyServer] = []
     children = _children(settings, url)
     stop, hurry = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -225,40 +248,43 @@ async def _serve(settings: Settings) -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
-    api_task = asyncio.create_task(api.serve())
-    while not api.started:
-        if api_task.done():
-            api_task.result()
-        await asyncio.sleep(0.02)
-    await resolver.start()
-    await activity.start()
-    await proxy.start(settings.host, settings.port)
-    bridge_proxies = await _listen_on_docker_bridges(settings, new_proxy, proxy.port)
-    for child in children:
-        child.start()
-    watcher = asyncio.create_task(_watch_children(children))
-    print(f"spacehub is serving {settings.base_url} (spaces at *.{settings.spaces_domain}) on "
-          f"{settings.host}:{proxy.port}", flush=True)
-    if not compiled():
-        log.warning("the proxy runs as plain Python (no mypyc build: see setup.py); it serves less per CPU")
-    if not wireimpl.NATIVE:
-        log.warning("the proxy parses HTTP with its reference wire layer (no Cython build: see setup.py); "
-                    "it serves less per CPU")
+    watcher: asyncio.Task[None] | None = None
+    figures: asyncio.AbstractServer | None = None
     try:
+        api.start()
+        await resolver.start()
+        await activity.start()
+        figures = await serve_figures(metrics, settings.proxy_figures_socket)
+        for child in children:
+            child.start()
+        # The public port opens once the API answers: the platform host never gets a 502 for a starting API.
+        await _wait_for_api(settings, api, stop)
+        await proxy.start(settings.host, settings.port)
+        bridge_proxies += await _listen_on_docker_bridges(settings, new_proxy, proxy.port)
+        watcher = asyncio.create_task(_watch_children([api, *children]))
+        if not stop.is_set():
+            print(f"spacehub is serving {settings.base_url} (spaces at *.{settings.spaces_domain}) on "
+                  f"{settings.host}:{proxy.port}", flush=True)
+        if not compiled():
+            log.warning("the proxy runs as plain Python (no mypyc build: see setup.py); it serves less per CPU")
+        if not wireimpl.NATIVE:
+            log.warning("the proxy parses HTTP with its reference wire layer (no Cython build: see setup.py); "
+                        "it serves less per CPU")
         await stop.wait()
         watcher.cancel()  # children that exit from now on are meant to
-        await _drain(settings, [proxy, *bridge_proxies], children, hurry)
+        await _drain(settings, [proxy, *bridge_proxies], children, api, hurry)
     finally:
-        watcher.cancel()
-        await asyncio.to_thread(_stop_children, children, 0 if hurry.is_set() else settings.shutdown_grace_s)
+        if watcher is not None:
+            watcher.cancel()
+        await asyncio.to_thread(_stop_children, [*children, api], 0 if hurry.is_set() else settings.shutdown_grace_s)
         await proxy.close()
         for bridge_proxy in bridge_proxies:
             await bridge_proxy.close()
+        if figures is not None:
+            figures.close()
+            settings.proxy_figures_socket.unlink(missing_ok=True)
         await resolver.close()
         await activity.close()
-        api.should_exit = True
-        with contextlib.suppress(Exception):
-            await api_task
         with contextlib.suppress(Exception):
             left = await asyncio.to_thread(_apps_left_running, platform)
             if left:
@@ -267,21 +293,29 @@ async def _serve(settings: Settings) -> None:
         print("spacehub stopped", flush=True)
 
 
-async def _drain(settings: Settings, proxies: list[ProxyServer], children: list[Child],
+async def _drain(settings: Settings, proxies: list[ProxyServer], children: list[Child], api: Child,
                  hurry: asyncio.Event) -> None:
-    """No new work; what is in flight (requests, streams, jobs) gets `shutdown_grace_s` to finish."""
+    """No new work; what is in flight (requests, streams, jobs) gets `shutdown_grace_s` to finish. The API
+    stops once the proxy has drained (the proxy's requests to the platform host are the API's), with a
+    `shutdown_grace_s` of its own; workers and the supervisor stop meanwhile."""
     grace = settings.shutdown_grace_s
     log.info("stopping: no new connections or jobs; what is in flight gets up to %gs to finish "
              "(signal again to stop at once)", grace)
     drains = [asyncio.create_task(p.drain(grace)) for p in proxies]
     stopping = asyncio.create_task(asyncio.to_thread(_stop_children, children, grace))
-    work: list[asyncio.Task[object]] = [*drains, stopping]  # type: ignore[list-item]
+
+    async def api_after_proxies() -> None:
+        await asyncio.wait(drains)
+        await asyncio.to_thread(_stop_children, [api], grace)
+
+    api_stopping = asyncio.create_task(api_after_proxies())
+    work: list[asyncio.Task[object]] = [*drains, stopping, api_stopping]  # type: ignore[list-item]
     cut = asyncio.create_task(hurry.wait())
     while not all(task.done() for task in work) and not cut.done():
         await asyncio.wait([*work, cut], return_when=asyncio.FIRST_COMPLETED)
     cut.cancel()
     if hurry.is_set():
-        for task in drains:
+        for task in [*drains, api_stopping]:
             task.cancel()  # busy connections are cut by close(); children are killed by the caller
         log.warning("stopping now, as asked again: what is still in flight is cut")
         return

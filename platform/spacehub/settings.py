@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     spaces_port: int | None = Field(default=None, description="Port in space URLs; default: the public URL's port")
     log_format: Literal["text", "json"] = Field(default="text", description="Log lines of every role: text, or "
                                                 "one JSON object per line (time, level, logger, message)")
+    proxy_figures_timeout_s: float = Field(default=5.0, gt=0, description="Under `spacehub serve`, how long the "
+                                           "API's /metrics waits for the proxy process's figures (then goes without)")
     runtime: Literal["process", "docker", "kubernetes", "auto"] = Field(default="process",
                                                                          description="Runtime for spaces")
 
@@ -422,6 +424,11 @@ class Settings(BaseSettings):
     @property
     def api_socket(self) -> Path:
         return self.run_dir / "api.sock"
+
+    @property
+    def proxy_figures_socket(self) -> Path:
+        """Where the proxy of `spacehub serve` serves its /metrics figures to the API (spacehub.metrics)."""
+        return self.run_dir / "proxy-metrics.sock"
 
     @property
     def effective_database_url(self) -> str:

@@ -186,6 +186,34 @@ def proc_alive(pid: int) -> bool:
     return stat[stat.rindex(")") + 2:].split()[0] not in ("Z", "X")
 
 
+def children_of(pid: int) -> list[int]:
+    """The live child processes of `pid`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat[stat.rindex(")") + 2:].split()[1]) == pid and proc_alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+def spacehub_child(pid: int, *args: str) -> int | None:
+    """The child of `pid` that runs `python -m spacehub <args...>`, if one does."""
+    want = [b"-m", b"spacehub", *(arg.encode() for arg in args)]
+    for child in children_of(pid):
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if cmdline[1:1 + len(want)] == want:
+            return child
+    return None
+
+
 def uv_processes(data_dir: Path) -> list[int]:
     """uv runs of the platform's builds (they work in its data dir)."""
     found = []
