@@ -83,7 +83,7 @@ class Server:
         self.api = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=60,
                                 headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Host": f"localhost:{self.port}"})
 
-    def start(self, timeout: float = 60) -> None:
+    def start(self, timeout: float = 120) -> None:
         for _attempt in range(3):
             try:
                 return self._start(timeout)
