@@ -9,6 +9,8 @@ connection opened after the kill, succeeds; the surviving proxy stays ready and 
 Restarting a killed role is its process manager's work (Compose's `restart: unless-stopped`, systemd's
 `Restart=`): nothing in a role restarts itself. So the test does what the manager does, runs the same command
 again, and checks that the new process joins the port beside the survivor, under the same load, and serves.
+The manager's own part, Docker starting a killed proxy container again, is tested on the Compose stack
+(tests/deploy/test_compose_stack.py); under `spacehub serve` the proxy is serve's own process.
 """
 
 from __future__ import annotations
