@@ -2,7 +2,8 @@
 
 `serve` leaves apps running when it stops, so that its next start re-adopts them; this is how an operator stops
 them too (before an upgrade, a move, or to free the machine). Frozen apps are woken (SIGCONT) so they get their
-SIGTERM. The database is left as it is: the next start restarts the spaces that should run.
+SIGTERM. The database is only read, never made or changed: the next start restarts the spaces that should run,
+and a data dir that was never served stays without one.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import inspect, make_url, select
 
-from spacehub.context import Platform
 from spacehub.servepid import running_serve
 from spacehub.settings import Settings
+from spacehub.store.db import Database
 from spacehub.store.models import Space
 
 Echo = Callable[[str], None]
@@ -59,14 +61,38 @@ def stop_serve(settings: Settings, echo: Echo) -> None:
         _wait_gone(pid, 10)
 
 
+def _no_database(settings: Settings) -> str | None:
+    """Why there is no database to read (a SQLite file not made yet), or None. Opening SQLite would create it."""
+    url = make_url(settings.effective_database_url)
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).is_file():
+        return f"no database at {url.database}"
+    return None
+
+
+def _app_handles(settings: Settings) -> tuple[list[tuple[str, Any]], str | None]:
+    """(repo id, handle) of every space with an app, from SQL; and why there are none to read, if so."""
+    missing = _no_database(settings)
+    if missing is not None:
+        return [], missing
+    db = Database(settings.effective_database_url, connect_timeout_s=settings.database_connect_timeout_s)
+    try:
+        db.check()
+        if not inspect(db.engine).has_table(Space.__tablename__):
+            return [], "the database has no tables yet"
+        with db.session() as session:
+            rows = session.execute(select(Space.owner, Space.name, Space.handle).where(Space.handle.is_not(None)))
+            return [(f"{owner}/{name}", handle) for owner, name, handle in rows], None
+    finally:
+        db.engine.dispose()
+
+
 def stop_apps(settings: Settings, echo: Echo) -> int:
     from spacehub_runner.backends import runtime_for
     from spacehub_runner.plugs import Handle  # the CLI is where both halves meet
 
-    platform = Platform.open(settings, migrate_schema=False)
-    with platform.db.session() as session:
-        rows = session.execute(select(Space.owner, Space.name, Space.handle).where(Space.handle.is_not(None)))
-        apps = [(f"{owner}/{name}", handle) for owner, name, handle in rows]
+    apps, missing = _app_handles(settings)
+    if missing is not None:
+        echo(f"apps: none recorded ({missing}: this data dir was never served)")
     for repo_id, data in apps:
         handle = Handle.from_json(data)
         runtime_for(settings, handle.runtime).stop(handle)
