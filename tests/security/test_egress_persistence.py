@@ -21,7 +21,7 @@ from spacehub.context import Platform
 from spacehub.sandbox import egress
 from spacehub.sandbox.keeper import EgressKeeper
 from spacehub.settings import Settings
-from support.faults import RedisServer, wait_for
+from support.faults import RedisServer, Role, wait_for
 from support.sandbox import sandbox_settings
 from support.server import SANDBOX_TEST_PORTS, free_port
 
@@ -131,29 +131,22 @@ def test_the_supervisor_puts_a_deleted_rule_back_while_it_runs(own: Settings, re
                                                                tmp_path: Path) -> None:
     Platform.open(Settings(data_dir=own.data_dir, redis_url=redis_server.url,
                            database_url=f"sqlite:///{own.data_dir / 'spacehub.db'}"))  # its schema, as serve makes
-    with open(tmp_path / "supervisor.log", "w+") as log:
-        port = free_port()
-        process = subprocess.Popen([sys.executable, "-m", "spacehub", "supervisor", "--health", f"127.0.0.1:{port}"],
-                                   env=_env(own, redis_server.url), stdout=log, stderr=subprocess.STDOUT)
-        try:
-            def started() -> int | None:
-                assert process.poll() is None, "the supervisor exited"
-                return httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code
+    port = free_port()
+    supervisor = Role("supervisor", ["supervisor", "--health", f"127.0.0.1:{port}"], _env(own, redis_server.url),
+                      tmp_path)
+    try:
+        def started() -> int | None:
+            assert supervisor.process.poll() is None, "the supervisor exited"
+            return httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code
 
-            # Its health listener answers once the start-up check is behind it: what follows is the periodic check.
-            wait_for("the supervisor started", started, 60)
-            assert egress.problems(own, builds=False) == []
-            _delete_metadata_rule(own)
-            wait_for("the deleted rule back in the kernel", lambda: _metadata_refused(own) or None, 60)
-            assert egress.problems(own, builds=False) == []
-            assert process.poll() is None
-        finally:
-            process.terminate()
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            log.seek(0)
-            output = log.read()
+        # Its health listener answers once the start-up check is behind it: what follows is the periodic check.
+        wait_for("the supervisor started", started, 60)
+        assert egress.problems(own, builds=False) == []
+        _delete_metadata_rule(own)
+        wait_for("the deleted rule back in the kernel", lambda: _metadata_refused(own) or None, 60)
+        assert egress.problems(own, builds=False) == []
+        assert supervisor.process.poll() is None
+    finally:
+        supervisor.close()
+    output = supervisor.log.read_text()
     assert "egress rules were missing or altered and are back in force" in output

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from support.faults import RedisServer, wait_for
+from support.faults import RedisServer, Role, wait_for
 from support.server import SANDBOX_TEST_PORTS, free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
@@ -76,22 +76,14 @@ def test_the_supervisor_starts_with_its_sandbox(installed: None, redis_server: R
     env = _env(tmp_path / "data", redis_server.url)
     (tmp_path / "data").mkdir()
     port = free_port()
-    with open(tmp_path / "supervisor.log", "w+") as log:
-        process = subprocess.Popen(_spacehub("supervisor", "--health", f"127.0.0.1:{port}"), env=env,
-                                   stdout=log, stderr=subprocess.STDOUT)
-        try:
-            def health() -> int | None:
-                assert process.poll() is None, "the supervisor exited"
-                return httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code
+    supervisor = Role("supervisor", ["supervisor", "--health", f"127.0.0.1:{port}"], env, tmp_path)
+    try:
+        def health() -> int | None:
+            assert supervisor.process.poll() is None, "the supervisor exited"
+            return httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code
 
-            wait_for("the supervisor's health listener", health, 120)
-        finally:
-            process.terminate()
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            log.seek(0)
-            output = log.read()
+        wait_for("the supervisor's health listener", health, 120)
+    finally:
+        supervisor.close()
+    output = supervisor.log.read_text()
     assert REFUSAL not in output

@@ -122,6 +122,16 @@ class Role:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
 
+    def close(self, grace_s: float = 30) -> None:
+        """The end of a test that ran it: SIGTERM, and SIGKILL of its group if it has not stopped within
+        `grace_s` (a hung role must not hang the suite)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
 
 @contextlib.contextmanager
 def serving(data_dir: Path, env: dict[str, str] | None = None, **settings: str) -> Iterator[Server]:
