@@ -87,6 +87,20 @@ def test_the_keeper_puts_back_what_went(own: Settings, damage) -> None:
     assert EgressKeeper(own, builds=False).tend() == []  # in force: nothing to do, nothing rewritten
 
 
+def test_the_keeper_leaves_another_platforms_choices_alone(own: Settings) -> None:
+    """Platforms sharing an engine may choose differently (here: the internet on 80/443): the start-up check of
+    one that wants it off names the difference, but its keeper repairs only damage, so it rewrites nothing."""
+    offline = own.model_copy(update={"docker_egress_internet": False})
+    internet_rule = f"-A {_bridge(own).out_chain} -p tcp -m multiport --dports 80,443 -j RETURN"
+    assert any("internet on 80/443 is on, the settings say off" in p for p in egress.problems(offline, builds=False))
+    assert EgressKeeper(offline, builds=False).tend() == []
+    assert internet_rule in (egress.chain_rules(_bridge(own).out_chain) or [])
+    # Damage is still repaired, and the choice the chain held stays.
+    _delete_metadata_rule(own)
+    assert EgressKeeper(offline, builds=False).tend()
+    assert _metadata_refused(own) and internet_rule in (egress.chain_rules(_bridge(own).out_chain) or [])
+
+
 def test_the_keeper_checks_at_most_once_an_interval(own: Settings) -> None:
     now = [100.0]
     keeper = EgressKeeper(own, builds=False, clock=lambda: now[0])

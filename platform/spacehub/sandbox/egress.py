@@ -370,7 +370,11 @@ def problems(settings: Settings, *, builds: bool = True) -> list[str]:
     return found
 
 
-def _bridge_problems(bridge: Bridge, wanted: Policy) -> list[str]:
+def _bridge_problems(bridge: Bridge, wanted: Policy, *, choices: bool = True) -> list[str]:
+    """What of the bridge's rules is gone or differs from `wanted`: a chain, a jump, a rule, a refused range, an
+    allowed port, the IPv6 drop. With `choices`, also the choices that may differ between platforms sharing the
+    engine (DNS resolvers, internet on 80/443): the start-up check holds this platform to its own settings, while
+    the keeper (`reassert`) repairs damage and leaves those as it finds them."""
     found = []
     for chain, expected_for in (
         (bridge.out_chain, lambda pol: out_rules(bridge.out_chain, pol)),
@@ -383,11 +387,10 @@ def _bridge_problems(bridge: Bridge, wanted: Policy) -> list[str]:
         have = _parse(live)
         if live != expected_for(have):
             found.append(f"iptables chain {chain} does not hold exactly spacehub's rules (gateway {bridge.gateway})")
-            continue
-        if chain == bridge.out_chain:
-            if have.resolvers != wanted.resolvers:
+        elif chain == bridge.out_chain:
+            if choices and have.resolvers != wanted.resolvers:
                 found.append(f"{chain}: DNS allowed to {have.resolvers}, the host's resolvers are {wanted.resolvers}")
-            if have.internet != wanted.internet:
+            if choices and have.internet != wanted.internet:
                 found.append(f"{chain}: internet on 80/443 is {'on' if have.internet else 'off'}, the settings say "
                              f"{'on' if wanted.internet else 'off'}")
             unrefused = wanted.blocked - have.blocked
@@ -398,32 +401,6 @@ def _bridge_problems(bridge: Bridge, wanted: Policy) -> list[str]:
             missing = sorted(p for p in wanted.ports if not _port_numbers([p]) <= allowed)
             if missing:
                 found.append(f"{chain}: does not allow port(s) {', '.join(missing)} on {bridge.gateway}")
-    found += [p for p in (_jump_problem("DOCKER-USER", bridge.interface, bridge.out_chain),
-                          _jump_problem("INPUT", bridge.interface, bridge.in_chain)) if p]
-    for parent in ("INPUT", "FORWARD"):
-        problem = _jump_problem(parent, bridge.interface, V6_CHAIN, "ip6tables")
-        if problem:
-            found.append(problem)
-    return found
-
-
-def _damage(bridge: Bridge, wanted: Policy) -> list[str]:
-    """What of the bridge's rules is gone or altered: a chain, a jump, a rule, a refused range or an allowed port
-    of this platform's. Not the choices that differ between platforms sharing the engine (DNS, internet)."""
-    found = []
-    for chain, expected in ((bridge.out_chain, lambda pol: out_rules(bridge.out_chain, pol)),
-                            (bridge.in_chain, lambda pol: in_rules(bridge.in_chain, bridge.gateway, pol))):
-        live = chain_rules(chain)
-        if live is None:
-            found.append(f"iptables chain {chain} is missing")
-            continue
-        have = _parse(live)
-        if live != expected(have):
-            found.append(f"iptables chain {chain} does not hold exactly spacehub's rules")
-        elif chain == bridge.out_chain and not wanted.blocked <= have.blocked:
-            found.append(f"{chain}: does not refuse {', '.join(_sorted_nets(wanted.blocked - have.blocked))}")
-        elif chain == bridge.in_chain and not _port_numbers(wanted.ports) <= _port_numbers(have.ports):
-            found.append(f"{chain}: does not allow all of the ports {', '.join(sorted(wanted.ports))}")
     found += [p for p in (_jump_problem("DOCKER-USER", bridge.interface, bridge.out_chain),
                           _jump_problem("INPUT", bridge.interface, bridge.in_chain)) if p]
     found += [p for parent in ("INPUT", "FORWARD")
@@ -451,7 +428,7 @@ def reassert(settings: Settings, log: Log, *, builds: bool = True) -> list[str]:
         if bridge is None:
             raise EgressError(f"cannot find the bridge of docker network {settings.docker_network!r}")
         wanted = policy(settings, ports)
-        damage = _damage(bridge, wanted)
+        damage = _bridge_problems(bridge, wanted, choices=False)
         if damage:
             live = chain_rules(bridge.out_chain)
             if live:  # the choices the chain still holds stay as they are (another platform's, perhaps)
