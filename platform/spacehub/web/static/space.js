@@ -192,4 +192,8 @@
       deleteButton.disabled = confirmInput.value.trim() !== confirmInput.dataset.expect;
     });
   }
+  // Deleting: the stream's "gone" (sent as soon as the delete commits) must not reload this page over the
+  // delete's own answer, the owner's page.
+  const deleteForm = document.querySelector("[data-delete-form]");
+  if (deleteForm) deleteForm.addEventListener("submit", function () { events.close(); });
 })();
