@@ -19,11 +19,12 @@ import html
 import os
 import shlex
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
 SECRET_ID = "spacehub-pkgsrc"
@@ -32,6 +33,7 @@ SECRET_TARGET = "/run/spacehub-pkgsrc"
 LOAD_SOURCES = f". {SECRET_TARGET} && "
 # Only package files and index pages are ever served, whatever else lies in the folders.
 _PACKAGE_SUFFIXES = (".whl", ".tar.gz", ".zip", ".tar.bz2", ".tgz", ".metadata", ".html")
+ServerT = TypeVar("ServerT", bound=ThreadingHTTPServer)
 
 
 @dataclass(frozen=True)
@@ -152,16 +154,18 @@ def port_range(spec: str) -> range:
     return range(first, last + 1)
 
 
-def _bind(host: str, ports: range | None) -> _FolderServer:
+def bind_in_range(make: Callable[[tuple[str, int]], ServerT], host: str, ports: range | None, what: str) -> ServerT:
+    """A server from `make` on the first free port of `ports` (any port when None): several builds at once
+    each take their own, and the egress rules let build steps reach only these ports."""
     if ports is None:
-        return _FolderServer((host, 0), _Handler)
-    for port in ports:  # several builds at once each take their own
+        return make((host, 0))
+    for port in ports:
         try:
-            return _FolderServer((host, port), _Handler)
+            return make((host, port))
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:
                 raise
-    raise OSError(errno.EADDRINUSE, f"no free port for the package server in {ports.start}-{ports.stop - 1}")
+    raise OSError(errno.EADDRINUSE, f"no free port for the {what} in {ports.start}-{ports.stop - 1}")
 
 
 @contextmanager
@@ -188,7 +192,7 @@ def serve_sources(
         yield Sources(index_url, tuple(extra_index_urls), tuple(find_links), index_strategy)
         return
 
-    server = _bind(bind_host, ports)
+    server = bind_in_range(lambda address: _FolderServer(address, _Handler), bind_host, ports, "package server")
     server.roots = tuple(roots)
     base = f"http://{bind_host}:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, name="spacehub-pkgsrc", daemon=True)

@@ -4,11 +4,10 @@ Chromium per module that drives the same apps as a visitor does (tests/compat/pa
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from e2e.browserkit import CHROMIUM, CHROMIUM_ARGS
-from playwright.sync_api import Browser, sync_playwright
+from e2e.browserkit import launched_chromium
+from playwright.sync_api import Browser
 
 from support.server import Server
 
@@ -24,11 +23,5 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    # Module scope: Playwright's sync API keeps an event loop running in this thread while it is open, and later
-    # tests in the same run (the unit tests) call asyncio.run().
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run deploy/setup/system.sh (as root) first")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with launched_chromium() as chromium:
         yield chromium
-        chromium.close()

@@ -25,6 +25,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from support.faults import wait_for
+from support.secretapp import write_space
 from support.stack import PROXY_HOSTS, ROLES, SPACES_DOMAIN, Stack, app_containers, running_stack
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(3000)]
@@ -206,25 +207,6 @@ def test_a_proxy_killed_under_traffic_the_other_serves_and_it_comes_back(stack: 
 
 # -- backup and restore inside the stack ----------------------------------------------------------------------------
 
-SECRET_APP = """
-import http.server, os
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = ("secret=" + os.environ.get("GREETING", "(none)")).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-where = (os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), int(os.environ["PORT"]))
-http.server.ThreadingHTTPServer(where, Handler).serve_forever()
-"""
-README = "---\ntitle: Kept\nsdk: gradio\nsdk_version: 6.31.0\napp_file: app.py\n---\n"
-
 PUSH_SECRET_SPACE = """
     import os, time
     from huggingface_hub import HfApi
@@ -292,10 +274,7 @@ def test_backup_in_the_stack_under_writes_then_restore_into_a_wiped_stack(stack:
     # Before: bob with a token, a space of admin's whose app shows its secret, bob writing to a model.
     stack.admin("users", "create", "bob")
     bob = stack.admin("token", "create", "--user", "bob").strip().splitlines()[-1]
-    folder = tmp_path / "kept"
-    folder.mkdir()
-    (folder / "README.md").write_text(README)
-    (folder / "app.py").write_text(SECRET_APP)
+    folder = write_space(tmp_path / "kept")
     stack.client(PUSH_SECRET_SPACE, FOLDER=str(folder))
     kept_url = stack.space_url("admin-kept")
     assert httpx.get(kept_url + "/", verify=str(stack.ca), timeout=30).text == "secret=hello from before"

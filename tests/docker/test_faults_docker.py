@@ -21,17 +21,15 @@ import json
 import os
 import secrets
 import signal
-import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from dockerkit import DOCKER, inspect_existing, instance_containers, remove_instance, write_tree
 
-from support.faults import proc_alive, wait_for
+from support.faults import build_runner_pid, proc_alive, sql, wait_for
 from support.server import Server
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
@@ -98,19 +96,6 @@ def build_folders(data_dir: Path) -> list[str]:
     """Checkouts and build contexts on disk (a finished build removes its own)."""
     found = [str(p) for p in (data_dir / "builds").glob("*")]
     return found + [str(p) for p in (data_dir / "tmp").glob("build-*")]
-
-
-def sql(server: Server, query: str, *args: object) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(server.data_dir / "spacehub.db") as db:
-        return db.execute(query, args).fetchall()
-
-
-def build_runner_pid(server: Server, repo_id: str) -> int | None:
-    owner, name = repo_id.split("/")
-    rows = sql(server, "select b.runner from builds b join spaces s on s.id = b.space_id "
-                       "where s.owner = ? and s.name = ? and b.sha = s.desired_sha and b.status = 'running'",
-               owner, name)
-    return int(str(rows[0][0]).rsplit(":", 2)[1]) if rows and rows[0][0] else None
 
 
 def healed(server: Server, repo_id: str) -> str | None:

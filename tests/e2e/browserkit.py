@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from playwright.sync_api import BrowserContext, Page, Request
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, Request, sync_playwright
 
 from support.server import REPO
 
@@ -29,6 +32,18 @@ PLAYWRIGHT_DISABLED_FEATURES_BUT_PARTITIONING = (
 PARTITIONED_ARGS = [*CHROMIUM_ARGS, f"--disable-features={PLAYWRIGHT_DISABLED_FEATURES_BUT_PARTITIONING}"]
 PASSWORDS = {"alice": "alice-password-1", "bob": "bob-password-22", "carol": "carol-admin-333"}
 ADMINS = {"carol"}
+
+
+@contextmanager
+def launched_chromium() -> Iterator[Browser]:
+    """The machine's Chromium, headless, for the `browser` fixtures (module scope: Playwright's sync API keeps an
+    event loop running in this thread while it is open, and later tests in the same run call asyncio.run())."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run deploy/setup/system.sh (as root) first")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
 
 
 def sign_in(page: Page, user: str) -> None:

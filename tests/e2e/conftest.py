@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from browserkit import ADMINS, CHROMIUM, CHROMIUM_ARGS, PASSWORDS, SCREENSHOTS, WIDE, sign_in
-from playwright.sync_api import Browser, BrowserContext, sync_playwright
+from browserkit import ADMINS, PASSWORDS, SCREENSHOTS, WIDE, launched_chromium, sign_in
+from playwright.sync_api import Browser, BrowserContext
 
 from support.server import Server
 
@@ -29,14 +29,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    # Module scope, not session: Playwright's sync API keeps an event loop running in this thread while it is
-    # open, and later tests in the same run (the unit tests) call asyncio.run().
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run deploy/setup/system.sh (as root) first")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with launched_chromium() as chromium:
         yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="session", autouse=True)

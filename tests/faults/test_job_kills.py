@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from support.faults import GatedIndex, hello_with, proc_alive, serving, uv_processes
+from support.faults import GatedIndex, build_runner_pid, hello_with, proc_alive, serving, sql, uv_processes
 from support.server import Server, app_pids
 
 LOST_JOB_S = 3
@@ -57,22 +56,6 @@ def wait_until(what: str, check: Callable[[], Any], server: Server, timeout: flo
             return value
         time.sleep(0.3)
     raise AssertionError(f"timed out waiting until {what} (last: {value!r})\n{server.log.read_text()[-4000:]}")
-
-
-def sql(server: Server, query: str, *args: object) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(server.data_dir / "spacehub.db") as db:
-        return db.execute(query, args).fetchall()
-
-
-def build_runner_pid(server: Server, repo_id: str) -> int | None:
-    """The pid of the process running the space's current build (the RQ work-horse), once it runs."""
-    owner, name = repo_id.split("/")
-    rows = sql(server, "select b.runner from builds b join spaces s on s.id = b.space_id "
-                       "where s.owner = ? and s.name = ? and b.sha = s.desired_sha and b.status = 'running'",
-               owner, name)
-    if not rows or not rows[0][0]:
-        return None
-    return int(str(rows[0][0]).rsplit(":", 2)[1])
 
 
 def parent_pid(pid: int) -> int:

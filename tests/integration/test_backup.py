@@ -13,32 +13,8 @@ import httpx
 import pytest
 from huggingface_hub import HfApi, hf_hub_download
 
+from support.secretapp import write_space
 from support.server import Server
-
-SECRET_APP = """
-import http.server, os
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = ("secret=" + os.environ.get("GREETING", "(none)")).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
-"""
-README = "---\ntitle: Kept\nsdk: gradio\nsdk_version: 6.31.0\napp_file: app.py\n---\n"
-
-
-def _tiny_space(folder: Path) -> Path:
-    folder.mkdir(parents=True)
-    (folder / "README.md").write_text(README)
-    (folder / "app.py").write_text(SECRET_APP)
-    return folder
 
 
 def _serves_secret(server: Server, label: str) -> str:
@@ -55,7 +31,7 @@ def test_backup_under_write_load_then_restore_into_a_wiped_install(tmp_path: Pat
         first.cli("users", "create", "bob")
         bob_token = first.cli("token", "create", "--user", "bob").stdout.strip().splitlines()[-1]
         admin = HfApi(endpoint=first.url, token=first.token)
-        first.cli("push", str(_tiny_space(tmp_path / "kept")), "admin/kept", "--no-follow")
+        first.cli("push", str(write_space(tmp_path / "kept")), "admin/kept", "--no-follow")
         admin.add_space_secret("admin/kept", "GREETING", "hello from before")
         first.wait_stage("admin/kept", {"RUNNING"})
         bob = HfApi(endpoint=first.url, token=bob_token)

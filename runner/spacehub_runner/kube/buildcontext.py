@@ -13,7 +13,6 @@ these ports only.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import secrets
 import shutil
@@ -24,7 +23,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from ..pkgsources import port_range
+from ..pkgsources import bind_in_range, port_range
 
 
 def pack(context: Path, into: Path) -> str:
@@ -67,20 +66,11 @@ class _Handler(BaseHTTPRequestHandler):
             shutil.copyfileobj(f, self.wfile)
 
 
-def _bind(host: str, ports: range) -> _OneFileServer:
-    for port in ports:  # several builds on one worker each take their own
-        try:
-            return _OneFileServer((host, port), _Handler)
-        except OSError as exc:
-            if exc.errno != errno.EADDRINUSE:
-                raise
-    raise OSError(errno.EADDRINUSE, f"no free port for the build context in {ports.start}-{ports.stop - 1}")
-
-
 @contextmanager
 def serve(tarball: Path, host: str, ports: str) -> Iterator[str]:
     """Serve `tarball` at a random path on `host` (the first free port of `ports`); yield its URL."""
-    server = _bind(host, port_range(ports))
+    server = bind_in_range(lambda address: _OneFileServer(address, _Handler), host, port_range(ports),
+                           "build context")
     server.path = "/" + secrets.token_urlsafe(32)
     server.file = tarball
     thread = threading.Thread(target=server.serve_forever, name="spacehub-build-context", daemon=True)
