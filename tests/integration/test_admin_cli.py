@@ -24,6 +24,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv.start()
     yield srv
     srv.stop()
+    srv.kill_apps()  # apps outlive serve on purpose (re-adoption); not past this module
 
 
 def spacehub(server: Server, *args: str, data_dir: Path | None = None, stdin: str | None = None,

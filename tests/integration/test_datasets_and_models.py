@@ -34,6 +34,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv.start()
     yield srv
     srv.stop()
+    srv.kill_apps()  # apps outlive serve on purpose (re-adoption); not past this module
 
 
 @pytest.fixture(autouse=True)

@@ -22,6 +22,7 @@ def server(tmp_path_factory):
     srv.cli("users", "create", "carol", "--password", "carol-password-1")
     yield srv
     srv.stop()
+    srv.kill_apps()  # apps outlive serve on purpose (re-adoption); not past this module
 
 
 def _post_raw(server: Server, client: httpx.Client, path: str, body: dict[str, str],
