@@ -10,11 +10,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Request, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Request, expect, sync_playwright
 
 from support.server import REPO
 
 CHROMIUM = "/usr/bin/chromium"
+EXPECT_TIMEOUT_MS = 30_000
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SCREENSHOTS = REPO / "artifacts" / "screenshots"
 APPS = Path(__file__).resolve().parent / "apps"
@@ -40,6 +41,9 @@ def launched_chromium() -> Iterator[Browser]:
     event loop running in this thread while it is open, and later tests in the same run call asyncio.run())."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: run deploy/setup/system.sh (as root) first")
+    # Under `make test`'s three lanes on two cores a Gradio page can take longer than Playwright's default 5 s to
+    # draw; an expectation that fails still fails, only later.
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
