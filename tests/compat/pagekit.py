@@ -119,7 +119,9 @@ def stream(page: Page) -> dict[str, object]:
 
 def files(page: Page, source: Path) -> dict[str, object]:
     page.locator("input[type=file]").first.set_input_files(str(source))
-    expect(page.get_by_text(source.name).first).to_be_visible()  # the upload finished
+    # The upload finished: the input's row links to the stored file. (Its name is drawn as stem and extension in
+    # two spans, which a text match sometimes misses.)
+    expect(page.locator(f"a[href$='/{source.name}']").first).to_be_visible()
     submit(page)
     expect(page.get_by_label("Bytes")).to_have_value(str(source.stat().st_size))
     name, data = downloaded(page, f"a[data-testid=download-link][download='reversed-{source.name}']")
