@@ -21,7 +21,7 @@ from subjects import CONTRACT_APP, Subject, built, write_tree
 
 from spacehub.settings import Settings
 from spacehub_runner.fakes import FakeBuilder, FakeHost, FakeRuntime
-from spacehub_runner.plugs import Artifact, BuildPlan
+from spacehub_runner.plugs import Artifact, Builder, BuildPlan
 from support.server import fork_server_pids
 
 
@@ -121,7 +121,6 @@ def kubernetes_subject(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sub
     from spacehub_runner import images
     from spacehub_runner.builders.docker import DockerBuilder
     from spacehub_runner.dockeropts import DockerOptions
-    from spacehub_runner.kube.runtime import KubernetesRuntime
 
     password = os.environ.get("SPACEHUB_TEST_REGISTRY_PASSWORD")
     settings = Settings(
@@ -134,15 +133,7 @@ def kubernetes_subject(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sub
     )
     images.bootstrap_base(settings, print)
     base = DockerOptions.from_settings(settings).base_image_for("3.11")
-    dockerfile = f'FROM {base}\nCOPY app.py /opt/app.py\nUSER 1000\nCMD ["python3", "/opt/app.py"]\n'
-    src = write_tree(tmp_path_factory.mktemp("kubernetes-src"), {"Dockerfile": dockerfile, "app.py": CONTRACT_APP})
-    plan = BuildPlan(recipe="docker")
-    artifact = built(DockerBuilder(settings), plan, src)
-    yield Subject("kubernetes", lambda: KubernetesRuntime(settings), artifact, plan, freezable=False, managed=True,
-                  ready_timeout_s=180)
-    runtime = KubernetesRuntime(settings)
-    for handle in runtime.list_managed():  # this run's instance label: only what this suite started
-        runtime.stop(handle)
+    yield from _on_kubernetes(settings, DockerBuilder(settings), base, tmp_path_factory.mktemp("kubernetes-src"))
 
 
 @pytest.fixture(scope="session")
@@ -164,7 +155,6 @@ def kubernetes_buildkit_subject(tmp_path_factory: pytest.TempPathFactory) -> Ite
     from pydantic import SecretStr
 
     from spacehub_runner.builders.kubernetes import KubernetesBuilder
-    from spacehub_runner.kube.runtime import KubernetesRuntime
 
     password = os.environ.get("SPACEHUB_TEST_REGISTRY_PASSWORD")
     base = os.environ.get("SPACEHUB_TEST_KUBE_BASE_IMAGE", "python:3.11-slim")
@@ -177,15 +167,23 @@ def kubernetes_buildkit_subject(tmp_path_factory: pytest.TempPathFactory) -> Ite
         kube_build_namespace=os.environ.get("SPACEHUB_TEST_KUBE_BUILD_NAMESPACE", "spacehub-builds"),
         kube_pull_secret=os.environ.get("SPACEHUB_TEST_KUBE_PULL_SECRET"), kube_build_context_host=context_host,
     )
+    yield from _on_kubernetes(settings, KubernetesBuilder(settings), base,
+                              tmp_path_factory.mktemp("kubernetes-buildkit-src"))
+
+
+def _on_kubernetes(settings: Settings, builder: Builder, base: str, folder: Path) -> Iterator[Subject]:
+    """The contract app built by `builder` on `base` and run by KubernetesRuntime; afterwards every pod this run's
+    instance label owns is stopped (only what this suite started)."""
+    from spacehub_runner.kube.runtime import KubernetesRuntime
+
     dockerfile = f'FROM {base}\nCOPY app.py /opt/app.py\nUSER 1000\nCMD ["python3", "/opt/app.py"]\n'
-    src = write_tree(tmp_path_factory.mktemp("kubernetes-buildkit-src"),
-                     {"Dockerfile": dockerfile, "app.py": CONTRACT_APP})
+    src = write_tree(folder, {"Dockerfile": dockerfile, "app.py": CONTRACT_APP})
     plan = BuildPlan(recipe="docker")
-    artifact = built(KubernetesBuilder(settings), plan, src)
+    artifact = built(builder, plan, src)
     yield Subject("kubernetes", lambda: KubernetesRuntime(settings), artifact, plan, freezable=False, managed=True,
                   ready_timeout_s=180)
     runtime = KubernetesRuntime(settings)
-    for handle in runtime.list_managed():  # this run's instance label: only what this suite started
+    for handle in runtime.list_managed():
         runtime.stop(handle)
 
 

@@ -29,7 +29,7 @@ import httpx
 import pytest
 from dockerkit import DOCKER, inspect_existing, instance_containers, remove_instance, write_tree
 
-from support.faults import build_runner_pid, proc_alive, sql, wait_for
+from support.faults import build_runner_pid, proc_alive, serving_head, sql, wait_for
 from support.server import Server
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
@@ -100,12 +100,8 @@ def build_folders(data_dir: Path) -> list[str]:
 
 def healed(server: Server, repo_id: str) -> str | None:
     """None when the invariants hold for the space, else what does not (polled until it holds)."""
-    runtime = server.api.get(f"/api/spaces/{repo_id}/runtime").json()
-    if runtime["stage"] != "RUNNING":
-        return f"{repo_id} is {runtime['stage']} ({runtime.get('errorMessage')})"
-    head = server.api.get(f"/api/spaces/{repo_id}").json()["sha"]
-    if runtime["sha"] != head:
-        return f"{repo_id} serves {runtime['sha']} but HEAD is {head}"
+    if (problem := serving_head(server, repo_id)) is not None:
+        return problem
     handles = [json.loads(h) for (h,) in sql(server, "select handle from spaces where handle is not null")]
     wanted = sorted(h["data"]["container_id"] for h in handles)
     running = sorted(c["Id"] for c in inspect_existing(instance_containers(server.data_dir))

@@ -23,7 +23,16 @@ from typing import Any
 
 import pytest
 
-from support.faults import GatedIndex, build_runner_pid, hello_with, proc_alive, serving, sql, uv_processes
+from support.faults import (
+    GatedIndex,
+    build_runner_pid,
+    hello_with,
+    proc_alive,
+    serving,
+    serving_head,
+    sql,
+    uv_processes,
+)
 from support.server import Server, app_pids
 
 LOST_JOB_S = 3
@@ -78,12 +87,8 @@ def children(pid: int) -> list[tuple[int, str]]:
 def healed(server: Server, repo_ids: list[str]) -> str | None:
     """None when the invariants hold for these spaces, else what does not (polled until it holds)."""
     for repo_id in repo_ids:
-        runtime = server.api.get(f"/api/spaces/{repo_id}/runtime").json()
-        if runtime["stage"] != "RUNNING":
-            return f"{repo_id} is {runtime['stage']} ({runtime.get('errorMessage')})"
-        head = server.api.get(f"/api/spaces/{repo_id}").json()["sha"]
-        if runtime["sha"] != head:
-            return f"{repo_id} serves {runtime['sha']} but HEAD is {head}"
+        if (problem := serving_head(server, repo_id)) is not None:
+            return problem
     handles = [json.loads(h) for (h,) in sql(server, "select handle from spaces where handle is not null")]
     wanted = sorted(int(h["data"]["pid"]) for h in handles)
     running = sorted(app_pids(server.data_dir))

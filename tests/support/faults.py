@@ -267,3 +267,14 @@ def build_runner_pid(server: Server, repo_id: str) -> int | None:
     if not rows or not rows[0][0]:
         return None
     return int(str(rows[0][0]).rsplit(":", 2)[1])
+
+
+def serving_head(server: Server, repo_id: str) -> str | None:
+    """None when the space is RUNNING at its HEAD, else what it is instead (the fault tests' first invariant)."""
+    runtime = server.api.get(f"/api/spaces/{repo_id}/runtime").json()
+    if runtime["stage"] != "RUNNING":
+        return f"{repo_id} is {runtime['stage']} ({runtime.get('errorMessage')})"
+    head = server.api.get(f"/api/spaces/{repo_id}").json()["sha"]
+    if runtime["sha"] != head:
+        return f"{repo_id} serves {runtime['sha']} but HEAD is {head}"
+    return None
